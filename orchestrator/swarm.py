@@ -1,0 +1,127 @@
+"""Swarm primitives through the docker SDK: init, join, labels, read-modify-write updates.
+
+Join tokens travel only in API request bodies, never on a command line and never
+into a message: errors are redacted by LabError, and nothing here logs a token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import docker
+import docker.errors
+
+from provision.errors import SwarmError
+from provision.spec import SwarmSpec
+
+SWARM_PORT = 2377
+
+
+@dataclass(frozen=True, repr=False)
+class JoinTokens:
+    worker: str
+    manager: str
+
+    def __repr__(self) -> str:  # never show a token by accident
+        return "JoinTokens(<redacted>)"
+
+    def for_role(self, role: str) -> str:
+        return self.manager if role == "manager" else self.worker
+
+
+def swarm_info(client: docker.DockerClient) -> dict:
+    return client.info().get("Swarm") or {}
+
+
+def local_state(client: docker.DockerClient) -> str:
+    """inactive | pending | active | error | locked."""
+    return swarm_info(client).get("LocalNodeState", "inactive")
+
+
+def heartbeat_ns(spec: SwarmSpec) -> int:
+    return int(spec.dispatcher_heartbeat * 1_000_000_000)
+
+
+def init(client: docker.DockerClient, address: str, spec: SwarmSpec) -> bool:
+    """Initialise a swarm advertising ``address``; False when this node already leads one."""
+    if local_state(client) == "active":
+        return ensure_tuning(client, spec)
+    try:
+        client.swarm.init(
+            advertise_addr=address, listen_addr=f"{address}:{SWARM_PORT}",
+            dispatcher_heartbeat_period=heartbeat_ns(spec),
+        )
+    except docker.errors.APIError as err:
+        raise SwarmError(f"swarm init on {address} failed: {err.explanation or err}") from err
+    return True
+
+
+def ensure_tuning(client: docker.DockerClient, spec: SwarmSpec) -> bool:
+    """Apply the spec's dispatcher heartbeat to an existing swarm if it differs."""
+    client.swarm.reload()
+    dispatcher = client.swarm.attrs["Spec"].get("Dispatcher") or {}
+    if dispatcher.get("HeartbeatPeriod") == heartbeat_ns(spec):
+        return False
+    client.swarm.update(dispatcher_heartbeat_period=heartbeat_ns(spec))
+    return True
+
+
+def tokens(manager: docker.DockerClient) -> JoinTokens:
+    manager.swarm.reload()
+    found = manager.swarm.attrs["JoinTokens"]
+    return JoinTokens(worker=found["Worker"], manager=found["Manager"])
+
+
+def rotate_tokens(manager: docker.DockerClient) -> None:
+    manager.swarm.reload()
+    manager.swarm.update(rotate_worker_token=True, rotate_manager_token=True)
+
+
+def member_ids(manager: docker.DockerClient) -> set[str]:
+    return {node.id for node in manager.nodes.list()}
+
+
+def join(client: docker.DockerClient, name: str, address: str, manager_address: str, token: str,
+         members: set[str]) -> bool:
+    """Join this node to the swarm of ``manager_address``; False when it is a member already.
+
+    Raises:
+        SwarmError: the node belongs to another swarm, or the join failed.
+    """
+    info = swarm_info(client)
+    if info.get("LocalNodeState") == "active":
+        if info.get("NodeID") in members:
+            return False
+        raise SwarmError(f"{name} is already part of another swarm",
+                         hint=f"make it leave (`docker swarm leave --force` on {name}) or recreate the lab")
+    try:
+        client.swarm.join(
+            remote_addrs=[f"{manager_address}:{SWARM_PORT}"], join_token=token,
+            advertise_addr=address, listen_addr=f"{address}:{SWARM_PORT}",
+        )
+    except docker.errors.APIError as err:
+        raise SwarmError(f"{name} could not join the swarm at {manager_address}: {err.explanation or err}",
+                         hint="check that the nodes reach each other on 2377/tcp (`invoke lab.doctor`)") from err
+    return True
+
+
+def update_node(manager: docker.DockerClient, node_id: str, change: Callable[[dict], None]) -> bool:
+    """Read the node's spec, let ``change`` edit it, and write it back if it differs.
+
+    The SDK's ``Node.update`` replaces the whole spec, so it is always read first
+    and written with the version it was read at.
+    """
+    node = manager.nodes.get(node_id)
+    spec = dict(node.attrs["Spec"])
+    wanted = {**spec, "Labels": dict(spec.get("Labels") or {})}
+    change(wanted)
+    if wanted == spec:
+        return False
+    node.update(wanted)
+    return True
+
+
+def ensure_labels(manager: docker.DockerClient, node_id: str, labels: dict[str, str]) -> bool:
+    """Make sure the node carries ``labels`` (others are left alone)."""
+    return update_node(manager, node_id, lambda spec: spec["Labels"].update(labels))

@@ -1,0 +1,192 @@
+"""Build a LabSpec from layers: defaults < lab.yaml < Invoke config < CLI flags.
+
+Invoke config covers ``invoke.yaml`` and ``INVOKE_LAB_*`` environment
+variables (the ``lab`` section); the spec file is ``--spec FILE``, else the
+``lab.spec`` config value, else ``./lab.yaml`` when it exists.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from provision import spec as specs
+from provision.errors import SpecError
+
+SPEC_FILE = "lab.yaml"
+_SCALARS = ("name", "provider", "managers", "workers")
+
+
+def load_spec(
+    spec_file: str | Path | None = None,
+    config: Mapping[str, Any] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> specs.LabSpec:
+    """Merge the layers and build a LabSpec (not yet validated against a backend).
+
+    Raises:
+        SpecError: listing every value of the wrong type or shape.
+    """
+    config = dict(config or {})
+    raw = copy.deepcopy(specs.DEFAULTS)
+    path = spec_file or config.pop("spec", None) or _default_spec_file()
+    if path:
+        raw = merge(raw, read_spec_file(path))
+    raw = merge(raw, {k: v for k, v in config.items() if k != "spec"})
+    raw = merge(raw, {k: v for k, v in (overrides or {}).items() if v is not None})
+    return from_mapping(raw)
+
+
+def read_spec_file(path: str | Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except FileNotFoundError as err:
+        raise SpecError([f"spec file {path} does not exist"]) from err
+    except yaml.YAMLError as err:
+        raise SpecError([f"spec file {path} is not valid YAML: {err}"]) from err
+    if not isinstance(data, dict):
+        raise SpecError([f"spec file {path} must hold a mapping, not {type(data).__name__}"])
+    return data
+
+
+def merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``top`` into a copy of ``base`` (mappings merge, the rest replaces)."""
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(dict(out[key]), value)
+        else:
+            out[key] = value
+    return out
+
+
+def from_mapping(raw: Mapping[str, Any]) -> specs.LabSpec:
+    """Turn a merged mapping into a LabSpec, collecting every type problem."""
+    problems: list[str] = []
+    unknown = sorted(set(raw) - set(specs.DEFAULTS) - {"spec"})
+    problems += [f"unknown spec key {key!r}" for key in unknown]
+    get = _Getter(raw, problems)
+    name, provider = get.text("name"), get.text("provider")
+    managers, workers = get.integer("managers"), get.integer("workers")
+    nodes = _nodes(raw.get("nodes"), managers, workers, get.mapping("labels"), problems)
+    network = specs.NetworkSpec(
+        subnet=get.text("network.subnet"), mtu=get.integer("network.mtu")
+    )
+    registry = specs.RegistrySpec(
+        enabled=get.boolean("registry.enabled"),
+        port=get.integer("registry.port"),
+        image=get.text("registry.image"),
+    )
+    swarm = specs.SwarmSpec(
+        dispatcher_heartbeat=get.number("swarm.dispatcher_heartbeat"),
+        election_tick=get.integer("swarm.election_tick"),
+    )
+    if problems:
+        raise SpecError(problems, hint="fix lab.yaml or the command-line flags and run again")
+    return specs.LabSpec(name, provider, nodes, network, registry, swarm)
+
+
+def to_mapping(spec: specs.LabSpec) -> dict[str, Any]:
+    """The spec as plain data (for JSON state files and templates)."""
+    return {
+        "name": spec.name,
+        "provider": spec.provider,
+        "nodes": [{"name": n.name, "role": n.role, "labels": dict(n.labels)} for n in spec.nodes],
+        "network": {"subnet": spec.network.subnet, "mtu": spec.network.mtu},
+        "registry": {"enabled": spec.registry.enabled, "port": spec.registry.port, "image": spec.registry.image},
+        "swarm": {
+            "dispatcher_heartbeat": spec.swarm.dispatcher_heartbeat,
+            "election_tick": spec.swarm.election_tick,
+        },
+    }
+
+
+def _default_spec_file() -> Path | None:
+    path = Path.cwd() / SPEC_FILE
+    return path if path.is_file() else None
+
+
+def _nodes(explicit, managers, workers, labels, problems) -> tuple[specs.NodeSpec, ...]:
+    if explicit is None:
+        if managers < 0 or workers < 0:
+            problems.append("managers and workers must be 0 or more")
+            return ()
+        names = [("manager", f"manager{i}") for i in range(1, managers + 1)]
+        names += [("worker", f"worker{i}") for i in range(1, workers + 1)]
+        entries = [{"name": n, "role": r} for r, n in names]
+    elif isinstance(explicit, list):
+        entries = explicit
+    else:
+        problems.append("nodes must be a list of {name, role, labels}")
+        return ()
+    nodes = []
+    for entry in entries:
+        if not isinstance(entry, Mapping) or "name" not in entry:
+            problems.append(f"node entry {entry!r} needs at least a name")
+            continue
+        name = str(entry["name"])
+        node_labels = {**labels.get(name, {}), **(entry.get("labels") or {})}
+        node_labels = {str(k): str(v) for k, v in node_labels.items()}
+        nodes.append(specs.NodeSpec(name, str(entry.get("role", "worker")), node_labels))
+    unknown = sorted(set(labels) - {n.name for n in nodes})
+    problems += [f"labels are given for {n!r}, which is not a node of this lab" for n in unknown]
+    return tuple(nodes)
+
+
+class _Getter:
+    """Read dotted keys from the raw mapping, recording type problems instead of raising."""
+
+    def __init__(self, raw: Mapping[str, Any], problems: list[str]):
+        self.raw, self.problems = raw, problems
+
+    def _value(self, dotted: str):
+        value: Any = self.raw
+        for part in dotted.split("."):
+            value = value.get(part) if isinstance(value, Mapping) else None
+        return value
+
+    def _convert(self, dotted: str, kind, label: str, fallback):
+        value = self._value(dotted)
+        if isinstance(value, bool) and kind is not bool:
+            value = None
+        try:
+            return kind(value)
+        except (TypeError, ValueError):
+            self.problems.append(f"{dotted} must be {label}, not {value!r}")
+            return fallback
+
+    def text(self, dotted: str) -> str:
+        value = self._value(dotted)
+        if value is None or isinstance(value, (dict, list)):
+            self.problems.append(f"{dotted} must be a string, not {value!r}")
+            return ""
+        return str(value)
+
+    def integer(self, dotted: str) -> int:
+        value = self._value(dotted)
+        if isinstance(value, float) and not value.is_integer():
+            self.problems.append(f"{dotted} must be a whole number, not {value!r}")
+            return 0
+        return self._convert(dotted, int, "a whole number", 0)
+
+    def number(self, dotted: str) -> float:
+        return self._convert(dotted, float, "a number", 0.0)
+
+    def boolean(self, dotted: str) -> bool:
+        value = self._value(dotted)
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0", "on", "off"):
+            return value.lower() in ("true", "yes", "1", "on")
+        if not isinstance(value, bool):
+            self.problems.append(f"{dotted} must be true or false, not {value!r}")
+            return False
+        return value
+
+    def mapping(self, dotted: str) -> dict[str, dict]:
+        value = self._value(dotted) or {}
+        if not isinstance(value, Mapping) or not all(isinstance(v, Mapping) for v in value.values()):
+            self.problems.append(f"{dotted} must map node names to {{key: value}} labels")
+            return {}
+        return {str(k): dict(v) for k, v in value.items()}

@@ -1,0 +1,119 @@
+"""Hosts are command runners: a Fabric Connection with the lab's key and known_hosts.
+
+Setup steps take a Host and know nothing about providers. Host keys are checked
+against the lab's known_hosts (paramiko's RejectPolicy): an unknown or changed
+key is an error, never silently accepted.
+"""
+
+from __future__ import annotations
+
+import io
+import shlex
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Protocol, TypeVar
+
+import paramiko
+from fabric import Config, Connection
+
+from provision import keys
+from provision.errors import CommandFailed, LabError, PartialFailure
+from provision.providers.base import SSHTarget
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Result:
+    stdout: str
+    exit_code: int
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+class Host(Protocol):
+    name: str
+
+    def run(self, command: str) -> Result:
+        """Run ``command`` with sh; never raises for a non-zero exit."""
+
+    def put(self, content: bytes, path: str, mode: int = 0o644) -> None:
+        """Write ``content`` to ``path``."""
+
+    def close(self) -> None: ...
+
+
+def check(host: Host, command: str, *, hint: str | None = None) -> str:
+    """Run ``command`` on ``host`` and return its output; raise CommandFailed on a non-zero exit."""
+    result = host.run(command)
+    if not result.ok:
+        raise CommandFailed(host.name, command, result.exit_code, result.stdout, hint=hint)
+    return result.stdout
+
+
+def read_file(host: Host, path: str) -> str | None:
+    """The text of ``path`` on ``host``, or None when it does not exist."""
+    result = host.run(f"cat {shlex.quote(path)} 2>/dev/null")
+    return result.stdout if result.ok else None
+
+
+class SSHHost:
+    """A lab node reached over SSH with the lab's key, its host key checked."""
+
+    def __init__(self, lab: str, name: str, target: SSHTarget, *, connect_timeout: int = 10):
+        self.name = name
+        config = Config(overrides={"load_ssh_configs": False, "run": {"hide": True, "warn": True}})
+        self.connection = Connection(
+            target.host, user=target.user, port=target.port, config=config, connect_timeout=connect_timeout,
+            connect_kwargs={
+                "key_filename": str(keys.lab_key(lab).private_path),
+                "look_for_keys": False,
+                "allow_agent": False,
+            },
+        )
+        client = self.connection.client
+        client.load_host_keys(str(keys.known_hosts_path(lab)))
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+
+    def run(self, command: str) -> Result:
+        try:
+            result = self.connection.run(command, hide=True, warn=True, in_stream=False)
+        except (paramiko.SSHException, OSError) as err:
+            raise LabError(
+                f"{self.name}: SSH to {self.connection.host} failed: {err}",
+                hint="is the node running? `invoke lab.status`; a changed host key means the node was "
+                "replaced: `invoke lab.down` and up again",
+            ) from err
+        return Result(result.stdout + result.stderr, result.exited)
+
+    def put(self, content: bytes, path: str, mode: int = 0o644) -> None:
+        self.connection.put(io.BytesIO(content), remote=path)
+        check(self, f"chmod {mode:o} {shlex.quote(path)}")
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def run_on_all(hosts: list[Host], action: Callable[[Host], T], what: str) -> dict[str, T]:
+    """Run ``action`` on every host in parallel; every host is attempted.
+
+    Raises:
+        PartialFailure: naming each host that failed and its error.
+    """
+    results: dict[str, T] = {}
+    failures: dict[str, BaseException] = {}
+    with ThreadPoolExecutor(max_workers=max(1, min(16, len(hosts)))) as pool:
+        futures = {host.name: pool.submit(action, host) for host in hosts}
+    for name, future in futures.items():
+        error = future.exception()
+        if error is None:
+            results[name] = future.result()
+        elif isinstance(error, Exception):
+            failures[name] = error
+        else:
+            raise error
+    if failures:
+        raise PartialFailure(what, failures)
+    return results

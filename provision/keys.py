@@ -1,0 +1,73 @@
+"""SSH material of a lab: the lab's client key, each node's host key, known_hosts.
+
+Node host keys are made here and placed on the node at first boot (as cloud-init
+does for VMs), so the lab's known_hosts is exact from the start: host keys are
+checked, never accepted blindly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from provision.paths import ensure_private_dir, lab_dir
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    private_path: Path
+    public_line: str  # "ssh-ed25519 AAAA... comment"
+
+    @property
+    def private_text(self) -> str:
+        return self.private_path.read_text()
+
+
+def ssh_dir(lab: str) -> Path:
+    return ensure_private_dir(lab_dir(lab) / "ssh")
+
+
+def ensure_keypair(path: Path, comment: str) -> KeyPair:
+    """Create an ed25519 key pair at ``path`` (0600) unless it exists; return it."""
+    public = path.with_suffix(".pub")
+    if not path.exists() or not public.exists():
+        key = Ed25519PrivateKey.generate()
+        private_bytes = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+        )
+        public_bytes = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        ensure_private_dir(path.parent)
+        path.touch(mode=0o600)
+        path.chmod(0o600)
+        path.write_bytes(private_bytes)
+        public.write_text(f"{public_bytes.decode()} {comment}\n")
+    return KeyPair(path, public.read_text().strip())
+
+
+def lab_key(lab: str) -> KeyPair:
+    """The key swarmdeck logs in with on every node of ``lab``."""
+    return ensure_keypair(ssh_dir(lab) / "id_ed25519", f"swarmdeck-{lab}")
+
+
+def host_key(lab: str, node: str) -> KeyPair:
+    """The SSH host key of ``node``."""
+    return ensure_keypair(ssh_dir(lab) / "hosts" / f"{node}_ed25519", f"root@{node}")
+
+
+def known_hosts_path(lab: str) -> Path:
+    return ssh_dir(lab) / "known_hosts"
+
+
+def write_known_hosts(lab: str, entries: dict[str, tuple[str, str]]) -> Path:
+    """Write known_hosts from ``{node: (address, public host key line)}``."""
+    lines = []
+    for node, (address, public_line) in sorted(entries.items()):
+        key_type, key_data = public_line.split()[:2]
+        lines.append(f"{address},{node} {key_type} {key_data}")
+    path = known_hosts_path(lab)
+    path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o600)
+    return path

@@ -1,0 +1,82 @@
+"""Records of what a lab is: the resolved plan, and machines as a backend reports them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+from provision.spec import LabSpec, node_address
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    """One node of a lab, with everything a provider and host setup need to know."""
+
+    lab: str
+    name: str
+    role: str
+    index: int
+    address: str
+    labels: Mapping[str, str]
+
+    @property
+    def is_manager(self) -> bool:
+        return self.role == "manager"
+
+
+@dataclass(frozen=True)
+class LabPlan:
+    """A spec resolved against a backend: concrete subnet, MTU and addresses."""
+
+    spec: LabSpec
+    subnet: str
+    mtu: int
+    nodes: tuple[NodePlan, ...]
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def first_manager(self) -> NodePlan:
+        return next(n for n in self.nodes if n.is_manager)
+
+    @property
+    def registry(self) -> str | None:
+        """``ADDR:PORT`` of the lab registry, or None when the lab has none."""
+        if not self.spec.registry.enabled:
+            return None
+        return f"{self.first_manager.address}:{self.spec.registry.port}"
+
+    def node(self, name: str) -> NodePlan:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        self.spec.node(name)  # raises a SpecError naming the lab's nodes
+        raise AssertionError("unreachable")
+
+
+def plan(spec: LabSpec, subnet: str, mtu: int) -> LabPlan:
+    nodes = tuple(
+        NodePlan(spec.name, n.name, n.role, i, node_address(subnet, i), dict(n.labels))
+        for i, n in enumerate(spec.nodes)
+    )
+    return LabPlan(spec, subnet, mtu, nodes)
+
+
+# Normalised machine states, the same for every provider.
+RUNNING, STOPPED, PAUSED, CREATED, MISSING = "running", "stopped", "paused", "created", "missing"
+
+
+@dataclass(frozen=True)
+class Machine:
+    """A lab machine as its backend reports it now."""
+
+    lab: str
+    name: str
+    role: str
+    index: int
+    address: str
+    state: str
+    provider: str
+    id: str = ""

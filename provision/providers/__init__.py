@@ -1,0 +1,28 @@
+"""Provider registry. Backends are imported lazily so that libvirt-python and
+python-vagrant are needed only by those who use them."""
+
+from __future__ import annotations
+
+import importlib
+
+from provision.errors import ProviderUnavailable
+from provision.providers.base import Provider
+
+REGISTRY = {
+    "docker": "provision.providers.docker:DockerProvider",
+}
+
+
+def get_provider(name: str) -> Provider:
+    """An instance of the provider called ``name``.
+
+    Raises:
+        ProviderUnavailable: for a provider this version does not ship yet.
+    """
+    if name not in REGISTRY:
+        raise ProviderUnavailable(
+            f"provider {name!r} is not available in this version (available: {', '.join(REGISTRY)})",
+            hint="use --provider docker",
+        )
+    module_name, _, class_name = REGISTRY[name].partition(":")
+    return getattr(importlib.import_module(module_name), class_name)()

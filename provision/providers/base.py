@@ -1,0 +1,65 @@
+"""The Provider interface: the same method set for every backend (as in kind).
+
+A provider creates and finds machines; it knows nothing of Swarm. Everything it
+creates carries the lab's labels, so ``destroy`` and ``list`` work from the
+backend's own records, not from memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+from provision.firstboot import File
+from provision.machine import LabPlan, Machine, NodePlan
+from provision.report import Reporter
+from provision.spec import LabSpec
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    systemd: bool  # the engine is a systemd service (else runit's `sv`)
+    firewall: bool  # hosts may run a firewall to open
+    engine_preinstalled: bool  # the image ships the Docker engine
+    ipvs: bool | None  # the kernel has IPVS (routing mesh); None: unknown until probed
+
+
+@dataclass(frozen=True)
+class SSHTarget:
+    host: str
+    port: int = 22
+    user: str = "root"
+
+
+FirstBoot = Callable[[NodePlan], list[File]]
+
+
+class Provider(Protocol):
+    name: str
+    capabilities: Capabilities
+
+    def check(self) -> None:
+        """Raise ProviderUnavailable with a fix-it hint when the backend cannot be used."""
+
+    def resolve(self, spec: LabSpec) -> LabPlan:
+        """Resolve the spec's subnet and MTU against the backend and validate it."""
+
+    def create(self, plan: LabPlan, first_boot: FirstBoot, reporter: Reporter) -> list[Machine]:
+        """Create and start what is missing (idempotent); return every machine."""
+
+    def list(self, lab: str) -> list[Machine]:
+        """The lab's machines, rediscovered from the backend."""
+
+    def start(self, machine: Machine) -> None: ...
+
+    def stop(self, machine: Machine) -> None: ...
+
+    def kill(self, machine: Machine) -> None: ...
+
+    def destroy(self, lab: str) -> dict[str, int]:
+        """Remove every resource of ``lab``; no error when nothing is left. Returns counts."""
+
+    def labs(self) -> list[str]:
+        """Names of the labs this backend holds."""
+
+    def ssh_target(self, machine: Machine) -> SSHTarget: ...

@@ -1,0 +1,256 @@
+"""Docker provider: every node is a container running its own Docker engine and sshd.
+
+Nodes sit on a per-lab bridge network at static addresses and keep their engine
+state in a per-node volume. Everything carries the lab's labels; the lab's spec
+is kept as a label of its network, so any command can find the lab again.
+"""
+
+from __future__ import annotations
+
+import io
+import ipaddress
+import json
+import tarfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import docker
+import docker.errors
+from docker.types import EndpointConfig
+
+from provision import config as spec_config
+from provision import images, labels, runtime
+from provision import spec as specs
+from provision.engine import local_client
+from provision.errors import ProviderError, SpecError
+from provision.firstboot import File
+from provision.machine import CREATED, PAUSED, RUNNING, STOPPED, LabPlan, Machine, NodePlan, plan
+from provision.providers.base import Capabilities, FirstBoot, SSHTarget
+from provision.report import Reporter
+
+AUTO_SUBNETS = ipaddress.ip_network("10.199.0.0/16")  # labs get the first free /24 in here
+ADDRESS = f"{labels.PREFIX}.address"
+_STATES = {"running": RUNNING, "exited": STOPPED, "paused": PAUSED, "created": CREATED, "dead": STOPPED}
+
+
+class DockerProvider:
+    name = "docker"
+    capabilities = Capabilities(systemd=False, firewall=False, engine_preinstalled=True, ipvs=None)
+
+    def __init__(self, client: docker.DockerClient | None = None):
+        self._client = client
+        self.image: str | None = None
+        self.profile: runtime.RuntimeProfile | None = None
+
+    @property
+    def client(self) -> docker.DockerClient:
+        if self._client is None:
+            self._client = local_client()
+        return self._client
+
+    def check(self) -> None:
+        self.client.ping()
+
+    def prepare(self, reporter: Reporter, *, image_method: str = "auto", mirror: str | None = None) -> None:
+        """Make sure the node image exists and learn how node containers must run here."""
+        self.image = images.ensure_node_image(self.client, reporter, method=image_method, mirror=mirror)
+        self.profile = runtime.profile_for(self.client, self.image)
+        reporter.result(f"runtime profile {self.profile.name}, cgroup v{self.profile.cgroup_version}", changed=False)
+
+    # -- the lab's spec and network ---------------------------------------------------------
+
+    def stored_spec(self, lab: str) -> specs.LabSpec | None:
+        """The spec the lab was created with, from its network's label (None: no such lab)."""
+        network = self._network(lab)
+        if network is None:
+            return None
+        return spec_config.from_mapping(json.loads(network.attrs["Labels"][labels.SPEC]))
+
+    def resolve(self, spec: specs.LabSpec) -> LabPlan:
+        network = self._network(spec.name)
+        taken = self._taken_subnets(exclude=network.name if network else None)
+        specs.validate(spec, taken_subnets=taken)
+        if network is not None:
+            return plan(spec, *self._network_facts(spec, network))
+        subnet = spec.network.subnet if spec.network.subnet != specs.AUTO else self._free_subnet(taken)
+        return plan(spec, subnet, spec.network.mtu or self._default_mtu())
+
+    def _network_facts(self, spec: specs.LabSpec, network) -> tuple[str, int]:
+        subnet = network.attrs["IPAM"]["Config"][0]["Subnet"]
+        mtu = int(network.attrs["Options"].get("com.docker.network.driver.mtu", 1500))
+        stored = spec_config.from_mapping(json.loads(network.attrs["Labels"][labels.SPEC]))
+        problems = []
+        if spec.network.subnet not in (specs.AUTO, subnet):
+            problems.append(f"lab {spec.name!r} exists with subnet {subnet}, not {spec.network.subnet}")
+        if [(n.name, n.role) for n in stored.nodes] != [(n.name, n.role) for n in spec.nodes]:
+            have = ", ".join(n.name for n in stored.nodes)
+            problems.append(f"lab {spec.name!r} exists with other nodes ({have})")
+        if problems:
+            raise SpecError(problems, hint=f"run `invoke lab.down --name {spec.name}` first, or pick another --name")
+        return subnet, mtu
+
+    def _network(self, lab: str):
+        found = self.client.networks.list(filters=labels.lab_filter(lab, "network"))
+        return self.client.networks.get(found[0].id) if found else None
+
+    def _taken_subnets(self, exclude: str | None) -> dict[str, str]:
+        taken = {}
+        for network in self.client.networks.list():
+            if network.name == exclude:
+                continue
+            for entry in (self.client.networks.get(network.id).attrs.get("IPAM") or {}).get("Config") or []:
+                if entry.get("Subnet") and ":" not in entry["Subnet"]:
+                    taken[network.name] = entry["Subnet"]
+        return taken
+
+    def _free_subnet(self, taken: dict[str, str]) -> str:
+        for candidate in AUTO_SUBNETS.subnets(new_prefix=24):
+            if not specs.overlap_problems(str(candidate), taken):
+                return str(candidate)
+        raise ProviderError(f"no free /24 left in {AUTO_SUBNETS}", hint="set network.subnet in lab.yaml")
+
+    def _default_mtu(self) -> int:
+        try:
+            bridge = self.client.networks.get("bridge")
+            return int(bridge.attrs["Options"].get("com.docker.network.driver.mtu", 1500))
+        except (docker.errors.NotFound, ValueError):
+            return 1500
+
+    def _ensure_network(self, plan: LabPlan) -> bool:
+        if self._network(plan.name) is not None:
+            return False
+        subnet = ipaddress.ip_network(plan.subnet)
+        ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=plan.subnet, gateway=str(subnet[1]))])
+        self.client.networks.create(
+            labels.network_name(plan.name),
+            driver="bridge",
+            ipam=ipam,
+            options={"com.docker.network.driver.mtu": str(plan.mtu)},
+            labels={
+                labels.LAB: plan.name,
+                labels.KIND: "network",
+                labels.SPEC: json.dumps(spec_config.to_mapping(plan.spec)),
+            },
+        )
+        return True
+
+    # -- machines --------------------------------------------------------------------------
+
+    def create(self, plan: LabPlan, first_boot: FirstBoot, reporter: Reporter) -> list[Machine]:
+        if self.image is None or self.profile is None:
+            raise ProviderError("DockerProvider.create called before prepare()")
+        reporter.result(f"network {labels.network_name(plan.name)} {plan.subnet}", self._ensure_network(plan))
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            outcomes = list(pool.map(lambda n: self._ensure_node(plan, n, first_boot), plan.nodes))
+        for node, outcome in zip(plan.nodes, outcomes):
+            reporter.result(f"node {node.name} {node.address} {outcome}", outcome != "running")
+        return self.list(plan.name)
+
+    def _ensure_node(self, plan: LabPlan, node: NodePlan, first_boot: FirstBoot) -> str:
+        container = self._container(plan.name, node.name) or self._create_container(plan, node)
+        was = container.status
+        if was == "running":
+            return "running"
+        if was == "paused":
+            container.unpause()
+            return "unpaused"
+        if was == "created":  # never started (perhaps an interrupted run): (re)place first-boot files
+            container.put_archive("/", _tar(first_boot(node)))
+        container.start()
+        return "created" if was == "created" else "started"
+
+    def _create_container(self, plan: LabPlan, node: NodePlan):
+        name = labels.container_name(plan.name, node.name)
+        node_labels = {
+            labels.LAB: plan.name, labels.KIND: "node", labels.NODE: node.name, labels.ROLE: node.role,
+            labels.INDEX: str(node.index), ADDRESS: node.address,
+        }
+        volume = labels.volume_name(plan.name, node.name)
+        self.client.volumes.create(volume, labels={labels.LAB: plan.name, labels.KIND: "volume"})
+        options = self.profile.container_options()  # type: ignore[union-attr]
+        options["volumes"][volume] = {"bind": "/var/lib/docker", "mode": "rw"}  # the node's engine state
+        network = labels.network_name(plan.name)
+        try:
+            return self.client.containers.create(
+                self.image, name=name, hostname=node.name, labels=node_labels, detach=True,
+                network=network,
+                networking_config={network: EndpointConfig(self.client.api._version, aliases=[node.name],
+                                                           ipv4_address=node.address)},
+                **options,
+            )
+        except docker.errors.APIError as err:
+            raise ProviderError(f"creating container {name} failed: {err.explanation or err}") from err
+
+    def _container(self, lab: str, node: str):
+        try:
+            return self.client.containers.get(labels.container_name(lab, node))
+        except docker.errors.NotFound:
+            return None
+
+    def list(self, lab: str) -> list[Machine]:
+        found = self.client.containers.list(all=True, filters=labels.lab_filter(lab, "node"))
+        machines = [self._machine(c) for c in found]
+        return sorted(machines, key=lambda m: m.index)
+
+    def _machine(self, container) -> Machine:
+        tags = container.labels
+        return Machine(
+            lab=tags[labels.LAB], name=tags[labels.NODE], role=tags[labels.ROLE], index=int(tags[labels.INDEX]),
+            address=tags[ADDRESS], state=_STATES.get(container.status, container.status), provider=self.name,
+            id=container.id,
+        )
+
+    def machine(self, lab: str, node: str) -> Machine:
+        container = self._container(lab, node)
+        if container is None:
+            raise ProviderError(f"lab {lab!r} has no node container {labels.container_name(lab, node)}",
+                                hint=f"`invoke lab.status --name {lab}` lists its nodes")
+        return self._machine(container)
+
+    def start(self, machine: Machine) -> None:
+        container = self.client.containers.get(machine.id)
+        container.unpause() if container.status == "paused" else container.start()
+
+    def stop(self, machine: Machine) -> None:
+        self.client.containers.get(machine.id).stop(timeout=30)  # the node's init stops dockerd cleanly
+
+    def kill(self, machine: Machine) -> None:
+        self.client.containers.get(machine.id).kill()  # SIGKILL: like pulling the power cord
+
+    def destroy(self, lab: str) -> dict[str, int]:
+        counts = {"containers": 0, "networks": 0, "volumes": 0}
+        for container in self.client.containers.list(all=True, filters=labels.lab_filter(lab)):
+            _ignore_missing(lambda: container.remove(force=True, v=True))
+            counts["containers"] += 1
+        for network in self.client.networks.list(filters=labels.lab_filter(lab)):
+            _ignore_missing(network.remove)
+            counts["networks"] += 1
+        for volume in self.client.volumes.list(filters=labels.lab_filter(lab)):
+            _ignore_missing(lambda: volume.remove(force=True))
+            counts["volumes"] += 1
+        return counts
+
+    def labs(self) -> list[str]:
+        found = self.client.networks.list(filters={"label": [f"{labels.KIND}=network"]})
+        return sorted({n.attrs["Labels"][labels.LAB] for n in found if labels.LAB in (n.attrs.get("Labels") or {})})
+
+    def ssh_target(self, machine: Machine) -> SSHTarget:
+        return SSHTarget(machine.address)
+
+
+def _tar(files: list[File]) -> bytes:
+    """An archive of ``files`` for put_archive at "/" (the engine creates missing folders)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for file in files:
+            info = tarfile.TarInfo(file.path.lstrip("/"))
+            info.size, info.mode, info.mtime = len(file.content), file.mode, int(time.time())
+            archive.addfile(info, io.BytesIO(file.content))
+    return buffer.getvalue()
+
+
+def _ignore_missing(action) -> None:
+    try:
+        action()
+    except docker.errors.NotFound:
+        pass

@@ -1,0 +1,139 @@
+"""The lab's private registry: a ``registry`` container on the first manager.
+
+It runs as the tutorials run it (restart always, port 5000, a volume for its
+data). Offline, its image is made on the node itself from Debian's
+docker-registry binary, so nothing is pulled. Every engine of the lab lists it
+as an insecure registry (daemon.json), so plain HTTP is accepted.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import urllib.error
+import urllib.request
+
+import docker
+import docker.errors
+
+from provision.errors import LabError, ProviderError
+from provision.host import Host, check
+from provision.paths import TEMPLATES
+from provision.report import Reporter
+from provision.wait import wait_until
+
+LOCAL_IMAGE = "swarmdeck/registry:2"
+CONTAINER = "registry"
+VOLUME = "registry-data"
+BINARY = "/usr/bin/docker-registry"
+
+
+def ensure_registry(client: docker.DockerClient, host: Host, address: str, image: str, reporter: Reporter) -> bool:
+    """Make the registry answer at ``address`` (ADDR:PORT); return whether anything changed."""
+    changed = _ensure_image(client, host, image or LOCAL_IMAGE, pull=bool(image))
+    changed = _ensure_container(client, image or LOCAL_IMAGE, int(address.rsplit(":", 1)[1])) or changed
+    wait_until(lambda: _answers(address), timeout=30, describe=f"the registry at {address} to answer",
+               hint=f"see `docker logs {CONTAINER}` on the first manager")
+    reporter.result(f"registry {address}", changed)
+    return changed
+
+
+def _ensure_image(client: docker.DockerClient, host: Host, image: str, *, pull: bool) -> bool:
+    try:
+        client.images.get(image)
+        return False
+    except docker.errors.ImageNotFound:
+        pass
+    if pull:
+        try:
+            client.images.pull(image)
+        except docker.errors.APIError as err:
+            raise ProviderError(f"pulling the registry image {image} failed: {err.explanation or err}",
+                                hint="leave registry.image empty to build the registry offline") from err
+    else:
+        check(host, build_command(), hint="the node image must contain Debian's docker-registry package")
+    return True
+
+
+def build_command() -> str:
+    """Shell that turns the node's docker-registry binary into a tiny image, offline."""
+    config = (TEMPLATES / "registry" / "config.yml").read_text()
+    changes = [
+        'ENTRYPOINT ["/usr/bin/docker-registry", "serve", "/etc/docker/registry/config.yml"]',
+        "EXPOSE 5000", 'VOLUME ["/var/lib/registry"]', "LABEL io.swarmdeck.kind=registry-image",
+    ]
+    change_args = " ".join(f"-c {shlex.quote(c)}" for c in changes)
+    return (
+        "set -e; d=$(mktemp -d); trap 'rm -rf \"$d\"' EXIT; "
+        f"for f in {BINARY} $(ldd {BINARY} | grep -o '/[^ ]*'); do cp --parents -L \"$f\" \"$d\"; done; "
+        "mkdir -p \"$d/etc/docker/registry\" \"$d/var/lib/registry\" \"$d/tmp\"; "
+        f"printf %s {shlex.quote(config)} > \"$d/etc/docker/registry/config.yml\"; "
+        f"tar -C \"$d\" -c . | docker import {change_args} - {LOCAL_IMAGE} >/dev/null"
+    )
+
+
+def _ensure_container(client: docker.DockerClient, image: str, port: int) -> bool:
+    try:
+        container = client.containers.get(CONTAINER)
+        if container.status == "running":
+            return False
+        container.start()
+        return True
+    except docker.errors.NotFound:
+        pass
+    client.containers.run(
+        image, name=CONTAINER, detach=True, restart_policy={"Name": "always"},
+        ports={"5000/tcp": port}, volumes={VOLUME: {"bind": "/var/lib/registry", "mode": "rw"}},
+        labels={"io.swarmdeck.kind": "registry"},
+    )
+    return True
+
+
+def _answers(address: str) -> bool:
+    with urllib.request.urlopen(f"http://{address}/v2/", timeout=3) as response:
+        return response.status == 200
+
+
+def lab_reference(address: str, image: str) -> str:
+    """``image`` renamed into the lab registry (any registry host in it is dropped)."""
+    first, _, rest = image.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        image = rest
+    return f"{address}/{image if ':' in image.rsplit('/', 1)[-1] else image + ':latest'}"
+
+
+def push(source: docker.DockerClient, target: docker.DockerClient, address: str, image: str) -> str:
+    """Side-load ``image`` from the ``source`` engine into the registry through ``target``.
+
+    Returns:
+        The image's reference in the lab registry.
+    """
+    reference = lab_reference(address, image)
+    try:
+        source.images.get(image)
+    except docker.errors.ImageNotFound as err:
+        raise LabError(f"image {image} is not on this machine's Docker engine",
+                       hint="build or pull it first (`docker images` lists what is there)") from err
+    loaded = target.images.load(b"".join(source.api.get_image(image)))
+    loaded[0].tag(reference)
+    repository, _, tag = reference.rpartition(":")
+    for line in target.api.push(repository, tag=tag, stream=True, decode=True):
+        if "error" in line:
+            raise ProviderError(f"pushing {reference} failed: {line['error']}",
+                                hint="is the registry up? `invoke registry.ls`")
+    return reference
+
+
+def catalog(address: str) -> dict[str, list[str]]:
+    """``{repository: [tags]}`` of the registry at ``address``."""
+    try:
+        repositories = _get_json(f"http://{address}/v2/_catalog").get("repositories") or []
+        return {r: sorted(_get_json(f"http://{address}/v2/{r}/tags/list").get("tags") or []) for r in repositories}
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        raise ProviderError(f"the registry at {address} did not answer: {err}",
+                            hint="is the lab up? `invoke lab.status`") from err
+
+
+def _get_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.loads(response.read())

@@ -1,0 +1,46 @@
+"""The Docker engine's configuration (daemon.json and TLS), restarted only on change."""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+
+from provision.firstboot import File
+from provision.host import Host, check, read_file
+from provision.wait import wait_until
+
+RESTART = (
+    "if [ -d /etc/service/docker ]; then sv restart /etc/service/docker; "
+    "elif command -v systemctl >/dev/null; then systemctl restart docker; "
+    "else service docker restart; fi"
+)
+
+
+def ensure_engine_config(host: Host, files: list[File]) -> bool:
+    """Write each file whose content differs; restart the engine if any did."""
+    changed = [f for f in files if _digest(read_file(host, f.path)) != _digest(f.content.decode())]
+    for file in changed:
+        check(host, f"mkdir -p {shlex.quote(file.path.rsplit('/', 1)[0])}")
+        host.put(file.content, file.path, file.mode)
+    if changed:
+        restart_engine(host)
+    return bool(changed)
+
+
+def restart_engine(host: Host) -> None:
+    check(host, RESTART, hint="look at /var/log/dockerd.log on the node (`invoke lab.ssh NODE`)")
+    wait_for_engine(host)
+
+
+def wait_for_engine(host: Host, timeout: float = 60) -> None:
+    wait_until(
+        lambda: host.run("docker version --format '{{.Server.Version}}'").ok,
+        timeout=timeout,
+        interval=0.3,
+        describe=f"the Docker engine on {host.name} to answer",
+        hint="a bad daemon.json stops dockerd: read /var/log/dockerd.log on the node",
+    )
+
+
+def _digest(text: str | None) -> str | None:
+    return None if text is None else hashlib.sha256(text.encode()).hexdigest()

@@ -1,0 +1,198 @@
+"""The lab spec: what a lab is made of, its defaults, and its validation.
+
+A spec comes from a ``lab.yaml``-style mapping (see ``lab.example.yaml``),
+merged with Invoke config and CLI flags by :func:`provision.config.load_spec`.
+``validate`` reports every problem at once, like kind's config validation.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from provision.errors import SpecError
+
+PROVIDERS = ("docker", "libvirt", "vagrant", "ssh")
+ROLES = ("manager", "worker")
+NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,30}")
+HOSTNAME_RE = re.compile(r"[a-z][a-z0-9-]{0,62}")
+AUTO = "auto"
+FIRST_NODE_OFFSET = 10  # node i gets the subnet's address number 10 + i; .1 is the gateway
+
+DEFAULTS: dict[str, Any] = {
+    "name": "swarmdeck",
+    "provider": "docker",
+    "managers": 3,
+    "workers": 2,
+    "nodes": None,  # explicit list of {name, role, labels}; overrides managers/workers
+    "labels": {},  # node name -> {key: value}
+    "network": {"subnet": AUTO, "mtu": 0},
+    "registry": {"enabled": True, "port": 5000, "image": ""},
+    "swarm": {"dispatcher_heartbeat": 5.0, "election_tick": 10},
+}
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    name: str
+    role: str = "worker"
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def is_manager(self) -> bool:
+        return self.role == "manager"
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    subnet: str = AUTO  # a CIDR, or "auto": the provider picks a free /24
+    mtu: int = 0  # 0: take the MTU of the provider's default network
+
+
+@dataclass(frozen=True)
+class RegistrySpec:
+    enabled: bool = True
+    port: int = 5000
+    image: str = ""  # "": build the registry image offline on the node; else pull this image
+
+
+@dataclass(frozen=True)
+class SwarmSpec:
+    dispatcher_heartbeat: float = 5.0  # seconds; Swarm's default is 5
+    election_tick: int = 10  # Raft ticks (about 1 s each); Swarm's default is 10
+
+
+@dataclass(frozen=True)
+class LabSpec:
+    name: str
+    provider: str
+    nodes: tuple[NodeSpec, ...]
+    network: NetworkSpec = NetworkSpec()
+    registry: RegistrySpec = RegistrySpec()
+    swarm: SwarmSpec = SwarmSpec()
+
+    @property
+    def managers(self) -> tuple[NodeSpec, ...]:
+        return tuple(n for n in self.nodes if n.is_manager)
+
+    @property
+    def workers(self) -> tuple[NodeSpec, ...]:
+        return tuple(n for n in self.nodes if not n.is_manager)
+
+    @property
+    def first_manager(self) -> NodeSpec:
+        return self.managers[0]
+
+    def node(self, name: str) -> NodeSpec:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        known = ", ".join(n.name for n in self.nodes)
+        raise SpecError([f"lab {self.name!r} has no node {name!r} (its nodes: {known})"])
+
+
+def node_address(subnet: str, index: int) -> str:
+    """The static address of the node at ``index`` in the spec's node order."""
+    return str(ipaddress.ip_network(subnet)[FIRST_NODE_OFFSET + index])
+
+
+def problems(spec: LabSpec) -> list[str]:
+    """Every problem of ``spec`` that can be seen without a backend."""
+    found: list[str] = []
+    if not NAME_RE.fullmatch(spec.name):
+        found.append(
+            f"lab name {spec.name!r} is invalid: use 1-31 characters, lower-case letters, "
+            "digits and '-', starting with a letter"
+        )
+    if spec.provider not in PROVIDERS:
+        found.append(f"unknown provider {spec.provider!r}: choose one of {', '.join(PROVIDERS)}")
+    found += _node_problems(spec.nodes)
+    found += _network_problems(spec.network, len(spec.nodes))
+    if not 1 <= spec.registry.port <= 65535:
+        found.append(f"registry port {spec.registry.port} is not a TCP port (1-65535)")
+    if not 0.1 <= spec.swarm.dispatcher_heartbeat <= 300:
+        found.append(f"dispatcher heartbeat {spec.swarm.dispatcher_heartbeat}s is outside 0.1-300 s")
+    if not 2 <= spec.swarm.election_tick <= 100:
+        found.append(f"raft election tick {spec.swarm.election_tick} is outside 2-100")
+    return found
+
+
+def warnings(spec: LabSpec) -> list[str]:
+    """Things that are allowed but that a user should know about."""
+    count = len(spec.managers)
+    if count and count % 2 == 0:
+        tolerated = (count - 1) // 2
+        return [
+            f"{count} managers: Raft needs a majority ({count // 2 + 1} of {count}) to accept "
+            f"changes, so this lab tolerates {tolerated} manager loss(es), no more than "
+            f"{count - 1} managers would; an odd number ({count - 1} or {count + 1}) is better"
+        ]
+    return []
+
+
+def validate(spec: LabSpec, *, taken_subnets: Mapping[str, str] | None = None) -> list[str]:
+    """Raise SpecError listing every problem; return the warnings.
+
+    ``taken_subnets`` maps the name of each network the backend already has
+    (other than this lab's) to its subnet, to catch overlaps.
+    """
+    found = problems(spec)
+    if spec.network.subnet != AUTO and _valid_cidr(spec.network.subnet):
+        found += overlap_problems(spec.network.subnet, taken_subnets or {})
+    if found:
+        raise SpecError(found, hint="fix lab.yaml or the command-line flags and run again")
+    return warnings(spec)
+
+
+def overlap_problems(subnet: str, taken: Mapping[str, str]) -> list[str]:
+    mine = ipaddress.ip_network(subnet)
+    found = []
+    for name, other in sorted(taken.items()):
+        try:
+            if mine.overlaps(ipaddress.ip_network(other, strict=False)):
+                found.append(f"subnet {subnet} overlaps network {name!r} ({other}); choose another subnet")
+        except ValueError:
+            continue
+    return found
+
+
+def _node_problems(nodes: tuple[NodeSpec, ...]) -> list[str]:
+    found = []
+    if not any(n.is_manager for n in nodes):
+        found.append("a lab needs at least one manager (managers: 1 or more)")
+    seen: set[str] = set()
+    for node in nodes:
+        if node.name in seen:
+            found.append(f"node name {node.name!r} is used twice; every hostname must be unique")
+        seen.add(node.name)
+        if not HOSTNAME_RE.fullmatch(node.name):
+            found.append(f"node name {node.name!r} is not a valid hostname (lower-case letters, digits, '-')")
+        if node.role not in ROLES:
+            found.append(f"node {node.name!r} has role {node.role!r}: use manager or worker")
+        for key in node.labels:
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", str(key)):
+                found.append(f"node {node.name!r} has an invalid label key {key!r}")
+    return found
+
+
+def _network_problems(network: NetworkSpec, node_count: int) -> list[str]:
+    found = []
+    if network.subnet != AUTO:
+        if not _valid_cidr(network.subnet):
+            found.append(f"subnet {network.subnet!r} is not an IPv4 CIDR such as 10.199.0.0/24 (or 'auto')")
+        else:
+            size = ipaddress.ip_network(network.subnet).num_addresses
+            if size < FIRST_NODE_OFFSET + node_count + 1:
+                found.append(f"subnet {network.subnet} is too small for {node_count} nodes")
+    if network.mtu and not 1280 <= network.mtu <= 9000:
+        found.append(f"network MTU {network.mtu} is outside 1280-9000 (or 0 for automatic)")
+    return found
+
+
+def _valid_cidr(text: str) -> bool:
+    try:
+        return ipaddress.ip_network(text).version == 4
+    except ValueError:
+        return False

@@ -1,0 +1,48 @@
+"""Polling with errors that say what was awaited, what was last seen, and what to try."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, TypeVar
+
+from provision.errors import LabError, WaitTimeout
+
+T = TypeVar("T")
+
+
+def wait_until(
+    check: Callable[[], T],
+    *,
+    timeout: float,
+    describe: str,
+    hint: str = "",
+    interval: float = 0.2,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Call ``check`` until it returns a truthy value and return that value.
+
+    An exception raised by ``check`` counts as "not yet" and is kept as the last
+    observation; a ``LabError`` is re-raised at once (it already explains itself).
+
+    Raises:
+        WaitTimeout: naming ``describe``, the timeout, the last observation and ``hint``.
+    """
+    deadline = clock() + timeout
+    last: object = "nothing yet"
+    while True:
+        try:
+            value = check()
+            if value:
+                return value
+            last = value
+        except LabError:
+            raise
+        except Exception as err:  # noqa: BLE001 - any failure is an observation here
+            last = f"{type(err).__name__}: {err}"
+        if clock() >= deadline:
+            raise WaitTimeout(
+                f"timed out after {timeout:.0f}s waiting for {describe}; last seen: {last}",
+                hint=hint or None,
+            )
+        sleep(interval)
