@@ -70,7 +70,8 @@ def from_mapping(raw: Mapping[str, Any]) -> specs.LabSpec:
     problems += [f"unknown spec key {key!r}" for key in unknown]
     get = _Getter(raw, problems)
     name, provider = get.text("name"), get.text("provider")
-    managers, workers = get.integer("managers"), get.integer("workers")
+    explicit = raw.get("nodes") is not None
+    managers, workers = (0, 0) if explicit else (get.integer("managers"), get.integer("workers"))
     nodes = _nodes(raw.get("nodes"), managers, workers, get.mapping("labels"), problems)
     network = specs.NetworkSpec(
         subnet=get.text("network.subnet"), mtu=get.integer("network.mtu")

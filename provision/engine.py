@@ -16,9 +16,13 @@ def node_client(lab: str, address: str, *, timeout: int = 30) -> docker.DockerCl
     """A client for the engine of the lab node at ``address``."""
     certs = tls.client_certs(lab)
     config = docker.tls.TLSConfig(client_cert=(str(certs.cert), str(certs.key)), ca_cert=str(certs.ca), verify=True)
-    return docker.DockerClient(
+    client = docker.DockerClient(
         base_url=f"tcp://{address}:{tls.ENGINE_PORT}", tls=config, version=API_VERSION, timeout=timeout
     )
+    # Lab traffic goes straight to the lab: no proxy from the environment, and no
+    # REQUESTS_CA_BUNDLE replacing the lab's CA (requests lets it override `verify`).
+    client.api.trust_env = False
+    return client
 
 
 def local_client() -> docker.DockerClient:

@@ -65,6 +65,10 @@ class CommandFailed(LabError):
         super().__init__(message, hint=hint)
 
 
+class HostUnreachable(LabError):
+    """A host did not answer over SSH."""
+
+
 class WaitTimeout(LabError):
     """Something we waited for did not happen in time."""
 

@@ -17,7 +17,7 @@ import paramiko
 from fabric import Config, Connection
 
 from provision import keys
-from provision.errors import CommandFailed, LabError, PartialFailure
+from provision.errors import CommandFailed, HostUnreachable, PartialFailure
 from provision.providers.base import SSHTarget
 
 T = TypeVar("T")
@@ -81,7 +81,7 @@ class SSHHost:
         try:
             result = self.connection.run(command, hide=True, warn=True, in_stream=False)
         except (paramiko.SSHException, OSError) as err:
-            raise LabError(
+            raise HostUnreachable(
                 f"{self.name}: SSH to {self.connection.host} failed: {err}",
                 hint="is the node running? `invoke lab.status`; a changed host key means the node was "
                 "replaced: `invoke lab.down` and up again",

@@ -7,6 +7,7 @@ checked, never accepted blindly.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from provision.paths import ensure_private_dir, lab_dir
+
+
+_lock = threading.Lock()  # nodes are prepared in parallel; each key must be made once
 
 
 @dataclass(frozen=True)
@@ -33,18 +37,25 @@ def ssh_dir(lab: str) -> Path:
 def ensure_keypair(path: Path, comment: str) -> KeyPair:
     """Create an ed25519 key pair at ``path`` (0600) unless it exists; return it."""
     public = path.with_suffix(".pub")
-    if not path.exists() or not public.exists():
-        key = Ed25519PrivateKey.generate()
-        private_bytes = key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
-        )
-        public_bytes = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-        ensure_private_dir(path.parent)
-        path.touch(mode=0o600)
-        path.chmod(0o600)
-        path.write_bytes(private_bytes)
-        public.write_text(f"{public_bytes.decode()} {comment}\n")
+    with _lock:
+        if not path.exists() or not public.exists():
+            _generate(path, public, comment)
     return KeyPair(path, public.read_text().strip())
+
+
+def _generate(path: Path, public: Path, comment: str) -> None:
+    key = Ed25519PrivateKey.generate()
+    private_bytes = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+    )
+    public_bytes = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    ensure_private_dir(path.parent)
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_bytes(private_bytes)
+    public.write_text(f"{public_bytes.decode()} {comment}\n")
+
+
 
 
 def lab_key(lab: str) -> KeyPair:

@@ -89,8 +89,12 @@ def _ensure_container(client: docker.DockerClient, image: str, port: int) -> boo
     return True
 
 
+# The registry is on the lab network: never reach it through a proxy from the environment.
+_direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def _answers(address: str) -> bool:
-    with urllib.request.urlopen(f"http://{address}/v2/", timeout=3) as response:
+    with _direct.open(f"http://{address}/v2/", timeout=3) as response:
         return response.status == 200
 
 
@@ -135,5 +139,5 @@ def catalog(address: str) -> dict[str, list[str]]:
 
 
 def _get_json(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=5) as response:
+    with _direct.open(url, timeout=5) as response:
         return json.loads(response.read())

@@ -27,9 +27,9 @@ class RuntimeProfile:
     name: str  # privileged | restricted
     cgroup_version: str  # "1" | "2"
 
-    def container_options(self) -> dict[str, Any]:
-        """Keyword arguments for ``client.containers.create`` of a node."""
-        options: dict[str, Any] = {"volumes": {"/lib/modules": {"bind": "/lib/modules", "mode": "ro"}}}
+    def host_config_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``APIClient.create_host_config`` of a node."""
+        options: dict[str, Any] = {"binds": {"/lib/modules": {"bind": "/lib/modules", "mode": "ro"}}}
         if self.cgroup_version == "2":
             options["cgroupns"] = "private"  # the node gets its own cgroup root (kind does the same)
         if self.name == PRIVILEGED:
@@ -38,12 +38,23 @@ class RuntimeProfile:
         options.update(
             cap_add=["ALL"],
             cap_drop=["SYS_RESOURCE"],  # the capability this engine may not grant
-            security_opt=["seccomp=unconfined", "apparmor=unconfined", "systempaths=unconfined"],
+            security_opt=["seccomp=unconfined", "apparmor=unconfined"],
             device_cgroup_rules=["a *:* rwm"],  # the nested engine creates device nodes
         )
         if self.cgroup_version == "1":
-            options["volumes"]["/sys/fs/cgroup"] = {"bind": "/sys/fs/cgroup", "mode": "rw"}
+            options["binds"]["/sys/fs/cgroup"] = {"bind": "/sys/fs/cgroup", "mode": "rw"}
         return options
+
+    def host_config(self, api: docker.APIClient, extra_binds: dict | None = None, **more: Any) -> dict[str, Any]:
+        """The HostConfig of a node container under this profile."""
+        options = self.host_config_options()
+        options["binds"].update(extra_binds or {})
+        config = api.create_host_config(**options, **more)
+        if self.name == RESTRICTED:
+            # What the CLI's `--security-opt systempaths=unconfined` sends: no masked or
+            # read-only /proc and /sys paths, which the nested engine needs.
+            config["MaskedPaths"], config["ReadonlyPaths"] = [], []
+        return config
 
 
 def profile_for(client: docker.DockerClient, image: str) -> RuntimeProfile:
@@ -68,10 +79,7 @@ def detect(client: docker.DockerClient, image: str, cgroup: str) -> RuntimeProfi
     for name in (PRIVILEGED, RESTRICTED):
         profile = RuntimeProfile(name, cgroup)
         try:
-            client.containers.run(
-                image, ["true"], entrypoint=[], remove=True, labels={"io.swarmdeck.kind": "probe"},
-                **profile.container_options(),
-            )
+            _probe(client.api, image, profile)
             return profile
         except docker.errors.APIError as err:
             errors.append(f"{name}: {err.explanation or err}")
@@ -79,6 +87,16 @@ def detect(client: docker.DockerClient, image: str, cgroup: str) -> RuntimeProfi
         "this Docker engine cannot run Docker-in-Docker nodes: " + "; ".join(errors),
         hint="run swarmdeck on a host where containers may use --privileged, or use the libvirt provider",
     )
+
+
+def _probe(api: docker.APIClient, image: str, profile: RuntimeProfile) -> None:
+    container = api.create_container(image, ["true"], entrypoint=[], host_config=profile.host_config(api),
+                                     labels={"io.swarmdeck.kind": "probe"})
+    try:
+        api.start(container["Id"])
+        api.wait(container["Id"], timeout=60)
+    finally:
+        api.remove_container(container["Id"], force=True)
 
 
 def _read(path) -> dict[str, str]:

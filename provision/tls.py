@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from provision.paths import ensure_private_dir, lab_dir
 
 VALID_DAYS = 825
 ENGINE_PORT = 2376
+_lock = threading.RLock()  # nodes are created in parallel; each lab must get exactly one CA
 
 
 @dataclass(frozen=True)
@@ -52,38 +54,45 @@ def tls_dir(lab: str) -> Path:
 def client_certs(lab: str) -> CertFiles:
     """The client certificate swarmdeck and ``lab.env`` use (created on first use)."""
     files = CertFiles(tls_dir(lab) / "client")
-    if not files.exists():
-        _issue(lab, files, f"swarmdeck-{lab}-client", client=True)
+    with _lock:
+        if not files.exists():
+            _issue(lab, files, f"swarmdeck-{lab}-client", client=True)
     return files
 
 
 def node_certs(lab: str, node: str, address: str) -> CertFiles:
     """The engine certificate of ``node``, valid for its name, its address and localhost."""
     files = CertFiles(tls_dir(lab) / "nodes" / node)
-    if not files.exists() or not _covers(files.cert, address):
-        _issue(lab, files, node, names=[node, "localhost"], addresses=[address, "127.0.0.1"])
+    with _lock:
+        if not files.exists() or not _covers(files.cert, address):
+            _issue(lab, files, node, names=[node, "localhost"], addresses=[address, "127.0.0.1"])
     return files
 
 
 def _ca(lab: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     folder = tls_dir(lab)
     cert_path, key_path = folder / "ca.pem", folder / "ca-key.pem"
-    if not cert_path.exists() or not key_path.exists():
-        key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"swarmdeck {lab} CA")])
-        cert = (
-            _builder(name, name, key.public_key())
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(
-                x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-            )
-            .sign(key, hashes.SHA256())
-        )
-        _write_key(key_path, key)
-        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    with _lock:
+        if not cert_path.exists() or not key_path.exists():
+            _new_ca(lab, cert_path, key_path)
     cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
     key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
     return cert, key  # type: ignore[return-value]
+
+
+def _new_ca(lab: str, cert_path: Path, key_path: Path) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"swarmdeck {lab} CA")])
+    cert = (
+        _builder(name, name, key.public_key())
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+        )
+        .sign(key, hashes.SHA256())
+    )
+    _write_key(key_path, key)
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
 def _issue(lab, files: CertFiles, common_name, *, client=False, names=(), addresses=()) -> None:

@@ -10,6 +10,10 @@ from provision.errors import LabError, WaitTimeout
 T = TypeVar("T")
 
 
+class NotYet(Exception):
+    """Raised by a check to say "not yet" along with what it saw."""
+
+
 def wait_until(
     check: Callable[[], T],
     *,
@@ -23,7 +27,8 @@ def wait_until(
     """Call ``check`` until it returns a truthy value and return that value.
 
     An exception raised by ``check`` counts as "not yet" and is kept as the last
-    observation; a ``LabError`` is re-raised at once (it already explains itself).
+    observation (``NotYet`` carries just that); a ``LabError`` is re-raised at
+    once (it already explains itself).
 
     Raises:
         WaitTimeout: naming ``describe``, the timeout, the last observation and ``hint``.
@@ -36,6 +41,8 @@ def wait_until(
             if value:
                 return value
             last = value
+        except NotYet as err:
+            last = str(err)
         except LabError:
             raise
         except Exception as err:  # noqa: BLE001 - any failure is an observation here

@@ -16,7 +16,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import docker
 import docker.errors
-from docker.types import EndpointConfig
 
 from provision import config as spec_config
 from provision import images, labels, runtime
@@ -167,19 +166,21 @@ class DockerProvider:
         }
         volume = labels.volume_name(plan.name, node.name)
         self.client.volumes.create(volume, labels={labels.LAB: plan.name, labels.KIND: "volume"})
-        options = self.profile.container_options()  # type: ignore[union-attr]
-        options["volumes"][volume] = {"bind": "/var/lib/docker", "mode": "rw"}  # the node's engine state
+        api = self.client.api
         network = labels.network_name(plan.name)
+        host_config = self.profile.host_config(  # type: ignore[union-attr]
+            api, {volume: {"bind": "/var/lib/docker", "mode": "rw"}},  # the node's engine state survives restarts
+            network_mode=network,
+        )
+        endpoint = api.create_endpoint_config(aliases=[node.name], ipv4_address=node.address)
         try:
-            return self.client.containers.create(
+            created = api.create_container(
                 self.image, name=name, hostname=node.name, labels=node_labels, detach=True,
-                network=network,
-                networking_config={network: EndpointConfig(self.client.api._version, aliases=[node.name],
-                                                           ipv4_address=node.address)},
-                **options,
+                host_config=host_config, networking_config=api.create_networking_config({network: endpoint}),
             )
         except docker.errors.APIError as err:
             raise ProviderError(f"creating container {name} failed: {err.explanation or err}") from err
+        return self.client.containers.get(created["Id"])
 
     def _container(self, lab: str, node: str):
         try:

@@ -1,0 +1,203 @@
+"""Lab use cases behind the tasks: up, down, status, env, ssh, node power, swarm init."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+from orchestrator import bootstrap as swarm_bootstrap
+from orchestrator import swarm
+from orchestrator.clients import ClientPool
+from orchestrator.inspect import LabStatus, lab_status, reachable_manager
+from provision import api, demo_images, engine, keys, registry, tls
+from provision.errors import LabError, SwarmError
+from provision.machine import LabPlan
+from provision.providers import get_provider
+from provision.report import Reporter
+from provision.setup.hosts_file import ensure_hosts_block
+from provision.spec import LabSpec
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    keep: bool = False  # keep what was created when up fails (default: roll back a new lab)
+    image_method: str = "auto"
+    mirror: str | None = None
+    demo_images: bool = True
+
+
+def up(spec: LabSpec, reporter: Reporter, options: UpOptions = UpOptions()) -> LabStatus:
+    """Create, set up and form the lab of ``spec``; safe to re-run on a formed lab.
+
+    A failure (or Ctrl-C) while creating a new lab removes what was created,
+    unless ``options.keep``; an existing lab is never removed by a failed re-run.
+    """
+    provider = get_provider(spec.provider)
+    provider.check()
+    is_new = provider.stored_spec(spec.name) is None
+    try:
+        return _up(spec, provider, reporter, options)
+    except BaseException:
+        if is_new and not options.keep:
+            reporter.warn(f"lab.up failed: removing what it created for lab {spec.name} (use --keep to keep it)")
+            api.destroy(spec.name, spec.provider)
+        raise
+
+
+def _up(spec: LabSpec, provider, reporter: Reporter, options: UpOptions) -> LabStatus:
+    plan, hosts = api.provision(spec, provider, reporter, image_method=options.image_method, mirror=options.mirror)
+    try:
+        with ClientPool(plan) as clients:
+            api.wait_for_engines(plan, clients, [n.name for n in plan.nodes])
+            if plan.registry:
+                with reporter.step("lab registry"):
+                    registry.ensure_registry(clients[plan.first_manager], hosts[plan.first_manager.name],
+                                             plan.registry, spec.registry.image, reporter)
+            swarm_bootstrap.bootstrap(plan, clients, reporter)
+            if plan.registry and options.demo_images:
+                push_demo_images(plan, clients, provider, reporter)
+            return lab_status(plan, provider.list(plan.name), clients)
+    finally:
+        api.close_hosts(hosts)
+
+
+def push_demo_images(plan: LabPlan, clients: ClientPool, provider, reporter: Reporter) -> list[str]:
+    """Build the demo images if needed and make sure the lab registry has them."""
+    assert plan.registry
+    local = engine.local_client()
+    tags = demo_images.ensure_demo_images(local, provider.image, reporter)
+    have = registry.catalog(plan.registry)
+    pushed = []
+    with reporter.step("demo images in the lab registry"):
+        for tag in tags:
+            repository, _, version = tag.partition(":")
+            if version in have.get(repository, []) and _same_image(local, clients, plan, tag):
+                reporter.result(registry.lab_reference(plan.registry, tag), False)
+                continue
+            pushed.append(registry.push(local, clients[plan.first_manager], plan.registry, tag))
+            reporter.result(pushed[-1], True)
+    return pushed
+
+
+def _same_image(local, clients: ClientPool, plan: LabPlan, tag: str) -> bool:
+    assert plan.registry
+    try:
+        remote = clients[plan.first_manager].images.get(registry.lab_reference(plan.registry, tag))
+    except Exception:  # noqa: BLE001 - not on the manager: push again
+        return False
+    return remote.id == local.images.get(tag).id
+
+
+def down(name: str, provider_name: str = "docker") -> dict[str, int]:
+    """Remove every resource of lab ``name``; nothing of other labs is touched."""
+    return api.destroy(name, provider_name)
+
+
+def status(name: str) -> LabStatus:
+    provider, plan = api.existing_lab(name)
+    with ClientPool(plan, timeout=5) as clients:
+        return lab_status(plan, provider.list(name), clients)
+
+
+def env(name: str, node: str) -> str:
+    """Shell lines that point the docker CLI at ``node``'s engine (docker-machine's `env`)."""
+    _, plan = api.existing_lab(name)
+    address = plan.node(node).address
+    certs = tls.client_certs(name)
+    return "\n".join([
+        'export DOCKER_TLS_VERIFY="1"',
+        f'export DOCKER_HOST="tcp://{address}:{tls.ENGINE_PORT}"',
+        f'export DOCKER_CERT_PATH="{certs.folder}"',
+        "unset DOCKER_CONTEXT",
+        f'export SWARMDECK_LAB="{name}" SWARMDECK_NODE="{node}"',
+        f"# Run this command to configure your shell:",
+        f'# eval "$(invoke lab.env {node} --name {name})"',
+    ]) + "\n"
+
+
+def ssh_command(name: str, node: str, command: str | None = None) -> list[str]:
+    """The ssh command line that logs into ``node`` with the lab's key and known_hosts."""
+    _, plan = api.existing_lab(name)
+    if shutil.which("ssh") is None:
+        raise LabError("the ssh command is not installed", hint="apt-get install openssh-client")
+    argv = [
+        "ssh", "-i", str(keys.lab_key(name).private_path), "-o", "IdentitiesOnly=yes",
+        "-o", f"UserKnownHostsFile={keys.known_hosts_path(name)}", "-o", "StrictHostKeyChecking=yes",
+        "-o", "LogLevel=ERROR", f"root@{plan.node(node).address}",
+    ]
+    return argv + ([command] if command else [])
+
+
+def ssh(name: str, node: str, command: str | None = None) -> int:
+    argv = ssh_command(name, node, command)
+    if command is None:
+        os.execvp(argv[0], argv)
+    return subprocess.run(argv, check=False).returncode
+
+
+def power(name: str, node: str, action: str, reporter: Reporter) -> None:
+    """start | stop | kill a node. Starting one also restores its /etc/hosts block."""
+    provider, plan = api.existing_lab(name)
+    machine = provider.machine(name, node)
+    getattr(provider, action)(machine)
+    if action == "start":
+        machine = provider.machine(name, node)
+        hosts = api.open_hosts(plan, provider, [machine])
+        try:
+            ensure_hosts_block(hosts[node], name, {n.name: n.address for n in plan.nodes})
+        finally:
+            api.close_hosts(hosts)
+    reporter.result(f"{action} {node}", True)
+
+
+def swarm_init(name: str, reporter: Reporter) -> LabStatus:
+    """Form the swarm of an existing lab (no change when it is formed)."""
+    provider, plan = api.existing_lab(name)
+    with ClientPool(plan) as clients:
+        swarm_bootstrap.bootstrap(plan, clients, reporter)
+        return lab_status(plan, provider.list(name), clients)
+
+
+def join_tokens(name: str, rotate: bool = False) -> swarm.JoinTokens:
+    """The swarm's join tokens (only for `swarm.tokens`, which the user asked for)."""
+    provider, plan = api.existing_lab(name)
+    with ClientPool(plan) as clients:
+        manager = reachable_manager(plan, clients, provider.list(name))
+        if manager is None:
+            raise SwarmError(f"no manager of lab {name!r} answers", hint="`invoke lab.status` shows the managers")
+        if rotate:
+            swarm.rotate_tokens(manager)
+        return swarm.tokens(manager)
+
+
+def push_image(name: str, image: str) -> str:
+    """Side-load ``image`` from this machine's engine into lab ``name``'s registry."""
+    _, plan = api.existing_lab(name)
+    if not plan.registry:
+        raise LabError(f"lab {name!r} runs no registry", hint="recreate it without --no-registry")
+    with ClientPool(plan) as clients:
+        return registry.push(engine.local_client(), clients[plan.first_manager], plan.registry, image)
+
+
+def registry_catalog(name: str) -> dict[str, list[str]]:
+    _, plan = api.existing_lab(name)
+    if not plan.registry:
+        raise LabError(f"lab {name!r} runs no registry")
+    return registry.catalog(plan.registry)
+
+
+def demo_images_for(name: str, reporter: Reporter) -> list[str]:
+    """Build the demo images; push them when lab ``name`` is up. Returns their references."""
+    provider = get_provider("docker")
+    provider.prepare(reporter)
+    if provider.stored_spec(name) is None:
+        reporter.info(f"lab {name} is not up: the images stay on this machine")
+        return demo_images.ensure_demo_images(engine.local_client(), provider.image, reporter)
+    _, plan = api.existing_lab(name)
+    if not plan.registry:
+        return demo_images.ensure_demo_images(engine.local_client(), provider.image, reporter)
+    with ClientPool(plan) as clients:
+        push_demo_images(plan, clients, provider, reporter)
+    return [registry.lab_reference(plan.registry, tag) for tag in demo_images.demo_tags()]

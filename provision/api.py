@@ -1,0 +1,104 @@
+"""Provisioning use cases: machines up and set up, found again, torn down."""
+
+from __future__ import annotations
+
+import shutil
+
+import requests
+
+from provision import firstboot, spec as specs
+from provision.errors import HostUnreachable, LabError
+from provision.host import Host, SSHHost, run_on_all
+from provision.machine import RUNNING, LabPlan, Machine
+from provision.paths import lab_dir
+from provision.providers import get_provider
+from provision.providers.base import Provider
+from provision.report import Reporter
+from provision.setup import run_setup
+from provision.wait import NotYet, wait_until
+
+BOOT_TIMEOUT = 90
+
+
+def existing_lab(name: str, provider_name: str = "docker") -> tuple[Provider, LabPlan]:
+    """The provider and plan of the lab called ``name``, from what the backend holds.
+
+    Raises:
+        LabError: when there is no such lab, naming the labs there are.
+    """
+    provider = get_provider(provider_name)
+    stored = provider.stored_spec(name)
+    if stored is None:
+        others = ", ".join(provider.labs()) or "none"
+        raise LabError(f"there is no lab named {name!r} (labs here: {others})",
+                       hint=f"create it with `invoke lab.up --name {name}`")
+    return provider, provider.resolve(stored)
+
+
+def provision(spec: specs.LabSpec, provider: Provider, reporter: Reporter, *, image_method: str = "auto",
+              mirror: str | None = None) -> tuple[LabPlan, dict[str, Host]]:
+    """Create and set up every machine of ``spec``; return the plan and SSH hosts."""
+    with reporter.step(f"machines for lab {spec.name} ({provider.name})"):
+        provider.prepare(reporter, image_method=image_method, mirror=mirror)
+        plan = provider.resolve(spec)
+        for warning in specs.warnings(spec):
+            reporter.warn(warning)
+        firstboot.known_hosts(plan)
+        machines = provider.create(plan, lambda node: firstboot.files(plan, node), reporter)
+    with reporter.step("host setup over SSH"):
+        hosts = open_hosts(plan, provider, machines)
+        run_setup(plan, hosts, reporter)
+    return plan, hosts
+
+
+def open_hosts(plan: LabPlan, provider: Provider, machines: list[Machine]) -> dict[str, Host]:
+    """SSH hosts for the running machines, once each answers."""
+    hosts: dict[str, Host] = {
+        m.name: SSHHost(plan.name, m.name, provider.ssh_target(m)) for m in machines if m.state == RUNNING
+    }
+    run_on_all(list(hosts.values()), wait_for_ssh, "waiting for SSH")
+    return hosts
+
+
+def wait_for_ssh(host: Host) -> None:
+    def answers() -> bool:
+        try:
+            return host.run("true").ok
+        except HostUnreachable as err:
+            raise NotYet(str(err)) from err
+
+    wait_until(answers, timeout=BOOT_TIMEOUT, interval=0.3, describe=f"SSH on {host.name}",
+               hint="the node may have failed to boot: `invoke lab.status`, `docker logs` of its container")
+
+
+def wait_for_engines(plan: LabPlan, clients, names: list[str]) -> None:
+    """Wait until the TLS engine API of each named node answers."""
+
+    def answers(name: str) -> bool:
+        try:
+            return clients[name].ping()
+        except requests.exceptions.SSLError as err:  # will not heal by waiting
+            raise LabError(f"TLS to the engine of {name} failed: {err}",
+                           hint=f"the lab's certificates do not match: `invoke lab.down --name {plan.name}` "
+                           "and up again") from err
+
+    for name in names:
+        wait_until(lambda: answers(name), timeout=BOOT_TIMEOUT, interval=0.3,
+                   describe=f"the Docker engine of {name} on {plan.node(name).address}:2376",
+                   hint="see /var/log/dockerd.log on the node (`invoke lab.ssh NODE`)")
+
+
+def destroy(name: str, provider_name: str = "docker") -> dict[str, int]:
+    """Remove every resource of lab ``name`` and its state folder; no error if none is left."""
+    counts = get_provider(provider_name).destroy(name)
+    folder = lab_dir(name)
+    if folder.exists():
+        shutil.rmtree(folder)
+        counts["state folders"] = 1
+    return counts
+
+
+def close_hosts(hosts: dict[str, Host]) -> None:
+    for host in hosts.values():
+        host.close()
+

@@ -1,0 +1,151 @@
+"""`lab.doctor`: what this machine offers labs, each finding with a fix-it line."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import docker
+import docker.errors
+
+from provision import images, runtime
+from provision.errors import LabError
+
+NODE_MEMORY_MB = 80  # an idle node measured 45-70 MB
+
+
+@dataclass(frozen=True)
+class Finding:
+    check: str
+    level: str  # ok | warn | fail
+    observed: str
+    fix: str = ""
+
+
+def run_checks(nodes: int = 5) -> list[Finding]:
+    findings = []
+    client = _client(findings)
+    if client is not None:
+        findings += [_guard(f, client) for f in (check_node_image, check_runtime, check_cgroup, check_disk)]
+    findings += [check_module("ipvs", "ip_vs", "the ingress routing mesh and service VIPs"),
+                 check_module("vxlan", "vxlan", "overlay networks"),
+                 check_memory(nodes), check_kvm(), check_libvirt()]
+    return findings
+
+
+def _client(findings: list[Finding]) -> docker.DockerClient | None:
+    try:
+        client = docker.from_env(timeout=10)
+        version = client.version()["Version"]
+        findings.append(Finding("docker engine", "ok", f"version {version} answers"))
+        return client
+    except docker.errors.DockerException as err:
+        findings.append(Finding("docker engine", "fail", f"no engine answers ({err})",
+                                "start one: `dockerd &` after `apt-get install docker.io`, or set DOCKER_HOST"))
+        return None
+
+
+def _guard(check: Callable[[docker.DockerClient], Finding], client: docker.DockerClient) -> Finding:
+    try:
+        return check(client)
+    except (docker.errors.DockerException, LabError, OSError) as err:
+        return Finding(check.__name__.removeprefix("check_").replace("_", " "), "fail", str(err))
+
+
+def check_node_image(client: docker.DockerClient) -> Finding:
+    tag = images.node_image_tag()
+    if images.has_image(client, tag):
+        return Finding("node image", "ok", f"{tag} is built")
+    return Finding("node image", "warn", f"{tag} is not built yet", "`invoke image.build` (lab.up builds it too)")
+
+
+def check_runtime(client: docker.DockerClient) -> Finding:
+    tag = images.node_image_tag()
+    if not images.has_image(client, tag):
+        return Finding("runtime profile", "warn", "unknown until the node image exists", "`invoke image.build`")
+    profile = runtime.profile_for(client, tag)
+    note = "" if profile.name == runtime.PRIVILEGED else " (--privileged is refused here; explicit capabilities used)"
+    return Finding("runtime profile", "ok", profile.name + note)
+
+
+def check_cgroup(client: docker.DockerClient) -> Finding:
+    info = client.info()
+    return Finding("cgroups", "ok", f"v{info.get('CgroupVersion', '1')}, driver {info.get('CgroupDriver')}")
+
+
+def check_disk(client: docker.DockerClient) -> Finding:
+    root = client.info().get("DockerRootDir", "/var/lib/docker")
+    if not Path(root).exists():
+        return Finding("disk", "ok", f"engine root {root} is on another machine; not checked")
+    free_gb = shutil.disk_usage(root).free / 1e9
+    if free_gb < 5:
+        return Finding("disk", "fail", f"{free_gb:.1f} GB free under {root}",
+                       "free space (`docker system prune`); a manager on a full disk can corrupt Raft")
+    return Finding("disk", "ok", f"{free_gb:.0f} GB free under {root}")
+
+
+def module_present(module: str, release: str | None = None) -> bool:
+    """Loaded, built in, or loadable from /lib/modules."""
+    if Path(f"/sys/module/{module}").exists():
+        return True
+    release = release or platform.release()
+    base = Path("/lib/modules") / release
+    if (base / "modules.builtin").exists() and f"/{module}.ko" in (base / "modules.builtin").read_text():
+        return True
+    return any(base.rglob(f"{module}.ko*")) if base.exists() else False
+
+
+def check_module(label: str, module: str, needed_for: str) -> Finding:
+    if module_present(module):
+        return Finding(label, "ok", f"kernel module {module} is available")
+    level = "warn" if module == "ip_vs" else "fail"
+    fix = ("container nodes here cannot use the routing mesh or VIPs; use host-mode ports and "
+           "endpoint-mode dnsrr, or VM nodes" if module == "ip_vs" else f"load it: `modprobe {module}`")
+    return Finding(label, level, f"kernel module {module} is missing, so there are no {needed_for}", fix)
+
+
+def check_memory(nodes: int) -> Finding:
+    available = _meminfo().get("MemAvailable", 0) // 1024
+    needed = nodes * NODE_MEMORY_MB
+    if available < needed:
+        return Finding("memory", "warn", f"{available} MB available, {nodes} nodes want about {needed} MB",
+                       "use fewer nodes (--workers) or free memory")
+    return Finding("memory", "ok", f"{available} MB available (a {nodes}-node lab needs about {needed} MB)")
+
+
+def check_kvm() -> Finding:
+    if not os.path.exists("/dev/kvm"):
+        return Finding("kvm", "warn", "/dev/kvm is missing: VMs would run under slow emulation",
+                       "enable virtualization in the BIOS or nested virtualization")
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return Finding("kvm", "warn", "/dev/kvm is not usable by this user", "add yourself to the kvm group")
+    return Finding("kvm", "ok", "/dev/kvm is present (VM providers are not in this version yet)")
+
+
+def check_libvirt() -> Finding:
+    if shutil.which("virsh") and Path("/var/run/libvirt/libvirt-sock").exists():
+        return Finding("libvirt", "ok", "libvirtd answers on its socket")
+    return Finding("libvirt", "warn", "libvirtd is not running (only needed by VM providers)",
+                   "apt-get install libvirt-daemon-system, then start libvirtd")
+
+
+def _meminfo() -> dict[str, int]:
+    values = {}
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        values[key] = int(rest.split()[0])
+    return values
+
+
+def render(findings: list[Finding]) -> str:
+    marks = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}
+    lines = []
+    for f in findings:
+        lines.append(f"[{marks[f.level]}] {f.check}: {f.observed}")
+        if f.fix and f.level != "ok":
+            lines.append(f"       fix: {f.fix}")
+    return "\n".join(lines)
