@@ -6,12 +6,14 @@ import functools
 import json
 import sys
 
+import docker.errors
+import requests
 from invoke import Collection, Exit, Program, task
 
 from orchestrator import lab as labs
 from orchestrator.output import status_table
 from provision import config, doctor, engine, images
-from provision.errors import LabError
+from provision.errors import LabError, redact
 from provision.report import ConsoleReporter
 
 DEFAULT_LAB = "swarmdeck"
@@ -28,6 +30,9 @@ def lab_task(*args, **kwargs):
                 return fn(c, *a, **kw)
             except LabError as err:
                 raise Exit(f"error: {err.user_message()}", code=err.exit_code) from err
+            except (docker.errors.DockerException, requests.RequestException) as err:
+                # A safety net: engine failures we did not foresee still get a clean message.
+                raise Exit(f"error: a Docker engine call failed: {redact(str(err))}", code=1) from err
             except KeyboardInterrupt:
                 raise Exit("interrupted", code=130) from None
 

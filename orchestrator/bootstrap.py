@@ -2,7 +2,7 @@
 
 First manager init; other managers join one at a time (each join changes the
 Raft membership, which must settle before the next); workers join in parallel;
-labels; then wait until every node is Ready. A formed swarm is left unchanged.
+wait until every node is Ready (a node's hostname is known only then); labels. A formed swarm is left unchanged.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def wait_ready(ctx: BootstrapContext) -> None:
     ctx.reporter.result(f"{len(expected)} nodes ready", False)
 
 
-STEPS = (init_first_manager, join_managers, join_workers, apply_labels, wait_ready)
+STEPS = (init_first_manager, join_managers, join_workers, wait_ready, apply_labels)
 
 
 def bootstrap(plan: LabPlan, clients: ClientPool, reporter: Reporter) -> None:

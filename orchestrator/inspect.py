@@ -32,7 +32,7 @@ def swarm_nodes(manager: docker.DockerClient) -> list[SwarmNode]:
         status, spec = attrs.get("Status") or {}, attrs.get("Spec") or {}
         manager_status = attrs.get("ManagerStatus") or {}
         found.append(SwarmNode(
-            id=node.id, hostname=attrs["Description"]["Hostname"], role=spec.get("Role", ""),
+            id=node.id, hostname=(attrs.get("Description") or {}).get("Hostname", ""), role=spec.get("Role", ""),
             state=status.get("State", "unknown"), availability=spec.get("Availability", ""),
             leader=bool(manager_status.get("Leader")), reachability=manager_status.get("Reachability", ""),
             address=status.get("Addr", ""), labels=dict(spec.get("Labels") or {}),

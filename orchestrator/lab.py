@@ -16,6 +16,7 @@ from provision.errors import LabError, SwarmError
 from provision.machine import LabPlan
 from provision.providers import get_provider
 from provision.report import Reporter
+from provision.setup.engine import wait_for_engine
 from provision.setup.hosts_file import ensure_hosts_block
 from provision.spec import LabSpec
 
@@ -138,7 +139,8 @@ def ssh(name: str, node: str, command: str | None = None) -> int:
 
 
 def power(name: str, node: str, action: str, reporter: Reporter) -> None:
-    """start | stop | kill a node. Starting one also restores its /etc/hosts block."""
+    """start | stop | kill a node. Starting one restores its /etc/hosts block (the engine
+    that runs node containers rewrites /etc/hosts at start) and waits for its engine."""
     provider, plan = api.existing_lab(name)
     machine = provider.machine(name, node)
     getattr(provider, action)(machine)
@@ -147,6 +149,7 @@ def power(name: str, node: str, action: str, reporter: Reporter) -> None:
         hosts = api.open_hosts(plan, provider, [machine])
         try:
             ensure_hosts_block(hosts[node], name, {n.name: n.address for n in plan.nodes})
+            wait_for_engine(hosts[node])
         finally:
             api.close_hosts(hosts)
     reporter.result(f"{action} {node}", True)

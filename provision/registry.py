@@ -81,11 +81,15 @@ def _ensure_container(client: docker.DockerClient, image: str, port: int) -> boo
         return True
     except docker.errors.NotFound:
         pass
-    client.containers.run(
-        image, name=CONTAINER, detach=True, restart_policy={"Name": "always"},
-        ports={"5000/tcp": port}, volumes={VOLUME: {"bind": "/var/lib/registry", "mode": "rw"}},
-        labels={"io.swarmdeck.kind": "registry"},
-    )
+    try:
+        client.containers.run(
+            image, name=CONTAINER, detach=True, restart_policy={"Name": "always"},
+            ports={"5000/tcp": port}, volumes={VOLUME: {"bind": "/var/lib/registry", "mode": "rw"}},
+            labels={"io.swarmdeck.kind": "registry"},
+        )
+    except docker.errors.APIError as err:
+        raise ProviderError(f"the registry container could not start on port {port}: {err.explanation or err}",
+                            hint="is that port taken on the first manager? set registry.port in lab.yaml") from err
     return True
 
 

@@ -10,7 +10,7 @@ from provision.host import Host, check, read_file
 from provision.wait import wait_until
 
 RESTART = (
-    "if [ -d /etc/service/docker ]; then sv restart /etc/service/docker; "
+    "if [ -d /etc/service/docker ]; then sv -w 60 restart /etc/service/docker; "
     "elif command -v systemctl >/dev/null; then systemctl restart docker; "
     "else service docker restart; fi"
 )

@@ -38,7 +38,7 @@ def test_engine_config_restarts_only_when_a_file_changed():
     files = firstboot.engine_files(plan, node)
     host = FakeHost(name="manager2")
     assert engine.ensure_engine_config(host, files) is True
-    assert host.ran("sv restart /etc/service/docker")
+    assert host.ran("sv -w 60 restart /etc/service/docker")
     restarts = sum("restart" in c for c in host.commands)
     assert engine.ensure_engine_config(host, files) is False
     assert sum("restart" in c for c in host.commands) == restarts

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# swarmdeck quick start. Sets up everything this machine lacks, then:
+#   ./bootstrap.sh up [lab.up flags]   -> invoke lab.up (the default lab)
+#   ./bootstrap.sh test [pytest args]  -> the whole test suite (what CI runs)
+# As root on Debian it installs the Docker engine (and starts dockerd when no
+# service manager runs), debootstrap and the Python venv package from Debian's
+# archive. Elsewhere it needs a running Docker engine and python3 with venv.
+set -euo pipefail
+cd "$(dirname "$0")"
+action=${1:-up}
+[ $# -gt 0 ] && shift
+case "$action" in up|test) ;; *) echo "usage: $0 up|test [args]" >&2; exit 2 ;; esac
+
+say() { printf '• %s\n' "$*" >&2; }
+is_root() { [ "$(id -u)" = 0 ]; }
+has_apt() { command -v apt-get >/dev/null 2>&1; }
+engine_answers() { command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; }
+
+apt_updated=""
+apt_install() {
+	local missing=()
+	for package in "$@"; do dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package"); done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	say "installing ${missing[*]} from Debian packages"
+	if [ -z "$apt_updated" ]; then apt-get update -qq; apt_updated=1; fi
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+ensure_system_packages() {
+	is_root && has_apt || return 0
+	apt_install ca-certificates debootstrap openssh-client iptables
+	python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3 python3-venv
+	engine_answers || apt_install docker.io
+}
+
+ensure_engine() {
+	engine_answers && return 0
+	if is_root && command -v dockerd >/dev/null 2>&1; then
+		if [ -d /run/systemd/system ]; then
+			say "starting docker.service"
+			systemctl start docker
+		else
+			say "starting dockerd in the background (log: /var/log/swarmdeck-dockerd.log)"
+			nohup dockerd >/var/log/swarmdeck-dockerd.log 2>&1 &
+		fi
+		for _ in $(seq 1 60); do engine_answers && return 0; sleep 1; done
+		echo "dockerd did not answer within 60 s; see /var/log/swarmdeck-dockerd.log" >&2
+		exit 1
+	fi
+	echo "no Docker engine answers: start Docker (or run this as root on Debian) and try again" >&2
+	exit 1
+}
+
+ensure_venv() {
+	local stamp=.venv/.swarmdeck-installed
+	if [ ! -x .venv/bin/python ]; then
+		say "creating the virtual environment .venv"
+		python3 -m venv .venv
+	fi
+	if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+		say "installing swarmdeck and its Python packages into .venv"
+		.venv/bin/pip install -q --upgrade pip >/dev/null
+		.venv/bin/pip install -q -e '.[test]'
+		touch "$stamp"
+	fi
+}
+
+ensure_system_packages
+ensure_engine
+ensure_venv
+export PATH="$PWD/.venv/bin:$PATH"
+invoke image.build
+if [ "$action" = up ]; then
+	exec invoke lab.up "$@"
+fi
+exec pytest "$@"

@@ -1,0 +1,87 @@
+"""Integration fixtures: real labs on the real Docker engine, driven through the CLI.
+
+Every lab made here is named ``it-...`` and is removed by label after the
+session, and any ``it-`` lab left by an earlier, killed session is swept first.
+Every CLI output is kept so that the last test can check that no Swarm secret
+leaked into any of them.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import docker
+import pytest
+
+from provision import labels
+from provision.paths import REPO
+
+INVOKE = str(Path(sys.executable).with_name("invoke"))
+OUTPUTS: list[tuple[list[str], str]] = []  # (argv, stdout+stderr) of every CLI call
+
+
+def cli(*args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run ``invoke ARGS`` in the checkout, keeping its output for the secret scan."""
+    argv = [INVOKE, *args]
+    result = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=os.environ.copy())
+    OUTPUTS.append((argv, result.stdout + result.stderr))
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def lab_resources(client: docker.DockerClient, lab: str) -> list[str]:
+    found = [f"container {c.name}" for c in client.containers.list(all=True, filters=labels.lab_filter(lab))]
+    found += [f"network {n.name}" for n in client.networks.list(filters=labels.lab_filter(lab))]
+    found += [f"volume {v.name}" for v in client.volumes.list(filters=labels.lab_filter(lab))]
+    return found
+
+
+def sweep(client: docker.DockerClient, prefix: str = "it-") -> None:
+    from provision.providers.docker import DockerProvider
+    provider = DockerProvider(client)
+    for lab in provider.labs():
+        if lab.startswith(prefix):
+            provider.destroy(lab)
+
+
+@pytest.fixture(scope="session")
+def engine():
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+    except docker.errors.DockerException as err:
+        pytest.fail(f"integration tests need a Docker engine ({err}); ./bootstrap.sh test starts one")
+    sweep(client)
+    yield client
+    sweep(client)
+    client.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_home(tmp_path_factory):
+    home = tmp_path_factory.mktemp("swarmdeck-home")
+    old = os.environ.get("SWARMDECK_HOME")
+    os.environ["SWARMDECK_HOME"] = str(home)
+    yield home
+    if old is None:
+        os.environ.pop("SWARMDECK_HOME", None)
+    else:
+        os.environ["SWARMDECK_HOME"] = old
+
+
+def new_lab_name(purpose: str) -> str:
+    return f"it-{purpose}-{uuid.uuid4().hex[:4]}"
+
+
+@pytest.fixture(scope="session")
+def default_lab(engine):
+    """The default lab (3 managers, 2 workers, registry) under a test name."""
+    name = new_lab_name("main")
+    result = cli("lab.up", "--name", name)
+    yield name, result
+    cli("lab.down", "--name", name, check=False)

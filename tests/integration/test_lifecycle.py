@@ -1,0 +1,102 @@
+"""Lab lifecycle: side by side, teardown, rollback, interruption, bad input."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+
+import pytest
+
+from provision import labels
+from provision.paths import REPO
+from provision.wait import wait_until
+from tests.integration.conftest import INVOKE, OUTPUTS, cli, lab_resources, new_lab_name
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_second_lab_runs_beside_the_first_and_goes_away_alone(default_lab, engine):
+    first = default_lab[0]
+    second = new_lab_name("side")
+    cli("lab.up", "--name", second, "--managers", "1", "--workers", "1", "--no-registry")
+    try:
+        one = json.loads(cli("lab.status", "--name", first, "--json").stdout)
+        two = json.loads(cli("lab.status", "--name", second, "--json").stdout)
+        assert two["registry"] is None and len(two["nodes"]) == 2
+        assert {n["state"] for n in two["nodes"]} == {"ready"}
+        assert one["nodes"][0]["address"].rsplit(".", 1)[0] != two["nodes"][0]["address"].rsplit(".", 1)[0]
+    finally:
+        cli("lab.down", "--name", second)
+    assert lab_resources(engine, second) == []
+    assert {n["state"] for n in json.loads(cli("lab.status", "--name", first, "--json").stdout)["nodes"]} == {"ready"}
+
+
+def test_down_removes_every_resource_and_is_safe_to_repeat(engine):
+    name = new_lab_name("down")
+    cli("lab.up", "--name", name, "--managers", "1", "--workers", "0", "--no-registry")
+    assert len(lab_resources(engine, name)) == 3  # container, network, volume
+    cli("lab.down", "--name", name)
+    assert lab_resources(engine, name) == []
+    assert "0 containers" in cli("lab.down", "--name", name).stdout
+
+
+def test_a_failed_up_rolls_back_unless_keep(engine):
+    name = new_lab_name("fail")
+    # Port 2376 is the engine's own TLS port on manager1: the registry cannot publish it.
+    failed = cli("lab.up", "--name", name, "--managers", "1", "--workers", "0", "--spec", str(REPO / "tests" / "data" / "registry-on-2376.yaml"), check=False)
+    assert failed.returncode != 0 and "Traceback" not in failed.stderr
+    assert "removing what it created" in failed.stderr
+    assert lab_resources(engine, name) == []
+    kept = cli("lab.up", "--name", name, "--managers", "1", "--workers", "0", "--keep",
+               "--spec", str(REPO / "tests" / "data" / "registry-on-2376.yaml"), check=False)
+    assert kept.returncode != 0
+    assert lab_resources(engine, name) != []
+    cli("lab.down", "--name", name)
+    assert lab_resources(engine, name) == []
+
+
+def test_an_interrupted_up_is_resumed_by_the_next_up(engine):
+    name = new_lab_name("int")
+    proc = subprocess.Popen([INVOKE, "lab.up", "--name", name], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        wait_until(lambda: len(engine.containers.list(all=True, filters=labels.lab_filter(name, "node"))) >= 2,
+                   timeout=120, interval=0.05, describe="the first node containers")
+    finally:
+        proc.send_signal(signal.SIGKILL)  # no chance to clean up: like a closed laptop lid
+        OUTPUTS.append(([INVOKE, "lab.up", "(killed)"], proc.communicate()[0]))
+    assert lab_resources(engine, name) != []
+    cli("lab.up", "--name", name)
+    status = json.loads(cli("lab.status", "--name", name, "--json").stdout)
+    assert {n["state"] for n in status["nodes"]} == {"ready"} and len(status["nodes"]) == 5
+    cli("lab.down", "--name", name)
+    assert lab_resources(engine, name) == []
+
+
+def test_an_interrupted_up_is_cleaned_by_down(engine):
+    name = new_lab_name("int2")
+    proc = subprocess.Popen([INVOKE, "lab.up", "--name", name], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        wait_until(lambda: engine.containers.list(all=True, filters=labels.lab_filter(name, "node")),
+                   timeout=120, interval=0.05, describe="a node container")
+        time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        OUTPUTS.append(([INVOKE, "lab.up", "(killed)"], proc.communicate()[0]))
+    cli("lab.down", "--name", name)
+    assert lab_resources(engine, name) == []
+
+
+def test_bad_input_is_a_clean_error_with_every_problem(engine):
+    result = cli("lab.up", "--name", "Bad_Name", "--managers", "0", "--subnet", "10.1.0.0/33", check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    for fragment in ("3 problem(s)", "lab name 'Bad_Name' is invalid", "at least one manager", "not an IPv4 CIDR"):
+        assert fragment in result.stderr
+    assert lab_resources(engine, "Bad_Name") == []
+    unknown = cli("lab.status", "--name", "it-nothing-here", check=False)
+    assert unknown.returncode == 1 and "there is no lab named 'it-nothing-here'" in unknown.stderr
+    node = cli("lab.kill", "worker9", "--name", "it-nothing-here", check=False)
+    assert node.returncode == 1 and "Traceback" not in node.stderr
