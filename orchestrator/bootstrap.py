@@ -42,6 +42,11 @@ def init_first_manager(ctx: BootstrapContext) -> None:
     ctx.reporter.result(f"swarm init on {first.name} ({first.address})", changed)
 
 
+def fit_ingress_mtu(ctx: BootstrapContext) -> None:
+    changed = swarm.ensure_ingress_mtu(ctx.leader_client, ctx.plan.mtu)
+    ctx.reporter.result(f"ingress overlay MTU fits the lab network ({swarm.overlay_mtu(ctx.plan.mtu)} or less)", changed)
+
+
 def _join(ctx: BootstrapContext, node: NodePlan) -> bool:
     assert ctx.tokens is not None
     return swarm.join(ctx.clients[node], node.name, node.address, ctx.plan.first_manager.address,
@@ -90,7 +95,7 @@ def wait_ready(ctx: BootstrapContext) -> None:
     ctx.reporter.result(f"{len(expected)} nodes ready", False)
 
 
-STEPS = (init_first_manager, join_managers, join_workers, wait_ready, apply_labels)
+STEPS = (init_first_manager, fit_ingress_mtu, join_managers, join_workers, wait_ready, apply_labels)
 
 
 def bootstrap(plan: LabPlan, clients: ClientPool, reporter: Reporter) -> None:

@@ -125,3 +125,31 @@ def update_node(manager: docker.DockerClient, node_id: str, change: Callable[[di
 def ensure_labels(manager: docker.DockerClient, node_id: str, labels: dict[str, str]) -> bool:
     """Make sure the node carries ``labels`` (others are left alone)."""
     return update_node(manager, node_id, lambda spec: spec["Labels"].update(labels))
+
+
+VXLAN_OVERHEAD = 50  # outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8
+DEFAULT_OVERLAY_MTU = 1450  # what Swarm gives overlays when none is set
+MTU_OPTION = "com.docker.network.driver.mtu"
+
+
+def overlay_mtu(lab_mtu: int) -> int:
+    """The largest overlay MTU whose VXLAN packets fit in the lab network."""
+    return lab_mtu - VXLAN_OVERHEAD
+
+
+def ensure_ingress_mtu(manager: docker.DockerClient, lab_mtu: int) -> bool:
+    """Recreate the ingress network with an MTU that fits, when Swarm's default does not.
+
+    Nested engines do not inherit the outer MTU: on a lab network below 1500
+    the default ingress (1450) would silently drop large packets.
+    """
+    wanted = overlay_mtu(lab_mtu)
+    ingress = next((n for n in manager.networks.list(filters={"name": "ingress"})
+                    if n.attrs.get("Ingress")), None)
+    current = int(((ingress.attrs.get("Options") or {}) if ingress else {}).get(MTU_OPTION, DEFAULT_OVERLAY_MTU))
+    if current <= wanted:
+        return False
+    if ingress is not None:
+        ingress.remove()
+    manager.networks.create("ingress", driver="overlay", ingress=True, options={MTU_OPTION: str(wanted)})
+    return True

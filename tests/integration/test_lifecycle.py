@@ -100,3 +100,22 @@ def test_bad_input_is_a_clean_error_with_every_problem(engine):
     assert unknown.returncode == 1 and "there is no lab named 'it-nothing-here'" in unknown.stderr
     node = cli("lab.kill", "worker9", "--name", "it-nothing-here", check=False)
     assert node.returncode == 1 and "Traceback" not in node.stderr
+
+
+def test_a_small_lab_mtu_shrinks_the_engines_and_the_ingress_overlay(engine):
+    name = new_lab_name("mtu")
+    cli("lab.up", "--name", name, "--spec", str(REPO / "tests" / "data" / "mtu-1400.yaml"))
+    try:
+        network = engine.networks.list(filters=labels.lab_filter(name, "network"))[0]
+        assert network.attrs["Options"]["com.docker.network.driver.mtu"] == "1400"
+        fits = cli("lab.ssh", "manager1", "--name", name, "--command", "ping -c1 -W2 -M do -s 1372 worker1", check=False)
+        too_big = cli("lab.ssh", "manager1", "--name", name, "--command", "ping -c1 -W2 -M do -s 1373 worker1", check=False)
+        assert fits.returncode == 0 and too_big.returncode != 0
+        daemon = json.loads(cli("lab.ssh", "worker1", "--name", name, "--command", "cat /etc/docker/daemon.json").stdout)
+        assert daemon["mtu"] == 1400
+        inspect = cli("lab.ssh", "manager1", "--name", name, "--command",
+                      "docker network inspect ingress --format '{{index .Options \"com.docker.network.driver.mtu\"}}'")
+        assert inspect.stdout.strip() == "1350"
+        assert " changed " not in cli("lab.up", "--name", name, "--spec", str(REPO / "tests" / "data" / "mtu-1400.yaml")).stderr
+    finally:
+        cli("lab.down", "--name", name)
