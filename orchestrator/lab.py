@@ -18,6 +18,7 @@ from provision.providers import get_provider
 from provision.report import Reporter
 from provision.setup.engine import wait_for_engine
 from provision.setup.hosts_file import ensure_hosts_block
+from provision import spec as specs
 from provision.spec import LabSpec
 
 
@@ -35,6 +36,7 @@ def up(spec: LabSpec, reporter: Reporter, options: UpOptions = UpOptions()) -> L
     A failure (or Ctrl-C) while creating a new lab removes what was created,
     unless ``options.keep``; an existing lab is never removed by a failed re-run.
     """
+    specs.validate(spec)  # every problem visible without a backend, before any work
     provider = get_provider(spec.provider)
     provider.check()
     is_new = provider.stored_spec(spec.name) is None

@@ -90,6 +90,6 @@ def _build(client: docker.DockerClient, version: str, recipe: str, busybox: Path
         shutil.copy(WEB_FILES / "health.cgi", www / "health.cgi")
     (context / "Dockerfile").write_text(render("web/Dockerfile.j2", version=version, recipe=recipe))
     try:
-        client.images.build(path=str(context), tag=f"{REPOSITORY}:{version}", rm=True)
+        client.images.build(path=str(context), tag=f"{REPOSITORY}:{version}", rm=True, forcerm=True)
     except (docker.errors.BuildError, docker.errors.APIError) as err:
         raise ImageError(f"building {REPOSITORY}:{version} failed: {err}") from err

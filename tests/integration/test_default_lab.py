@@ -103,7 +103,7 @@ def test_registry_lists_and_side_loads_images(default_lab, engine, tmp_path):
     listing = cli("registry.ls", "--name", name).stdout
     assert "swarmdeck/web: 1, 2, 3" in listing
     (tmp_path / "Dockerfile").write_text("FROM swarmdeck/web:2\nLABEL test=side-load\n")
-    engine.images.build(path=str(tmp_path), tag="it-sideload:7")
+    engine.images.build(path=str(tmp_path), tag="it-sideload:7", rm=True, forcerm=True)
     try:
         reference = cli("registry.push", "it-sideload:7", "--name", name).stdout.strip()
         assert reference.endswith("/it-sideload:7")

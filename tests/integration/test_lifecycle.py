@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
 
 import pytest
 
@@ -57,17 +56,22 @@ def test_a_failed_up_rolls_back_unless_keep(engine):
     assert lab_resources(engine, name) == []
 
 
-def test_an_interrupted_up_is_resumed_by_the_next_up(engine):
-    name = new_lab_name("int")
+def kill_up_midway(engine, name: str, nodes_seen: int) -> None:
+    """Start `lab.up`, SIGKILL it once ``nodes_seen`` node containers exist (no cleanup runs)."""
     proc = subprocess.Popen([INVOKE, "lab.up", "--name", name], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
-        wait_until(lambda: len(engine.containers.list(all=True, filters=labels.lab_filter(name, "node"))) >= 2,
-                   timeout=120, interval=0.05, describe="the first node containers")
+        wait_until(lambda: len(engine.containers.list(all=True, filters=labels.lab_filter(name, "node"))) >= nodes_seen,
+                   timeout=120, interval=0.05, describe=f"{nodes_seen} node containers of {name}")
     finally:
-        proc.send_signal(signal.SIGKILL)  # no chance to clean up: like a closed laptop lid
+        proc.send_signal(signal.SIGKILL)  # like a closed laptop lid
         OUTPUTS.append(([INVOKE, "lab.up", "(killed)"], proc.communicate()[0]))
     assert lab_resources(engine, name) != []
+
+
+def test_an_interrupted_up_is_resumed_by_the_next_up(engine):
+    name = new_lab_name("int")
+    kill_up_midway(engine, name, nodes_seen=2)
     cli("lab.up", "--name", name)
     status = json.loads(cli("lab.status", "--name", name, "--json").stdout)
     assert {n["state"] for n in status["nodes"]} == {"ready"} and len(status["nodes"]) == 5
@@ -77,15 +81,7 @@ def test_an_interrupted_up_is_resumed_by_the_next_up(engine):
 
 def test_an_interrupted_up_is_cleaned_by_down(engine):
     name = new_lab_name("int2")
-    proc = subprocess.Popen([INVOKE, "lab.up", "--name", name], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        wait_until(lambda: engine.containers.list(all=True, filters=labels.lab_filter(name, "node")),
-                   timeout=120, interval=0.05, describe="a node container")
-        time.sleep(0.5)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        OUTPUTS.append(([INVOKE, "lab.up", "(killed)"], proc.communicate()[0]))
+    kill_up_midway(engine, name, nodes_seen=1)
     cli("lab.down", "--name", name)
     assert lab_resources(engine, name) == []
 

@@ -28,3 +28,10 @@ def test_no_swarm_secret_in_any_output_log_or_state_file(engine, session_home, d
             leaks.append(str(path))
     assert leaks == []
     assert any("swarm.tokens" in argv for argv, _ in OUTPUTS), "swarm.tokens was not exercised"
+
+
+def test_no_stray_container_is_left_on_the_host_engine(engine):
+    """Probes, image builds and the demo images leave no container behind."""
+    for kind in ("probe", "demo-image", "node-image", "registry-image"):
+        leftovers = engine.containers.list(all=True, filters={"label": f"{labels.KIND}={kind}"})
+        assert [c.name for c in leftovers] == [], kind

@@ -150,3 +150,15 @@ def test_status_json_flag_is_spelled_json():
     import tasks
     assert "json" in [a.name for a in tasks.status.get_arguments()] or \
         "json_" in [a.name for a in tasks.status.get_arguments()]
+
+
+def test_swarmdeck_command_works_outside_the_checkout(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+    command = Path(sys.executable).with_name("swarmdeck")
+    out = subprocess.run([str(command), "--list"], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    assert "lab.up" in out and "swarm.tokens" in out
+    missing = subprocess.run([str(command), "lab.up", "--managers", "0", "--name", "x"], cwd=tmp_path,
+                             capture_output=True, text=True)
+    assert missing.returncode == 2 and "at least one manager" in missing.stderr
