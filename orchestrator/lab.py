@@ -7,18 +7,20 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
+import docker.errors
+
 from orchestrator import bootstrap as swarm_bootstrap
 from orchestrator import swarm
 from orchestrator.clients import ClientPool
 from orchestrator.inspect import LabStatus, lab_status, reachable_manager
 from provision import api, demo_images, engine, keys, registry, tls
+from provision import spec as specs
 from provision.errors import LabError, SwarmError
 from provision.machine import LabPlan
 from provision.providers import get_provider
 from provision.report import Reporter
 from provision.setup.engine import wait_for_engine
 from provision.setup.hosts_file import ensure_hosts_block
-from provision import spec as specs
 from provision.spec import LabSpec
 
 
@@ -88,7 +90,7 @@ def _same_image(local, clients: ClientPool, plan: LabPlan, tag: str) -> bool:
     assert plan.registry
     try:
         remote = clients[plan.first_manager].images.get(registry.lab_reference(plan.registry, tag))
-    except Exception:  # noqa: BLE001 - not on the manager: push again
+    except docker.errors.ImageNotFound:  # not on the manager: push again
         return False
     return remote.id == local.images.get(tag).id
 

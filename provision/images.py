@@ -108,13 +108,15 @@ def build_with_debootstrap(client: docker.DockerClient, tag: str, mirror: str, r
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def build_with_dockerfile(client: docker.DockerClient, tag: str, reporter: Reporter) -> None:
+def build_with_dockerfile(client: docker.DockerClient, tag: str, reporter: Reporter, base: str | None = None) -> None:
+    """Build from ``base`` (default ``debian:<suite>-slim``, pulled from Docker Hub)."""
     with tempfile.TemporaryDirectory(prefix="swarmdeck-node-") as context:
         shutil.copytree(NODE_FILES, context, dirs_exist_ok=True)
-        dockerfile = render("node/Dockerfile.j2", suite=SUITE, packages=PACKAGES, changes=CHANGES)
+        dockerfile = render("node/Dockerfile.j2", base=base or f"debian:{SUITE}-slim", packages=PACKAGES,
+                            changes=CHANGES)
         (Path(context) / "Dockerfile").write_text(dockerfile)
         try:
-            for chunk in client.api.build(path=context, tag=tag, rm=True, decode=True):
+            for chunk in client.api.build(path=context, tag=tag, rm=True, forcerm=True, decode=True):
                 if "stream" in chunk and chunk["stream"].startswith("Step "):
                     reporter.info(chunk["stream"].strip())
                 if "error" in chunk:

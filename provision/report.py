@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from rich.console import Console
+from rich.markup import escape
 
 from provision.errors import redact
 
@@ -66,8 +67,8 @@ class ConsoleReporter(Reporter):
     def emit(self, kind: str, text: str) -> None:
         mark, style = self._STYLES.get(kind, ("", ""))
         with self._lock:
-            self.console.print(f"[{style}]{mark}[/] {text}" if style else f"{mark} {text}", markup=True,
-                               soft_wrap=True)
+            line = f"[{style}]{escape(mark)}[/] {escape(text)}" if style else f"{escape(mark)} {escape(text)}"
+            self.console.print(line, markup=True, soft_wrap=True)
 
 
 class RecordingReporter(Reporter):
