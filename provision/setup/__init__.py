@@ -14,7 +14,7 @@ from provision.host import Host, run_on_all
 from provision.machine import LabPlan, NodePlan
 from provision.report import Reporter
 from provision.setup.engine import ensure_engine_config
-from provision.setup.firewall import ensure_swarm_ports
+from provision.setup.firewall import ensure_lab_ports
 from provision.setup.hostname import ensure_hostname
 from provision.setup.hosts_file import ensure_hosts_block
 from provision.setup.ssh_keys import ensure_authorized_key
@@ -31,7 +31,7 @@ def steps(plan: LabPlan) -> list[Step]:
         ("hostname", lambda h, n: ensure_hostname(h, n.name)),
         ("/etc/hosts", lambda h, n: ensure_hosts_block(h, plan.name, names)),
         ("engine config", lambda h, n: ensure_engine_config(h, engine_files(plan, n))),
-        ("swarm ports", lambda h, n: ensure_swarm_ports(h)),
+        ("firewall", lambda h, n: ensure_lab_ports(h)),
     ]
 
 

@@ -1,10 +1,12 @@
-"""Open Swarm's ports where the host runs a firewall: 2377/tcp, 7946/tcp+udp, 4789/udp."""
+"""Open the lab's ports where the host runs a firewall: Swarm's 2377/tcp, 7946/tcp+udp and
+4789/udp, and the engine's TLS port 2376/tcp that swarmdeck and `lab.env` use."""
 
 from __future__ import annotations
 
 from provision.host import Host, check
 
 SWARM_PORTS = ("2377/tcp", "7946/tcp", "7946/udp", "4789/udp")
+LAB_PORTS = SWARM_PORTS + ("2376/tcp",)
 
 DETECT = (
     "if command -v ufw >/dev/null && ufw status 2>/dev/null | grep -q 'Status: active'; then echo ufw; "
@@ -30,12 +32,12 @@ def open_commands(firewall: str, port: str) -> tuple[str, str]:
     return f"iptables -C {rule}", f"iptables -I {rule}"
 
 
-def ensure_swarm_ports(host: Host) -> bool:
+def ensure_lab_ports(host: Host) -> bool:
     firewall = detect_firewall(host)
     if firewall == "none":
         return False
     changed = False
-    for port in SWARM_PORTS:
+    for port in LAB_PORTS:
         is_open, open_port = open_commands(firewall, port)
         if not host.run(is_open).ok:
             check(host, open_port)

@@ -156,3 +156,34 @@ def test_tokens_are_shown_only_when_asked(default_lab):
 def test_swarm_init_on_a_formed_lab_changes_nothing(default_lab):
     result = cli("swarm.init", "--name", default_lab[0])
     assert " changed " not in result.stderr
+
+
+def test_a_host_firewall_gets_the_swarm_ports_opened(default_lab):
+    name = default_lab[0]
+    close = ("iptables -I INPUT -i lo -j ACCEPT && iptables -I INPUT -p tcp --dport 22 -j ACCEPT "
+             "&& iptables -I INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT && iptables -P INPUT DROP")
+    cli("lab.ssh", "worker2", "--name", name, "--command", close)
+    try:
+        result = cli("lab.up", "--name", name)
+        assert "setup worker2: 5 steps, changed: firewall" in result.stderr
+        rules = cli("lab.ssh", "worker2", "--name", name, "--command", "iptables -S INPUT").stdout
+        for rule in ("-p tcp -m tcp --dport 2377", "-p tcp -m tcp --dport 7946", "-p udp -m udp --dport 7946",
+                     "-p udp -m udp --dport 4789", "-p tcp -m tcp --dport 2376"):
+            assert f"-A INPUT {rule} -j ACCEPT" in rules
+        assert "setup worker2: 5 steps, all ok" in cli("lab.up", "--name", name).stderr
+    finally:
+        cli("lab.ssh", "worker2", "--name", name, "--command", "iptables -P INPUT ACCEPT")
+
+
+def test_up_with_other_nodes_for_an_existing_lab_is_refused(default_lab):
+    result = cli("lab.up", "--name", default_lab[0], "--workers", "3", check=False)
+    assert result.returncode == 2 and "exists with other nodes" in result.stderr
+    assert "lab.down --name" in result.stderr
+
+
+def test_doctor_reports_every_check_with_fixes(default_lab):
+    result = cli("lab.doctor", check=False)
+    for check in ("docker engine:", "node image:", "runtime profile:", "cgroups: v", "disk:", "ipvs:", "vxlan:",
+                  "memory:", "kvm:", "libvirt:"):
+        assert check in result.stdout
+    assert ("[FAIL]" in result.stdout) == (result.returncode == 1)

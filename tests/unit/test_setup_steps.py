@@ -71,13 +71,14 @@ def test_hostname_and_authorized_key_are_idempotent():
 
 def test_firewall_skipped_without_one_and_opened_with_iptables():
     none = FakeHost(responses={"ufw": Result("none\n", 0)})
-    assert firewall.ensure_swarm_ports(none) is False
+    assert firewall.ensure_lab_ports(none) is False
     closed = FakeHost(responses={"ufw": Result("iptables\n", 0), r"iptables -C": Result("", 1)})
-    assert firewall.ensure_swarm_ports(closed) is True
-    for rule in ("-p tcp --dport 2377", "-p tcp --dport 7946", "-p udp --dport 7946", "-p udp --dport 4789"):
+    assert firewall.ensure_lab_ports(closed) is True
+    for rule in ("-p tcp --dport 2377", "-p tcp --dport 7946", "-p udp --dport 7946", "-p udp --dport 4789",
+                 "-p tcp --dport 2376"):
         assert closed.ran(f"iptables -I INPUT {rule} -j ACCEPT")
     opened = FakeHost(responses={"ufw": Result("iptables\n", 0), r"iptables -C": Result("", 0)})
-    assert firewall.ensure_swarm_ports(opened) is False
+    assert firewall.ensure_lab_ports(opened) is False
 
 
 def test_firewall_commands_per_backend():

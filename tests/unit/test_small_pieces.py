@@ -146,12 +146,6 @@ def test_task_tree_has_the_documented_tasks():
         assert expected in names
 
 
-def test_status_json_flag_is_spelled_json():
-    import tasks
-    assert "json" in [a.name for a in tasks.status.get_arguments()] or \
-        "json_" in [a.name for a in tasks.status.get_arguments()]
-
-
 def test_swarmdeck_command_works_outside_the_checkout(tmp_path):
     import subprocess
     import sys
