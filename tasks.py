@@ -11,7 +11,9 @@ import requests
 from invoke import Collection, Exit, Program, task
 
 from orchestrator import lab as labs
-from orchestrator.output import status_table
+from orchestrator import nodes, services, stacks
+from orchestrator.output import service_table, status_table, task_table
+from orchestrator.session import open_lab
 from provision import config, doctor, engine, images
 from provision.errors import LabError, redact
 from provision.report import ConsoleReporter
@@ -140,8 +142,10 @@ def swarm_init(c, name=None):
 
 @lab_task(name="status", help={"name": NAME_HELP, "json": "print JSON for scripts"})
 def swarm_status(c, name=None, json_=False):
-    """Show the swarm's nodes: role, leader, availability, state."""
-    status(c, name=name, json_=json_)
+    """Show the swarm's nodes: role, leader, availability, state, running tasks."""
+    result, running = labs.swarm_status(_name(c, name))
+    print(json.dumps({**result.to_json(), "running_tasks": running}, indent=2) if json_
+          else status_table(result, running))
 
 
 @lab_task(help={"name": NAME_HELP, "rotate": "rotate both tokens first"})
@@ -149,6 +153,175 @@ def tokens(c, name=None, rotate=False):
     """Print the worker and manager join tokens (secrets: handle with care)."""
     found = labs.join_tokens(_name(c, name), rotate=rotate)
     print(f"worker  {found.worker}\nmanager {found.manager}")
+
+
+def _node_op(c, name, what, operation, *args):
+    with open_lab(_name(c, name)) as lab:
+        changed = operation(lab, *args)
+    ConsoleReporter().result(what, changed)
+
+
+@lab_task(help={"node": "node name", "name": NAME_HELP})
+def promote(c, node, name=None):
+    """Make a worker a manager."""
+    _node_op(c, name, f"promote {node}", nodes.promote, node)
+
+
+@lab_task(help={"node": "node name", "name": NAME_HELP})
+def demote(c, node, name=None):
+    """Make a manager a worker (never the last one; the leader hands over first)."""
+    _node_op(c, name, f"demote {node}", nodes.demote, node)
+
+
+@lab_task(help={"node": "node name", "name": NAME_HELP})
+def drain(c, node, name=None):
+    """Move a node's tasks away and give it no new ones."""
+    _node_op(c, name, f"drain {node}", nodes.set_availability, node, "drain")
+
+
+@lab_task(help={"node": "node name", "name": NAME_HELP})
+def activate(c, node, name=None):
+    """Let a drained or paused node take tasks again."""
+    _node_op(c, name, f"activate {node}", nodes.set_availability, node, "active")
+
+
+@lab_task(help={"node": "node name", "name": NAME_HELP})
+def pause(c, node, name=None):
+    """Keep a node's tasks but give it no new ones."""
+    _node_op(c, name, f"pause {node}", nodes.set_availability, node, "pause")
+
+
+@lab_task(iterable=["add", "remove"], help={
+    "node": "node name", "add": "key=value to add (repeatable)", "remove": "key to remove (repeatable)",
+    "name": NAME_HELP})
+def label(c, node, add=None, remove=None, name=None):
+    """Add or remove node labels (for placement constraints)."""
+    pairs = dict(_key_value(item) for item in add or [])
+    _node_op(c, name, f"labels of {node}", nodes.set_labels, node, pairs, list(remove or []))
+
+
+@lab_task(help={"node": "node name", "name": NAME_HELP})
+def leave(c, node, name=None):
+    """Make a node leave the swarm and remove it from the node list."""
+    _node_op(c, name, f"{node} left", nodes.leave, node)
+
+
+@lab_task(help={"node": "node name", "role": "worker (default) or manager", "name": NAME_HELP})
+def join(c, node, role="worker", name=None):
+    """Join a lab node to the swarm as a worker or manager."""
+    _node_op(c, name, f"{node} joined as {role}", nodes.join, node, role)
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise Exit(f"error: {text!r} is not key=value", code=2)
+    return key, value
+
+
+# -- services ----------------------------------------------------------------------------------
+
+
+@lab_task(name="create", iterable=["publish", "constraint", "env"], help={
+    "service": "service name", "image": "image (swarmdeck/web:1 means the lab registry's copy)",
+    "replicas": "number of tasks (default 1)", "global_": "one task per node instead of replicas",
+    "publish": "PUBLISHED:TARGET[/udp][:host] (repeatable)", "constraint": "e.g. node.role==worker (repeatable)",
+    "env": "KEY=VALUE (repeatable)", "endpoint_mode": "vip (default) or dnsrr",
+    "update_parallelism": "tasks updated at once", "update_delay": "seconds between update batches",
+    "update_order": "stop-first or start-first", "update_failure_action": "pause, continue or rollback",
+    "health_cmd": "a shell healthcheck command", "name": NAME_HELP})
+def service_create(c, service, image, replicas=1, global_=False, publish=None, constraint=None, env=None,
+                   endpoint_mode="vip", update_parallelism=1, update_delay=0.0, update_order="stop-first",
+                   update_failure_action="pause", health_cmd=None, name=None):
+    """Create a service (replicated or global) from an image."""
+    request = services.ServiceRequest(
+        service, image, None if global_ else int(replicas), tuple(services.Publish.parse(p) for p in publish or []),
+        tuple(constraint or []), tuple(env or []), endpoint_mode, int(update_parallelism), float(update_delay),
+        update_order, update_failure_action, health_cmd)
+    with open_lab(_name(c, name)) as lab:
+        services.create(lab.manager, lab.plan, request)
+    ConsoleReporter().result(f"service {service} created", True)
+
+
+@lab_task(name="ls", help={"name": NAME_HELP})
+def service_ls(c, name=None):
+    """List services with their mode, replicas and image."""
+    with open_lab(_name(c, name)) as lab:
+        print(service_table(lab.manager))
+
+
+@lab_task(name="ps", help={"service": "service name", "name": NAME_HELP})
+def service_ps(c, service, name=None):
+    """List a service's tasks: slot, node, state, image."""
+    with open_lab(_name(c, name)) as lab:
+        print(task_table(services.tasks(lab.manager, service)))
+
+
+@lab_task(name="scale", help={"target": "NAME=REPLICAS", "name": NAME_HELP})
+def service_scale(c, target, name=None):
+    """Set a replicated service's number of tasks: service.scale web=9."""
+    service, replicas = _key_value(target)
+    with open_lab(_name(c, name)) as lab:
+        changed = services.scale(lab.manager, service, _whole(replicas))
+    ConsoleReporter().result(f"{service} scaled to {replicas}", changed)
+
+
+@lab_task(name="update", help={
+    "service": "service name", "image": "new image", "replicas": "new number of tasks",
+    "parallelism": "tasks updated at once", "delay": "seconds between batches",
+    "order": "stop-first or start-first", "failure_action": "pause, continue or rollback",
+    "force": "restart every task even without a change (rebalances)", "name": NAME_HELP})
+def service_update(c, service, image=None, replicas=None, parallelism=None, delay=None, order=None,
+                   failure_action=None, force=False, name=None):
+    """Change a service's image, replicas or update settings (rolling update)."""
+    with open_lab(_name(c, name)) as lab:
+        services.update(lab.manager, lab.plan, service, image=image,
+                        replicas=None if replicas is None else _whole(replicas),
+                        parallelism=None if parallelism is None else _whole(parallelism),
+                        delay=None if delay is None else float(delay), order=order,
+                        failure_action=failure_action, force=force)
+    ConsoleReporter().result(f"service {service} updated", True)
+
+
+@lab_task(name="rollback", help={"service": "service name", "name": NAME_HELP})
+def service_rollback(c, service, name=None):
+    """Go back to a service's previous version."""
+    with open_lab(_name(c, name)) as lab:
+        services.rollback(lab.manager, service)
+    ConsoleReporter().result(f"service {service} rolled back", True)
+
+
+@lab_task(name="rm", help={"service": "service name", "name": NAME_HELP})
+def service_rm(c, service, name=None):
+    """Remove a service and its tasks."""
+    with open_lab(_name(c, name)) as lab:
+        services.remove(lab.manager, service)
+    ConsoleReporter().result(f"service {service} removed", True)
+
+
+def _whole(text) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise Exit(f"error: {text!r} is not a whole number", code=2) from None
+
+
+# -- stacks ------------------------------------------------------------------------------------
+
+
+@lab_task(name="deploy", help={"file": "a compose file, or a shipped stack: " + ", ".join(stacks.shipped()),
+                               "stack": "the stack's name", "name": NAME_HELP})
+def stack_deploy(c, file, stack, name=None):
+    """Deploy (or update) a stack from a compose file."""
+    with open_lab(_name(c, name)) as lab:
+        print(stacks.deploy(lab, stack, file).strip())
+
+
+@lab_task(name="rm", help={"stack": "the stack's name", "name": NAME_HELP})
+def stack_rm(c, stack, name=None):
+    """Remove a stack's services and networks."""
+    with open_lab(_name(c, name)) as lab:
+        print(stacks.remove(lab, stack).strip())
 
 
 # -- registry ----------------------------------------------------------------------------------
@@ -185,10 +358,14 @@ def demo(c, name=None):
 
 
 lab = Collection("lab", up, down, status, ssh, env, stop_node, start_node, kill_node, doctor_)
-swarm = Collection("swarm", swarm_init, swarm_status, tokens)
+swarm = Collection("swarm", swarm_init, swarm_status, tokens, promote, demote, drain, activate, pause, label, leave,
+                   join)
+service = Collection("service", service_create, service_ls, service_ps, service_scale, service_update,
+                     service_rollback, service_rm)
+stack = Collection("stack", stack_deploy, stack_rm)
 registry_ns = Collection("registry", push, registry_ls)
 image = Collection("image", build, demo)
-ns = Collection(lab, swarm, registry_ns, image)
+ns = Collection(lab, swarm, service, stack, registry_ns, image)
 ns.configure({"lab": {}})
 
 program = Program(namespace=ns, name="swarmdeck", version="0.1.0")

@@ -12,10 +12,12 @@ import docker.errors
 from orchestrator import bootstrap as swarm_bootstrap
 from orchestrator import swarm
 from orchestrator.clients import ClientPool
+from orchestrator import services
 from orchestrator.inspect import LabStatus, lab_status, reachable_manager
+from orchestrator.session import open_lab
 from provision import api, demo_images, engine, keys, registry, tls
 from provision import spec as specs
-from provision.errors import LabError, SwarmError
+from provision.errors import LabError
 from provision.machine import LabPlan
 from provision.providers import get_provider
 from provision.report import Reporter
@@ -106,6 +108,15 @@ def status(name: str) -> LabStatus:
         return lab_status(plan, provider.list(name), clients)
 
 
+def swarm_status(name: str) -> tuple[LabStatus, dict[str, int]]:
+    """The lab's status and the number of running tasks per node."""
+    provider, plan = api.existing_lab(name)
+    with ClientPool(plan, timeout=5) as clients:
+        result = lab_status(plan, provider.list(name), clients)
+        manager = reachable_manager(plan, clients, provider.list(name)) if result.swarm else None
+        return result, services.running_per_node(manager) if manager else {}
+
+
 def env(name: str, node: str) -> str:
     """Shell lines that point the docker CLI at ``node``'s engine (docker-machine's `env`)."""
     _, plan = api.existing_lab(name)
@@ -117,7 +128,7 @@ def env(name: str, node: str) -> str:
         f'export DOCKER_CERT_PATH="{certs.folder}"',
         "unset DOCKER_CONTEXT",
         f'export SWARMDECK_LAB="{name}" SWARMDECK_NODE="{node}"',
-        f"# Run this command to configure your shell:",
+        "# Run this command to configure your shell:",
         f'# eval "$(invoke lab.env {node} --name {name})"',
     ]) + "\n"
 
@@ -169,14 +180,10 @@ def swarm_init(name: str, reporter: Reporter) -> LabStatus:
 
 def join_tokens(name: str, rotate: bool = False) -> swarm.JoinTokens:
     """The swarm's join tokens (only for `swarm.tokens`, which the user asked for)."""
-    provider, plan = api.existing_lab(name)
-    with ClientPool(plan) as clients:
-        manager = reachable_manager(plan, clients, provider.list(name))
-        if manager is None:
-            raise SwarmError(f"no manager of lab {name!r} answers", hint="`invoke lab.status` shows the managers")
+    with open_lab(name) as lab:
         if rotate:
-            swarm.rotate_tokens(manager)
-        return swarm.tokens(manager)
+            swarm.rotate_tokens(lab.manager)
+        return swarm.tokens(lab.manager)
 
 
 def push_image(name: str, image: str) -> str:

@@ -2,22 +2,61 @@
 
 from __future__ import annotations
 
+import io
+
+import docker
 from rich.console import Console
 from rich.table import Table
 
+from orchestrator import services
 from orchestrator.inspect import LabStatus
 
 
-def status_table(status: LabStatus) -> str:
+def _text(table: Table) -> str:
+    console = Console(width=120, record=True, file=io.StringIO(), color_system=None)
+    console.print(table)
+    return console.export_text().rstrip()
+
+
+def status_table(status: LabStatus, running: dict[str, int] | None = None) -> str:
     table = Table(title=f"lab {status.name} ({status.provider})", title_justify="left")
-    for column in ("node", "role", "address", "state", "availability", "leader", "machine"):
+    columns = ["node", "role", "address", "state", "availability", "leader", "machine"]
+    for column in columns + (["tasks"] if running is not None else []):
         table.add_column(column)
     for node in status.nodes:
-        table.add_row(node.name, node.role, node.address, node.state, node.availability or "-",
-                      "yes" if node.leader else "", node.machine)
-    console = Console(width=100, record=True, file=open("/dev/null", "w"), color_system=None)
-    console.print(table)
+        row = [node.name, node.role, node.address, node.state, node.availability or "-",
+               "yes" if node.leader else "", node.machine]
+        table.add_row(*row, *([str(running.get(node.name, 0))] if running is not None else []))
     footer = f"registry: {status.registry or 'none'}"
     if not status.swarm:
         footer += "\nno manager answers: the swarm is not formed or has lost its managers"
-    return console.export_text().rstrip() + "\n" + footer
+    return _text(table) + "\n" + footer
+
+
+def service_table(manager: docker.DockerClient) -> str:
+    table = Table(title="services", title_justify="left")
+    for column in ("name", "mode", "running", "image", "ports"):
+        table.add_column(column)
+    running: dict[str, int] = {}
+    for task in services.tasks(manager):
+        running[task.service] = running.get(task.service, 0) + (task.state == "running")
+    for service in sorted(manager.services.list(), key=lambda s: s.name):
+        spec = service.attrs["Spec"]
+        mode = spec["Mode"]
+        wanted = str(mode["Replicated"].get("Replicas", 0)) if "Replicated" in mode else "global"
+        ports = ", ".join(f"{p.get('PublishedPort')}->{p.get('TargetPort')}/{p.get('PublishMode', 'ingress')}"
+                          for p in (spec.get("EndpointSpec") or {}).get("Ports") or [])
+        image = spec["TaskTemplate"]["ContainerSpec"]["Image"].split("@")[0]
+        table.add_row(service.name, "global" if wanted == "global" else "replicated",
+                      f"{running.get(service.name, 0)}/{wanted}", image, ports or "-")
+    return _text(table)
+
+
+def task_table(tasks: list[services.TaskView]) -> str:
+    table = Table(title="tasks", title_justify="left")
+    for column in ("service", "slot", "node", "desired", "state", "image", "error"):
+        table.add_column(column)
+    for task in tasks:
+        table.add_row(task.service, str(task.slot or "-"), task.node, task.desired, task.state, task.image,
+                      task.error or "")
+    return _text(table)

@@ -83,6 +83,7 @@ def _build(client: docker.DockerClient, version: str, recipe: str, busybox: Path
     www = context / "www" / "cgi-bin"
     www.mkdir(parents=True)
     shutil.copy(busybox, context / "busybox")
+    shutil.copy(WEB_FILES / "serve", context / "serve")
     note = " (broken: its healthcheck always fails)" if version == BROKEN else ""
     (www / "index.cgi").write_text(render("web/index.cgi.j2", note=note))
     (www / "index.cgi").chmod(0o755)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import platform
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Callable
 import docker
 import docker.errors
 
-from provision import images, runtime
+from provision import images, ipvs, runtime
 from provision.errors import LabError
 
 NODE_MEMORY_MB = 80  # an idle node measured 45-70 MB
@@ -88,19 +87,8 @@ def check_disk(client: docker.DockerClient) -> Finding:
     return Finding("disk", "ok", f"{free_gb:.0f} GB free under {root}")
 
 
-def module_present(module: str, release: str | None = None) -> bool:
-    """Loaded, built in, or loadable from /lib/modules."""
-    if Path(f"/sys/module/{module}").exists():
-        return True
-    release = release or platform.release()
-    base = Path("/lib/modules") / release
-    if (base / "modules.builtin").exists() and f"/{module}.ko" in (base / "modules.builtin").read_text():
-        return True
-    return any(base.rglob(f"{module}.ko*")) if base.exists() else False
-
-
 def check_module(label: str, module: str, needed_for: str) -> Finding:
-    if module_present(module):
+    if ipvs.module_present(module):
         return Finding(label, "ok", f"kernel module {module} is available")
     level = "warn" if module == "ip_vs" else "fail"
     fix = ("container nodes here cannot use the routing mesh or VIPs; use host-mode ports and "

@@ -1,0 +1,149 @@
+"""Node operations on a formed swarm: promote, demote, availability, labels, leave, join.
+
+Every change reads the node's spec and writes it back whole (the SDK replaces the
+spec), refuses what would break the lab (demoting the last manager, draining the
+last active node), and reports whether anything changed.
+"""
+
+from __future__ import annotations
+
+import docker
+import docker.errors
+
+from orchestrator import swarm
+from orchestrator.inspect import SwarmNode, swarm_nodes
+from orchestrator.session import LabSession
+from provision.errors import LabError, SwarmError
+from provision.wait import NotYet, wait_until
+
+AVAILABILITIES = ("active", "pause", "drain")
+
+
+def find(manager: docker.DockerClient, name: str) -> SwarmNode:
+    """The swarm node whose hostname is ``name``.
+
+    Raises:
+        LabError: naming the nodes the swarm has.
+    """
+    nodes = swarm_nodes(manager)
+    for node in nodes:
+        if node.hostname == name:
+            return node
+    known = ", ".join(n.hostname for n in nodes)
+    raise LabError(f"the swarm has no node {name!r} (its nodes: {known})")
+
+
+def promote(lab: LabSession, name: str) -> bool:
+    node = find(lab.manager, name)
+    changed = swarm.update_node(lab.manager, node.id, lambda spec: spec.update(Role="manager"))
+    if changed:
+        _wait_for_reachability(lab, name)
+    return changed
+
+
+def demote(lab: LabSession, name: str) -> bool:
+    """Demote a manager; the leader may be demoted (Raft elects another first).
+
+    Raises:
+        SwarmError: for the last manager, which would leave the swarm without one.
+    """
+    node = find(lab.manager, name)
+    if node.role != "manager":
+        return False
+    managers = [n for n in swarm_nodes(lab.manager) if n.role == "manager"]
+    if len(managers) == 1:
+        raise SwarmError(f"{name} is the last manager: demoting it would leave nobody to run the swarm",
+                         hint=f"promote another node first: `invoke swarm.promote worker1`")
+    speaking_to_it = lab.manager.info()["Swarm"]["NodeID"] == node.id
+    swarm.update_node(lab.manager, node.id, lambda spec: spec.update(Role="worker"))
+    if speaking_to_it or node.leader:
+        lab.manager = wait_until(lambda: _other_leader(lab, node.id), timeout=60,
+                                 describe=f"a new leader after demoting {name}")
+    wait_until(lambda: find(lab.manager, name).role == "worker", timeout=30, describe=f"{name} to be a worker")
+    return True
+
+
+def set_availability(lab: LabSession, name: str, availability: str) -> bool:
+    """active | pause | drain.
+
+    Raises:
+        LabError: for an unknown availability, or draining/pausing the last active node.
+    """
+    if availability not in AVAILABILITIES:
+        raise LabError(f"unknown availability {availability!r}: use {', '.join(AVAILABILITIES)}")
+    node = find(lab.manager, name)
+    if availability != "active" and node.availability == "active":
+        others = [n for n in swarm_nodes(lab.manager) if n.availability == "active" and n.id != node.id]
+        if not others:
+            raise LabError(f"{name} is the last active node: with it {availability}ed no task could run",
+                           hint="activate another node first: `invoke swarm.activate NODE`")
+    return swarm.update_node(lab.manager, node.id, lambda spec: spec.update(Availability=availability))
+
+
+def set_labels(lab: LabSession, name: str, add: dict[str, str], remove: list[str]) -> bool:
+    node = find(lab.manager, name)
+
+    def change(spec: dict) -> None:
+        spec["Labels"].update(add)
+        for key in remove:
+            spec["Labels"].pop(key, None)
+
+    return swarm.update_node(lab.manager, node.id, change)
+
+
+def leave(lab: LabSession, name: str) -> bool:
+    """Make ``name`` leave the swarm and remove it from the node list.
+
+    A manager is demoted first, so Raft shrinks cleanly instead of counting a
+    missing member against its majority.
+    """
+    try:
+        node = find(lab.manager, name)
+    except LabError:
+        node = None
+    if node is not None and node.role == "manager":
+        demote(lab, name)
+    client = lab.clients[name]
+    left = swarm.local_state(client) != "inactive"
+    if left:
+        client.swarm.leave(force=True)
+    if node is not None:
+        wait_until(lambda: find(lab.manager, name).state == "down", timeout=60,
+                   describe=f"the swarm to see {name} down after it left")
+        lab.manager.nodes.get(node.id).remove(force=True)
+    return left or node is not None
+
+
+def join(lab: LabSession, name: str, role: str) -> bool:
+    """Join ``name`` (a node of the lab) to the swarm as ``role``."""
+    if role not in ("manager", "worker"):
+        raise LabError(f"unknown role {role!r}: use manager or worker")
+    leader = next(n for n in swarm_nodes(lab.manager) if n.leader)
+    node = lab.plan.node(name)
+    tokens = swarm.tokens(lab.manager)
+    changed = swarm.join(lab.clients[name], name, node.address, leader.address.split(":")[0],
+                         tokens.for_role(role), swarm.member_ids(lab.manager))
+    wait_until(lambda: find(lab.manager, name).state == "ready", timeout=60, describe=f"{name} to be ready")
+    if role == "manager":
+        _wait_for_reachability(lab, name)
+    return changed
+
+
+def _wait_for_reachability(lab: LabSession, name: str) -> None:
+    wait_until(lambda: find(lab.manager, name).reachability == "reachable", timeout=60,
+               describe=f"{name} to be a reachable manager")
+
+
+def _other_leader(lab: LabSession, old_id: str) -> docker.DockerClient:
+    """A client of a manager (other than ``old_id``) that sees a leader."""
+    for plan_node in lab.plan.nodes:
+        client = lab.clients[plan_node]
+        try:
+            info = client.info()["Swarm"]
+            if info.get("NodeID") == old_id or not info.get("ControlAvailable"):
+                continue
+            if any(n.leader for n in swarm_nodes(client)):
+                return client
+        except (docker.errors.DockerException, OSError):
+            continue
+    raise NotYet("no other manager sees a leader yet")
