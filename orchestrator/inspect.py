@@ -9,6 +9,7 @@ import docker.errors
 import requests
 
 from orchestrator.clients import ClientPool
+from provision.entrypoint import PORTS, entry_point
 from provision.machine import LabPlan, Machine
 
 
@@ -70,6 +71,7 @@ class LabStatus:
     name: str
     provider: str
     registry: str | None
+    entry_point: str  # e.g. "load balancer at 10.199.0.9 (ports 8080, 8081)"
     swarm: bool  # a manager answered
     nodes: list[NodeStatus]
 
@@ -90,4 +92,6 @@ def lab_status(plan: LabPlan, machines: list[Machine], clients: ClientPool) -> L
             state=seen.state if seen else machine, availability=seen.availability if seen else "",
             leader=bool(seen and seen.leader), machine=machine,
         ))
-    return LabStatus(plan.name, plan.spec.provider, plan.registry, manager is not None, nodes)
+    entry = entry_point(plan)
+    where = f"{entry.kind} at {entry.address} (ports {', '.join(map(str, PORTS))})"
+    return LabStatus(plan.name, plan.spec.provider, plan.registry, where, manager is not None, nodes)

@@ -15,7 +15,7 @@ from orchestrator.clients import ClientPool
 from orchestrator import services
 from orchestrator.inspect import LabStatus, lab_status, reachable_manager
 from orchestrator.session import open_lab
-from provision import api, demo_images, engine, keys, registry, tls
+from provision import api, demo_images, engine, entrypoint, keys, registry, tls
 from provision import spec as specs
 from provision.errors import LabError
 from provision.machine import LabPlan
@@ -63,11 +63,21 @@ def _up(spec: LabSpec, provider, reporter: Reporter, options: UpOptions) -> LabS
                     registry.ensure_registry(clients[plan.first_manager], hosts[plan.first_manager.name],
                                              plan.registry, spec.registry.image, reporter)
             swarm_bootstrap.bootstrap(plan, clients, reporter)
+            ensure_entry_point(plan, provider, reporter)
             if plan.registry and options.demo_images:
                 push_demo_images(plan, clients, provider, reporter)
             return lab_status(plan, provider.list(plan.name), clients)
     finally:
         api.close_hosts(hosts)
+
+
+def ensure_entry_point(plan: LabPlan, provider, reporter: Reporter) -> entrypoint.EntryPoint:
+    """Without a routing mesh, run the lab's load balancer in front of the nodes."""
+    entry = entrypoint.entry_point(plan)
+    changed = entry.kind == "load balancer" and provider.ensure_load_balancer(plan)
+    reporter.result(f"entry point: {entry.kind} at {entry.address} (ports {', '.join(map(str, entrypoint.PORTS))})",
+                    changed)
+    return entry
 
 
 def push_demo_images(plan: LabPlan, clients: ClientPool, provider, reporter: Reporter) -> list[str]:

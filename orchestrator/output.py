@@ -27,7 +27,7 @@ def status_table(status: LabStatus, running: dict[str, int] | None = None) -> st
         row = [node.name, node.role, node.address, node.state, node.availability or "-",
                "yes" if node.leader else "", node.machine]
         table.add_row(*row, *([str(running.get(node.name, 0))] if running is not None else []))
-    footer = f"registry: {status.registry or 'none'}"
+    footer = f"registry: {status.registry or 'none'}\nentry point: {status.entry_point}"
     if not status.swarm:
         footer += "\nno manager answers: the swarm is not formed or has lost its managers"
     return _text(table) + "\n" + footer

@@ -30,7 +30,7 @@ SUITE = "bookworm"
 REPOSITORY = "swarmdeck/node"
 PACKAGES = (
     "docker.io", "containerd", "runc", "openssh-server", "iptables", "iproute2", "kmod",
-    "docker-registry", "busybox-static", "tini", "runit", "ca-certificates", "procps", "iputils-ping",
+    "docker-registry", "busybox-static", "tini", "runit", "ca-certificates", "procps", "iputils-ping", "haproxy",
 )
 NODE_FILES = TEMPLATES / "node"
 CHANGES = (

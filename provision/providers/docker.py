@@ -7,6 +7,7 @@ is kept as a label of its network, so any command can find the lab again.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import ipaddress
 import json
@@ -18,7 +19,7 @@ import docker
 import docker.errors
 
 from provision import config as spec_config
-from provision import images, labels, runtime
+from provision import entrypoint, images, labels, runtime
 from provision import spec as specs
 from provision.engine import local_client
 from provision.errors import ProviderError, SpecError
@@ -29,6 +30,7 @@ from provision.report import Reporter
 
 AUTO_SUBNETS = ipaddress.ip_network("10.199.0.0/16")  # labs get the first free /24 in here
 ADDRESS = f"{labels.PREFIX}.address"
+CONFIG_DIGEST = f"{labels.PREFIX}.config"
 _STATES = {"running": RUNNING, "exited": STOPPED, "paused": PAUSED, "created": CREATED, "dead": STOPPED}
 
 
@@ -183,10 +185,7 @@ class DockerProvider:
         return self.client.containers.get(created["Id"])
 
     def _container(self, lab: str, node: str):
-        try:
-            return self.client.containers.get(labels.container_name(lab, node))
-        except docker.errors.NotFound:
-            return None
+        return self._existing(labels.container_name(lab, node))
 
     def list(self, lab: str) -> list[Machine]:
         found = self.client.containers.list(all=True, filters=labels.lab_filter(lab, "node"))
@@ -237,6 +236,37 @@ class DockerProvider:
 
     def ssh_target(self, machine: Machine) -> SSHTarget:
         return SSHTarget(machine.address)
+
+    def ensure_load_balancer(self, plan: LabPlan) -> bool:
+        """Run the lab's HAProxy container in front of the nodes; True when it changed."""
+        name = f"{plan.name}-lb"
+        config = entrypoint.lb_config(plan)
+        digest = hashlib.sha256(config.encode()).hexdigest()[:16]
+        container = self._existing(name)
+        if container is not None:
+            if container.labels.get(CONFIG_DIGEST) == digest and container.status == "running":
+                return False
+            container.remove(force=True)
+        api, network = self.client.api, labels.network_name(plan.name)
+        endpoint = api.create_endpoint_config(aliases=["lb"], ipv4_address=entrypoint.lb_address(plan))
+        try:
+            created = api.create_container(
+                self.image, ["haproxy", "-W", "-db", "-f", entrypoint.CONFIG], entrypoint=[], name=name,
+                hostname="lb", labels={labels.LAB: plan.name, labels.KIND: "lb", CONFIG_DIGEST: digest},
+                host_config=api.create_host_config(network_mode=network, restart_policy={"Name": "unless-stopped"}),
+                networking_config=api.create_networking_config({network: endpoint}),
+            )
+            api.put_archive(created["Id"], "/", _tar([File(entrypoint.CONFIG, config.encode())]))
+            api.start(created["Id"])
+        except docker.errors.APIError as err:
+            raise ProviderError(f"the lab's load balancer {name} could not start: {err.explanation or err}") from err
+        return True
+
+    def _existing(self, name: str):
+        try:
+            return self.client.containers.get(name)
+        except docker.errors.NotFound:
+            return None
 
 
 def _tar(files: list[File]) -> bytes:

@@ -1,0 +1,47 @@
+"""The lab's entry point: how clients reach its published services.
+
+Where the nodes' kernel has IPVS, Swarm's routing mesh answers on every node's
+published port. Where it has none (nested container nodes on such a kernel), the
+lab runs HAProxy in front of the nodes, as a cloud load balancer would, and
+services publish in host mode; ``lab.up`` sets that up.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from provision import ipvs
+from provision.machine import LabPlan
+from provision.render import render
+
+PORTS = (8080, 8081)  # the demo service's and the shipped stacks' published ports
+CONFIG = "/etc/haproxy/swarmdeck.cfg"
+LB_OFFSET = 9  # the load balancer sits just below the first node's address
+
+
+@dataclass(frozen=True)
+class EntryPoint:
+    kind: str  # "routing mesh" | "load balancer"
+    address: str
+
+    def url(self, port: int = PORTS[0]) -> str:
+        return f"http://{self.address}:{port}/"
+
+    @property
+    def publish_mode(self) -> str:
+        return "ingress" if self.kind == "routing mesh" else "host"
+
+
+def entry_point(plan: LabPlan) -> EntryPoint:
+    if ipvs.available():
+        return EntryPoint("routing mesh", plan.first_manager.address)
+    return EntryPoint("load balancer", lb_address(plan))
+
+
+def lb_address(plan: LabPlan) -> str:
+    return str(ipaddress.ip_network(plan.subnet)[LB_OFFSET])
+
+
+def lb_config(plan: LabPlan) -> str:
+    return render("haproxy/haproxy.cfg.j2", ports=PORTS, nodes=plan.nodes)
