@@ -13,6 +13,8 @@ from invoke import Collection, Exit, Program, task
 from orchestrator import lab as labs
 from orchestrator import nodes, services, stacks
 from orchestrator.output import service_table, status_table, task_table
+from orchestrator.demos import failover as demo_failover
+from orchestrator.demos import run_demo
 from orchestrator.session import open_lab
 from provision import config, doctor, engine, images
 from provision.errors import LabError, redact
@@ -324,6 +326,22 @@ def stack_rm(c, stack, name=None):
         print(stacks.remove(lab, stack).strip())
 
 
+# -- demos -------------------------------------------------------------------------------------
+
+
+def _demo(c, name, demo, run, **options):
+    report = run_demo(demo, _name(c, name), ConsoleReporter(), run, **options)
+    if not report.passed:
+        raise Exit(code=1)
+
+
+@lab_task(help={"name": NAME_HELP, "node": "the worker to kill (default: one that runs tasks)",
+                "replicas": "replicas of the demo service (default 10)"})
+def failover(c, name=None, node=None, replicas=10):
+    """Kill a worker: watch Swarm reschedule; timeline, figures, verdict."""
+    _demo(c, name, "failover", demo_failover.run, node=node, replicas=_whole(replicas))
+
+
 # -- registry ----------------------------------------------------------------------------------
 
 
@@ -365,7 +383,8 @@ service = Collection("service", service_create, service_ls, service_ps, service_
 stack = Collection("stack", stack_deploy, stack_rm)
 registry_ns = Collection("registry", push, registry_ls)
 image = Collection("image", build, demo)
-ns = Collection(lab, swarm, service, stack, registry_ns, image)
+demo = Collection("demo", failover)
+ns = Collection(lab, swarm, service, stack, demo, registry_ns, image)
 ns.configure({"lab": {}})
 
 program = Program(namespace=ns, name="swarmdeck", version="0.1.0")

@@ -14,15 +14,14 @@ from orchestrator import swarm
 from orchestrator.clients import ClientPool
 from orchestrator import services
 from orchestrator.inspect import LabStatus, lab_status, reachable_manager
-from orchestrator.session import open_lab
+from orchestrator import chaos
+from orchestrator.session import LabSession, open_lab
 from provision import api, demo_images, engine, entrypoint, keys, registry, tls
 from provision import spec as specs
 from provision.errors import LabError
 from provision.machine import LabPlan
 from provision.providers import get_provider
 from provision.report import Reporter
-from provision.setup.engine import wait_for_engine
-from provision.setup.hosts_file import ensure_hosts_block
 from provision.spec import LabSpec
 
 
@@ -164,19 +163,11 @@ def ssh(name: str, node: str, command: str | None = None) -> int:
 
 
 def power(name: str, node: str, action: str, reporter: Reporter) -> None:
-    """start | stop | kill a node. Starting one restores its /etc/hosts block (the engine
-    that runs node containers rewrites /etc/hosts at start) and waits for its engine."""
+    """start | stop | kill a node (see orchestrator.chaos)."""
     provider, plan = api.existing_lab(name)
-    machine = provider.machine(name, node)
-    getattr(provider, action)(machine)
-    if action == "start":
-        machine = provider.machine(name, node)
-        hosts = api.open_hosts(plan, provider, [machine])
-        try:
-            ensure_hosts_block(hosts[node], name, {n.name: n.address for n in plan.nodes})
-            wait_for_engine(hosts[node])
-        finally:
-            api.close_hosts(hosts)
+    provider.machine(name, node)  # a clear error for an unknown node
+    with ClientPool(plan) as clients:
+        getattr(chaos, action)(LabSession(provider, plan, clients, None), node)  # type: ignore[arg-type]
     reporter.result(f"{action} {node}", True)
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import docker
 import docker.errors
-from docker.types import EndpointSpec, Healthcheck, ServiceMode, UpdateConfig
+from docker.types import EndpointSpec, Healthcheck, RestartPolicy, ServiceMode, UpdateConfig
 
 from provision import registry
 from provision.errors import LabError
@@ -57,6 +57,8 @@ class ServiceRequest:
     update_failure_action: str = "pause"
     health_cmd: str | None = None
     labels: dict = field(default_factory=dict)
+    max_per_node: int | None = None  # at most this many tasks on one node (host-mode ports need 1)
+    restart_delay: float | None = None  # seconds before a failed task is restarted (Swarm's default 5)
 
     def problems(self) -> list[str]:
         found = []
@@ -109,6 +111,10 @@ def create(manager: docker.DockerClient, plan: LabPlan, request: ServiceRequest)
         update_config=UpdateConfig(parallelism=request.update_parallelism, delay=int(request.update_delay * NANO),
                                    order=request.update_order, failure_action=request.update_failure_action),
     )
+    if request.max_per_node is not None:
+        kwargs["maxreplicas"] = request.max_per_node
+    if request.restart_delay is not None:
+        kwargs["restart_policy"] = RestartPolicy(condition="any", delay=int(request.restart_delay * NANO))
     if request.health_cmd:
         kwargs["healthcheck"] = Healthcheck(test=["CMD-SHELL", request.health_cmd], interval=2 * NANO,
                                             timeout=2 * NANO, retries=2)

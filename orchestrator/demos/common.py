@@ -1,0 +1,114 @@
+"""What every demo shares: its web service, a watcher of running tasks, and waits."""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+import docker.errors
+import requests
+
+from orchestrator import services
+from orchestrator.inspect import swarm_nodes
+from orchestrator.probe import Probe
+from orchestrator.report import DemoReport
+from orchestrator.session import LabSession
+from provision import entrypoint
+from provision.errors import LabError
+from provision.wait import NotYet, wait_until
+
+PORT = entrypoint.PORTS[0]
+
+
+def demo_service(lab: LabSession, report: DemoReport, name: str, replicas: int, image: str = "swarmdeck/web:1",
+                 **options) -> services.ServiceRequest:
+    """Create the demo's web service, published so that the lab's entry point reaches it.
+
+    With the routing mesh it publishes through ingress; behind the lab's load balancer
+    (no IPVS) it publishes in host mode, so at most one task runs per node and the
+    replicas are capped to leave a node free for rescheduling.
+    """
+    entry = entrypoint.entry_point(lab.plan)
+    nodes = len([n for n in swarm_nodes(lab.manager) if n.availability == "active"])
+    if entry.publish_mode == "host" and replicas > nodes - 1:
+        report.notes.append(f"no routing mesh: host-mode ports allow one task per node, so {nodes - 1} replicas "
+                            f"(not {replicas}) leave one node free to take a task over")
+        replicas = max(1, nodes - 1)
+    try:
+        services.remove(lab.manager, name)
+    except LabError:
+        pass
+    request = services.ServiceRequest(
+        name, image, replicas, (services.Publish(PORT, 80, entry.publish_mode),),
+        env=("NODE_NAME={{.Node.Hostname}}",), max_per_node=1 if entry.publish_mode == "host" else None,
+        restart_delay=1.0, labels={"io.swarmdeck.demo": report.demo}, **options,
+    )
+    services.create(lab.manager, lab.plan, request)
+    report.event(f"service {name}: {replicas} replicas of {image}, port {PORT} ({entry.publish_mode} mode)")
+    return request
+
+
+def running(lab: LabSession, service: str) -> list[services.TaskView]:
+    """Tasks that run and should: a dead node's tasks keep their last state, "running",
+    but Swarm has already set their desired state to shutdown."""
+    return [t for t in services.tasks(lab.manager, service) if t.state == "running" and t.desired == "running"]
+
+
+def wait_running(lab: LabSession, service: str, count: int, *, timeout: float = 120, avoid: str | None = None,
+                 version: str | None = None) -> list[services.TaskView]:
+    """Wait until ``count`` tasks run (none on ``avoid``; all on ``version`` if given)."""
+
+    def ready():
+        tasks = running(lab, service)
+        good = [t for t in tasks if t.node != avoid and (version is None or t.image.endswith(":" + version))]
+        if len(good) != count or len(tasks) != count:
+            raise NotYet(f"{len(good)} of {count} wanted tasks run: " + ", ".join(f"{t.node}:{t.image[-1]}" for t in tasks))
+        return tasks
+
+    return wait_until(ready, timeout=timeout, interval=0.25, describe=f"{count} running tasks of {service}")
+
+
+def node_state(lab: LabSession, node: str) -> str:
+    return next((n.state for n in swarm_nodes(lab.manager) if n.hostname == node), "absent")
+
+
+class Watcher:
+    """Samples the number of running tasks of a service into the report, in a thread."""
+
+    def __init__(self, lab: LabSession, report: DemoReport, service: str, interval: float = 0.5):
+        self.lab, self.report, self.service, self.interval = lab, report, service, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="watcher", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.report.replicas.append((self.report.now(), len(running(self.lab, self.service))))
+            except (docker.errors.DockerException, requests.RequestException, LabError):
+                pass  # the manager in use may be the node a demo just killed
+            self._stop.wait(self.interval)
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        self._thread.start()
+        try:
+            yield
+        finally:
+            self._stop.set()
+            self._thread.join(timeout=10)
+
+
+@contextmanager
+def probing(lab: LabSession, report: DemoReport) -> Iterator[Probe]:
+    """Probe the entry point for the duration of the block; samples go into the report."""
+    probe = Probe(entrypoint.entry_point(lab.plan).url(PORT), report.started).start()
+    try:
+        yield probe
+    finally:
+        report.samples = probe.stop()
+
+
+def settle(seconds: float) -> None:
+    time.sleep(seconds)

@@ -1,0 +1,76 @@
+"""demo.failover: a worker dies; Swarm notices, runs its tasks elsewhere, and does not move
+them back when it returns (a forced update rebalances)."""
+
+from __future__ import annotations
+
+from orchestrator import chaos, services
+from orchestrator.demos.common import (Watcher, demo_service, node_state, probing, running, settle,
+                                       wait_running)
+from orchestrator.report import DemoReport
+from orchestrator.session import LabSession
+from provision.errors import LabError
+from provision.wait import wait_until
+
+SERVICE = "demo-failover"
+
+
+def choose_victim(lab: LabSession, tasks, wanted: str | None) -> str:
+    workers = [n.name for n in lab.plan.nodes if not n.is_manager]
+    if wanted:
+        if wanted not in workers:
+            raise LabError(f"{wanted} is not a worker of lab {lab.plan.name} (workers: {', '.join(workers)})")
+        return wanted
+    with_tasks = [w for w in workers if any(t.node == w for t in tasks)]
+    if not with_tasks:
+        raise LabError("no worker runs a task of the demo service", hint="the demo needs a worker that is up")
+    return with_tasks[0]
+
+
+def run(lab: LabSession, report: DemoReport, *, replicas: int = 10, node: str | None = None) -> DemoReport:
+    request = demo_service(lab, report, SERVICE, replicas)
+    tasks = wait_running(lab, SERVICE, request.replicas)
+    victim = choose_victim(lab, tasks, node)
+    on_victim = sum(t.node == victim for t in tasks)
+    report.event(f"{request.replicas} tasks run; {on_victim} on {victim}")
+    with probing(lab, report) as probe, Watcher(lab, report, SERVICE).running():
+        settle(2)
+        killed = report.event(f"kill {victim} (hard power-off)")
+        chaos.kill(lab, victim)
+        wait_until(lambda: node_state(lab, victim) == "down", timeout=90, interval=0.25,
+                   describe=f"the swarm to mark {victim} down")
+        down = report.event(f"the swarm marks {victim} Down")
+        wait_running(lab, SERVICE, request.replicas, avoid=victim, timeout=120)
+        back = report.event(f"all {request.replicas} tasks run on the other nodes")
+        outage_ok, outage_failed = probe.counts(since=killed)
+        chaos.start(lab, victim)
+        wait_until(lambda: node_state(lab, victim) == "ready", timeout=120, interval=0.25,
+                   describe=f"{victim} to be ready again")
+        report.event(f"{victim} is back and Ready")
+        settle(5)
+        stayed_away = not any(t.node == victim for t in running(lab, SERVICE))
+        report.event(f"after 5 s, {victim} runs {'no' if stayed_away else 'some'} tasks: Swarm does not move them back")
+        services.update(lab.manager, lab.plan, SERVICE, force=True)
+        report.event("forced update (docker service update --force) to rebalance")
+        wait_until(lambda: _converged(lab, request.replicas), timeout=180, interval=0.5,
+                   describe="the forced update to finish")
+        spread = sorted({t.node for t in running(lab, SERVICE)})
+        report.event(f"rebalanced over {len(spread)} nodes: {', '.join(spread)}")
+    report.figure("node marked down after", down - killed, " s")
+    report.figure("all replicas running elsewhere after", back - killed, " s")
+    report.figure("requests ok during the outage", outage_ok)
+    report.figure("requests failed during the outage", outage_failed)
+    ok_total, failed_total = probe.counts()
+    report.check(f"Swarm marked {victim} down", down > killed, f"{down - killed:.1f} s after the kill")
+    report.check(f"all {request.replicas} replicas ran on survivors", back > killed, f"{back - killed:.1f} s after the kill")
+    report.check("the service kept answering during the outage", outage_ok > 0, f"{outage_ok} ok, {outage_failed} failed")
+    report.check(f"tasks did not move back to {victim} on their own", stayed_away, "none ran there 5 s after its return")
+    report.check("the forced update rebalanced the tasks", victim in spread or len(spread) >= request.replicas,
+                 f"tasks on {', '.join(spread)}")
+    services.remove(lab.manager, SERVICE)
+    return report
+
+
+def _converged(lab: LabSession, replicas: int) -> bool:
+    service = services.find(lab.manager, SERVICE)
+    state = (service.attrs.get("UpdateStatus") or {}).get("State", "completed")
+    return state == "completed" and len(running(lab, SERVICE)) == replicas

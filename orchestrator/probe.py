@@ -1,0 +1,80 @@
+"""An availability probe: HTTP requests to the lab's entry point, all the time, recorded.
+
+It runs in a thread until stopped (and never longer than ``max_seconds``), sends
+one request every ``interval`` seconds to the lab's own address, and records each
+answer: when, whether it succeeded, and which version, node and container answered.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import urllib.request
+from dataclasses import asdict, dataclass
+
+_ANSWER = re.compile(r"version=(\S+) container=(\S+) node=(\S+)")
+_direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+@dataclass(frozen=True)
+class Sample:
+    t: float  # seconds since the demo's start
+    ok: bool
+    version: str | None = None
+    node: str | None = None
+    container: str | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def parse_answer(text: str) -> tuple[str, str, str] | None:
+    """(version, container, node) from a swarmdeck/web answer."""
+    match = _ANSWER.search(text)
+    return (match.group(1), match.group(2), match.group(3)) if match else None
+
+
+class Probe:
+    def __init__(self, url: str, started: float, *, interval: float = 0.1, timeout: float = 2.0,
+                 max_seconds: float = 900):
+        self.url, self.started, self.interval, self.timeout = url, started, interval, timeout
+        self.max_seconds = max_seconds
+        self.samples: list[Sample] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="probe", daemon=True)
+
+    def start(self) -> "Probe":
+        self._thread.start()
+        return self
+
+    def stop(self) -> list[Sample]:
+        self._stop.set()
+        self._thread.join(timeout=self.timeout + 5)
+        return list(self.samples)
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.max_seconds
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            begun = time.monotonic()
+            self.samples.append(self.request())
+            self._stop.wait(max(0.0, self.interval - (time.monotonic() - begun)))
+
+    def request(self) -> Sample:
+        t = time.monotonic() - self.started
+        try:
+            with _direct.open(self.url, timeout=self.timeout) as response:
+                parsed = parse_answer(response.read().decode(errors="replace"))
+            if parsed is None:
+                return Sample(t, False, error="an answer that is not swarmdeck-web's")
+            version, container, node = parsed
+            return Sample(t, True, version, node, container)
+        except Exception as err:  # noqa: BLE001 - every failure is a failed request
+            return Sample(t, False, error=f"{type(err).__name__}: {err}"[:200])
+
+    def counts(self, since: float = 0.0) -> tuple[int, int]:
+        """(ok, failed) among the samples taken after ``since``."""
+        chosen = [s for s in list(self.samples) if s.t >= since]
+        ok = sum(s.ok for s in chosen)
+        return ok, len(chosen) - ok

@@ -1,0 +1,113 @@
+"""Demo reports: a live timeline, figures, checks, a verdict; saved as JSON and a PNG plot."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from orchestrator.probe import Sample
+from provision.paths import lab_dir
+from provision.report import Reporter
+
+
+@dataclass
+class DemoReport:
+    demo: str
+    lab: str
+    reporter: Reporter
+    started: float = field(default_factory=time.monotonic)
+    started_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    events: list[tuple[float, str]] = field(default_factory=list)
+    replicas: list[tuple[float, int]] = field(default_factory=list)  # (t, running tasks)
+    samples: list[Sample] = field(default_factory=list)
+    figures: dict[str, float | int | str] = field(default_factory=dict)
+    checks: list[tuple[str, bool, str]] = field(default_factory=list)  # (what, passed, seen)
+    notes: list[str] = field(default_factory=list)
+
+    def now(self) -> float:
+        return time.monotonic() - self.started
+
+    def event(self, text: str) -> float:
+        """Record and print a timeline entry; returns its time."""
+        t = self.now()
+        self.events.append((t, text))
+        self.reporter.info(f"[t+{t:6.1f}s] {text}")
+        return t
+
+    def figure(self, name: str, value, unit: str = "") -> None:
+        self.figures[name] = round(value, 2) if isinstance(value, float) else value
+        self.reporter.info(f"  {name}: {self.figures[name]}{unit}")
+
+    def check(self, what: str, passed: bool, seen: str) -> bool:
+        self.checks.append((what, passed, seen))
+        self.reporter.emit("ok" if passed else "fail", f"{'PASS' if passed else 'FAIL'} {what} ({seen})")
+        return passed
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.checks) and all(ok for _, ok, _ in self.checks)
+
+    def to_json(self) -> dict:
+        ok = sum(s.ok for s in self.samples)
+        return {
+            "demo": self.demo, "lab": self.lab, "started_at": self.started_at,
+            "verdict": "pass" if self.passed else "fail",
+            "figures": self.figures,
+            "checks": [{"what": w, "passed": p, "seen": s} for w, p, s in self.checks],
+            "requests": {"ok": ok, "failed": len(self.samples) - ok},
+            "events": [{"t": round(t, 2), "text": text} for t, text in self.events],
+            "replicas": [{"t": round(t, 2), "running": n} for t, n in self.replicas],
+            "samples": [s.to_json() for s in self.samples],
+            "notes": self.notes,
+        }
+
+    def save(self) -> tuple[Path, Path]:
+        folder = lab_dir(self.lab) / "reports"
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = folder / f"{self.demo}-{time.strftime('%Y%m%d-%H%M%S')}"
+        json_path, png_path = stem.with_suffix(".json"), stem.with_suffix(".png")
+        json_path.write_text(json.dumps(self.to_json(), indent=2))
+        plot(self, png_path)
+        self.reporter.info(f"report: {json_path}\n  plot:   {png_path}")
+        return json_path, png_path
+
+
+def per_second(samples: list[Sample]) -> tuple[list[int], list[int], list[int]]:
+    """(second, ok count, failed count) per whole second of the demo."""
+    if not samples:
+        return [], [], []
+    last = int(max(s.t for s in samples)) + 1
+    ok, failed = [0] * last, [0] * last
+    for sample in samples:
+        (ok if sample.ok else failed)[int(sample.t)] += 1
+    return list(range(last)), ok, failed
+
+
+def plot(report: DemoReport, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
+    if report.replicas:
+        times, counts = zip(*report.replicas)
+        top.step(times, counts, where="post", color="tab:blue")
+    top.set_ylabel("running tasks")
+    top.set_ylim(bottom=0)
+    top.yaxis.get_major_locator().set_params(integer=True)
+    top.set_title(f"swarmdeck demo.{report.demo}: {'PASS' if report.passed else 'FAIL'}")
+    seconds, ok, failed = per_second(report.samples)
+    bottom.bar(seconds, ok, width=1.0, align="edge", color="tab:green", label="ok")
+    bottom.bar(seconds, failed, width=1.0, align="edge", bottom=ok, color="tab:red", label="failed")
+    bottom.set_ylabel("requests per second")
+    bottom.set_xlabel("seconds since the demo started")
+    bottom.legend(loc="upper right")
+    for axis in (top, bottom):
+        for t, _ in report.events:
+            axis.axvline(t, color="grey", linewidth=0.6, linestyle=":")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
