@@ -13,7 +13,11 @@ from invoke import Collection, Exit, Program, task
 from orchestrator import lab as labs
 from orchestrator import nodes, services, stacks
 from orchestrator.output import service_table, status_table, task_table
+from orchestrator.demos import drain as demo_drain
 from orchestrator.demos import failover as demo_failover
+from orchestrator.demos import leader as demo_leader
+from orchestrator.demos import rolling_update as demo_rolling
+from orchestrator.demos import scale as demo_scale
 from orchestrator.demos import run_demo
 from orchestrator.session import open_lab
 from provision import config, doctor, engine, images
@@ -342,6 +346,30 @@ def failover(c, name=None, node=None, replicas=10):
     _demo(c, name, "failover", demo_failover.run, node=node, replicas=_whole(replicas))
 
 
+@lab_task(help={"name": NAME_HELP, "replicas": "replicas of the demo service (default 10)"})
+def leader(c, name=None, replicas=10):
+    """Kill the leader manager: election, writes, serving; timeline and verdict."""
+    _demo(c, name, "leader", demo_leader.run, replicas=_whole(replicas))
+
+
+@lab_task(name="rolling-update", help={"name": NAME_HELP, "replicas": "replicas (default 6)"})
+def rolling_update(c, name=None, replicas=6):
+    """v1 -> v2 with zero failed requests, rollback, then a broken v3 that Swarm stops."""
+    _demo(c, name, "rolling-update", demo_rolling.run, replicas=_whole(replicas))
+
+
+@lab_task(name="scale", help={"name": NAME_HELP})
+def scale_demo(c, name=None):
+    """Scale a service 6 -> 9 -> 3 and time each step."""
+    _demo(c, name, "scale", demo_scale.run)
+
+
+@lab_task(name="drain", help={"name": NAME_HELP, "node": "the node to drain (default manager1)"})
+def drain_demo(c, name=None, node=None):
+    """Drain a node: its tasks move, it takes no new ones; then activate it."""
+    _demo(c, name, "drain", demo_drain.run, node=node)
+
+
 # -- registry ----------------------------------------------------------------------------------
 
 
@@ -383,7 +411,7 @@ service = Collection("service", service_create, service_ls, service_ps, service_
 stack = Collection("stack", stack_deploy, stack_rm)
 registry_ns = Collection("registry", push, registry_ls)
 image = Collection("image", build, demo)
-demo = Collection("demo", failover)
+demo = Collection("demo", failover, leader, rolling_update, scale_demo, drain_demo)
 ns = Collection(lab, swarm, service, stack, demo, registry_ns, image)
 ns.configure({"lab": {}})
 

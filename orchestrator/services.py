@@ -134,8 +134,22 @@ def scale(manager: docker.DockerClient, name: str, replicas: int) -> bool:
         raise LabError(f"replicas must be 0 or more, not {replicas}")
     if mode["Replicated"].get("Replicas") == replicas:
         return False
-    service.scale(replicas)
+    spec = dict(service.attrs["Spec"], Mode={"Replicated": {"Replicas": replicas}})
+    _post_update(manager, service, spec)
     return True
+
+
+def _post_update(manager: docker.DockerClient, service, spec: dict, **params) -> None:
+    """Send ``spec`` back as the service's whole spec, as the docker CLI does.
+
+    The SDK's ``Service.scale``/``update`` rebuild the task template, which Swarm takes
+    as a change and so replaces every task; writing the read spec back changes only
+    what was edited (``docker service scale`` starts just the new tasks).
+    """
+    api = manager.api
+    url = api._url("/services/{0}/update", service.id)
+    response = api._post_json(url, data=spec, params={"version": service.version, **params})
+    api._raise_for_status(response)
 
 
 def update(manager: docker.DockerClient, plan: LabPlan, name: str, *, image: str | None = None,
@@ -177,11 +191,7 @@ def rollback(manager: docker.DockerClient, name: str) -> None:
     service = find(manager, name)
     if not service.attrs.get("PreviousSpec"):
         raise LabError(f"{name} has no previous version to roll back to")
-    api = manager.api
-    url = api._url("/services/{0}/update", service.id)
-    params = {"version": service.version, "rollback": "previous"}
-    response = api._post_json(url, data=service.attrs["Spec"], params=params)
-    api._raise_for_status(response)
+    _post_update(manager, service, service.attrs["Spec"], rollback="previous")
 
 
 def remove(manager: docker.DockerClient, name: str) -> None:

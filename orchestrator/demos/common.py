@@ -22,8 +22,19 @@ from provision.wait import NotYet, wait_until
 PORT = entrypoint.PORTS[0]
 
 
+def prepull(lab: LabSession, image: str) -> None:
+    """Pull ``image`` on every running node, so rescheduled tasks start even when the
+    registry's node (manager1) is the one a demo kills."""
+    reference = services.lab_image(lab.plan, image)
+    for node in lab.plan.nodes:
+        try:
+            lab.clients[node].images.pull(reference)
+        except (docker.errors.DockerException, requests.RequestException):
+            continue  # a node that is down pulls when it returns
+
+
 def demo_service(lab: LabSession, report: DemoReport, name: str, replicas: int, image: str = "swarmdeck/web:1",
-                 **options) -> services.ServiceRequest:
+                 *, published: bool = True, **options) -> services.ServiceRequest:
     """Create the demo's web service, published so that the lab's entry point reaches it.
 
     With the routing mesh it publishes through ingress; behind the lab's load balancer
@@ -32,7 +43,8 @@ def demo_service(lab: LabSession, report: DemoReport, name: str, replicas: int, 
     """
     entry = entrypoint.entry_point(lab.plan)
     nodes = len([n for n in swarm_nodes(lab.manager) if n.availability == "active"])
-    if entry.publish_mode == "host" and replicas > nodes - 1:
+    host_mode = published and entry.publish_mode == "host"
+    if host_mode and replicas > nodes - 1:
         report.notes.append(f"no routing mesh: host-mode ports allow one task per node, so {nodes - 1} replicas "
                             f"(not {replicas}) leave one node free to take a task over")
         replicas = max(1, nodes - 1)
@@ -40,13 +52,16 @@ def demo_service(lab: LabSession, report: DemoReport, name: str, replicas: int, 
         services.remove(lab.manager, name)
     except LabError:
         pass
+    ports = (services.Publish(PORT, 80, entry.publish_mode),) if published else ()
     request = services.ServiceRequest(
-        name, image, replicas, (services.Publish(PORT, 80, entry.publish_mode),),
-        env=("NODE_NAME={{.Node.Hostname}}",), max_per_node=1 if entry.publish_mode == "host" else None,
-        restart_delay=1.0, labels={"io.swarmdeck.demo": report.demo}, **options,
+        name, image, replicas, ports, env=("NODE_NAME={{.Node.Hostname}}",),
+        max_per_node=1 if host_mode else None, restart_delay=1.0, labels={"io.swarmdeck.demo": report.demo},
+        **options,
     )
+    prepull(lab, image)
     services.create(lab.manager, lab.plan, request)
-    report.event(f"service {name}: {replicas} replicas of {image}, port {PORT} ({entry.publish_mode} mode)")
+    where = f"port {PORT} ({entry.publish_mode} mode)" if published else "no published port"
+    report.event(f"service {name}: {replicas} replicas of {image}, {where}")
     return request
 
 
@@ -87,7 +102,7 @@ class Watcher:
             try:
                 self.report.replicas.append((self.report.now(), len(running(self.lab, self.service))))
             except (docker.errors.DockerException, requests.RequestException, LabError):
-                pass  # the manager in use may be the node a demo just killed
+                pass  # no leader for a moment, or the manager in use was just killed
             self._stop.wait(self.interval)
 
     @contextmanager
