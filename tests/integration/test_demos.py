@@ -1,0 +1,101 @@
+"""Each demo runs against a real lab; its verdict is checked again from what the probe
+recorded and from what Swarm reports afterwards, never from the demo's printout."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from provision.engine import node_client
+from tests.integration.conftest import cli, new_lab_name
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def demo_lab(engine):
+    name = new_lab_name("demo")
+    cli("lab.up", "--name", name)
+    yield name
+    cli("lab.down", "--name", name, check=False)
+
+
+def run_demo(lab: str, demo: str, *args: str) -> dict:
+    result = cli(f"demo.{demo}", "--name", lab, *args, check=False)
+    reports = sorted((Path(os.environ["SWARMDECK_HOME"]) / "labs" / lab / "reports").glob(f"{demo}-*.json"))
+    assert reports, result.stderr
+    report = json.loads(reports[-1].read_text())
+    assert reports[-1].with_suffix(".png").stat().st_size > 10_000
+    assert (result.returncode == 0) == (report["verdict"] == "pass"), result.stderr
+    assert report["verdict"] == "pass", result.stderr
+    return report
+
+
+def event_time(report: dict, fragment: str) -> float:
+    return next(e["t"] for e in report["events"] if fragment in e["text"])
+
+
+def samples_between(report: dict, start: float, end: float) -> list[dict]:
+    return [s for s in report["samples"] if start <= s["t"] <= end]
+
+
+def swarm(lab: str) -> dict[str, dict]:
+    status = json.loads(cli("lab.status", "--name", lab, "--json").stdout)
+    client = node_client(lab, next(n for n in status["nodes"] if n["leader"])["address"])
+    try:
+        nodes = {n.attrs["Description"]["Hostname"]: n.attrs for n in client.nodes.list()}
+        return {"nodes": nodes, "services": [s.name for s in client.services.list()]}
+    finally:
+        client.close()
+
+
+def test_failover(demo_lab):
+    report = run_demo(demo_lab, "failover", "--node", "worker1")
+    killed, down = event_time(report, "kill worker1"), event_time(report, "marks worker1 Down")
+    moved = event_time(report, "tasks run on the other nodes")
+    assert killed < down < moved
+    outage = samples_between(report, killed, moved)
+    assert sum(s["ok"] for s in outage) > 0  # the probe kept getting answers
+    assert all(s["node"] != "worker1" for s in samples_between(report, down + 1, moved) if s["ok"])
+    after = swarm(demo_lab)
+    assert after["nodes"]["worker1"]["Status"]["State"] == "ready"
+    assert "demo-failover" not in after["services"]
+
+
+def test_leader(demo_lab):
+    before = {h for h, n in swarm(demo_lab)["nodes"].items() if (n.get("ManagerStatus") or {}).get("Leader")}
+    report = run_demo(demo_lab, "leader")
+    killed = event_time(report, "kill the leader")
+    assert sum(s["ok"] for s in samples_between(report, killed, killed + 30)) > 0
+    after = swarm(demo_lab)["nodes"]
+    leaders = {h for h, n in after.items() if (n.get("ManagerStatus") or {}).get("Leader")}
+    assert len(leaders) == 1 and leaders != before  # leadership moved and stayed moved
+    assert all(n["ManagerStatus"]["Reachability"] == "reachable" for n in after.values() if n["Spec"]["Role"] == "manager")
+    assert report["figures"]["new leader elected after"] > 0
+
+
+def test_rolling_update(demo_lab):
+    report = run_demo(demo_lab, "rolling-update")
+    start, done = event_time(report, "update to swarmdeck/web:2"), event_time(report, "every task runs version 2")
+    during = samples_between(report, start, done)
+    assert during and all(s["ok"] for s in during)  # zero failed probe requests
+    assert {s["version"] for s in during} <= {"1", "2"}
+    broken = event_time(report, "update to swarmdeck/web:3")
+    assert "3" not in {s["version"] for s in samples_between(report, broken, broken + 60) if s["ok"]}
+    assert "demo-rolling" not in swarm(demo_lab)["services"]
+
+
+def test_scale_and_drain(demo_lab):
+    scale = run_demo(demo_lab, "scale")
+    assert [r["running"] for r in scale["replicas"]][-1] == 3
+    assert max(r["running"] for r in scale["replicas"]) == 9
+    run_demo(demo_lab, "drain")
+    assert swarm(demo_lab)["nodes"]["manager1"]["Spec"]["Availability"] == "active"
+
+
+def test_demo_refuses_a_manager_as_failover_victim(demo_lab):
+    result = cli("demo.failover", "--name", demo_lab, "--node", "manager2", check=False)
+    assert result.returncode == 1 and "manager2 is not a worker" in result.stderr
