@@ -13,8 +13,10 @@ from invoke import Collection, Exit, Program, task
 from orchestrator import lab as labs
 from orchestrator import nodes, services, stacks
 from orchestrator.output import service_table, status_table, task_table
+from orchestrator.demos import constraints as demo_constraints
 from orchestrator.demos import drain as demo_drain
 from orchestrator.demos import failover as demo_failover
+from orchestrator.demos import global_mode as demo_global
 from orchestrator.demos import leader as demo_leader
 from orchestrator.demos import rolling_update as demo_rolling
 from orchestrator.demos import scale as demo_scale
@@ -370,6 +372,18 @@ def drain_demo(c, name=None, node=None):
     _demo(c, name, "drain", demo_drain.run, node=node)
 
 
+@lab_task(name="constraints", help={"name": NAME_HELP, "node": "the node to label mem=max (default: last worker)"})
+def constraints_demo(c, name=None, node=None):
+    """Place tasks by node label (mem=max) and by hostname."""
+    _demo(c, name, "constraints", demo_constraints.run, node=node)
+
+
+@lab_task(name="global", help={"name": NAME_HELP, "node": "the node that leaves and joins (default: last worker)"})
+def global_demo(c, name=None, node=None):
+    """A global service: one task per node, and one for a node that joins later."""
+    _demo(c, name, "global", demo_global.run, node=node)
+
+
 # -- registry ----------------------------------------------------------------------------------
 
 
@@ -411,7 +425,7 @@ service = Collection("service", service_create, service_ls, service_ps, service_
 stack = Collection("stack", stack_deploy, stack_rm)
 registry_ns = Collection("registry", push, registry_ls)
 image = Collection("image", build, demo)
-demo = Collection("demo", failover, leader, rolling_update, scale_demo, drain_demo)
+demo = Collection("demo", failover, leader, rolling_update, scale_demo, drain_demo, constraints_demo, global_demo)
 ns = Collection(lab, swarm, service, stack, demo, registry_ns, image)
 ns.configure({"lab": {}})
 

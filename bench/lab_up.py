@@ -102,7 +102,7 @@ def main() -> None:
         raw.append(raw_swarm(image, flags))
         ours.append(swarmdeck_up(f"bench-{round_}"))
         swarmdeck_down(f"bench-{round_}")
-    print(f"| path | median (s) | runs (s) |\n| --- | --- | --- |")
+    print("| path | median (s) | runs (s) |\n| --- | --- | --- |")
     print(f"| raw docker CLI | {statistics.median(raw):.1f} | {', '.join(f'{x:.1f}' for x in raw)} |")
     print(f"| swarmdeck lab.up | {statistics.median(ours):.1f} | {', '.join(f'{x:.1f}' for x in ours)} |")
     print(f"\nratio swarmdeck / raw (medians): {statistics.median(ours) / statistics.median(raw):.2f}")

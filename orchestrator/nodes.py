@@ -53,7 +53,7 @@ def demote(lab: LabSession, name: str) -> bool:
     managers = [n for n in swarm_nodes(lab.manager) if n.role == "manager"]
     if len(managers) == 1:
         raise SwarmError(f"{name} is the last manager: demoting it would leave nobody to run the swarm",
-                         hint=f"promote another node first: `invoke swarm.promote worker1`")
+                         hint="promote another node first: `invoke swarm.promote worker1`")
     speaking_to_it = lab.manager.info()["Swarm"]["NodeID"] == node.id
     swarm.update_node(lab.manager, node.id, lambda spec: spec.update(Role="worker"))
     if speaking_to_it or node.leader:

@@ -53,6 +53,8 @@ def demo_service(lab: LabSession, report: DemoReport, name: str, replicas: int, 
     except LabError:
         pass
     ports = (services.Publish(PORT, 80, entry.publish_mode),) if published else ()
+    if "constraints" in options:
+        options["constraints"] = tuple(options["constraints"])
     request = services.ServiceRequest(
         name, image, replicas, ports, env=("NODE_NAME={{.Node.Hostname}}",),
         max_per_node=1 if host_mode else None, restart_delay=1.0, labels={"io.swarmdeck.demo": report.demo},

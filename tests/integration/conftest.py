@@ -8,16 +8,20 @@ leaked into any of them.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import docker
 import pytest
 
 from provision import labels
+from provision.engine import node_client
 from provision.paths import REPO
 
 INVOKE = str(Path(sys.executable).with_name("invoke"))
@@ -76,6 +80,36 @@ def session_home(tmp_path_factory):
 
 def new_lab_name(purpose: str) -> str:
     return f"it-{purpose}-{uuid.uuid4().hex[:4]}"
+
+
+@contextmanager
+def a_lab(purpose: str, *flags: str) -> Iterator[str]:
+    """A lab made with ``lab.up FLAGS`` for a test module, removed afterwards."""
+    name = new_lab_name(purpose)
+    cli("lab.up", "--name", name, *flags)
+    try:
+        yield name
+    finally:
+        cli("lab.down", "--name", name, check=False)
+
+
+def status_json(name: str) -> dict:
+    return json.loads(cli("lab.status", "--name", name, "--json").stdout)
+
+
+def leader_client(name: str):
+    """A docker SDK client of the lab's current leader."""
+    leader = next(n for n in status_json(name)["nodes"] if n["leader"])
+    return node_client(name, leader["address"])
+
+
+def swarm_nodes(name: str) -> dict[str, dict]:
+    """``{hostname: node attrs}`` as the leader reports them."""
+    client = leader_client(name)
+    try:
+        return {n.attrs["Description"]["Hostname"]: n.attrs for n in client.nodes.list()}
+    finally:
+        client.close()
 
 
 @pytest.fixture(scope="session")

@@ -2,36 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import time
 
 import pytest
 
-from provision.engine import node_client
 from provision.wait import wait_until
-from tests.integration.conftest import INVOKE, cli
+from tests.integration.conftest import INVOKE, cli, leader_client as manager_client, status_json, swarm_nodes
 
 pytestmark = pytest.mark.integration
-
-
-def status_json(name: str) -> dict:
-    return json.loads(cli("lab.status", "--name", name, "--json").stdout)
-
-
-def manager_client(name: str):
-    status = status_json(name)
-    leader = next(n for n in status["nodes"] if n["leader"])
-    return node_client(name, leader["address"])
-
-
-def swarm_nodes(name: str) -> dict[str, dict]:
-    client = manager_client(name)
-    try:
-        return {n.attrs["Description"]["Hostname"]: n.attrs for n in client.nodes.list()}
-    finally:
-        client.close()
 
 
 def test_status_json_reports_the_default_lab(default_lab):

@@ -9,18 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from provision.engine import node_client
-from tests.integration.conftest import cli, new_lab_name
+from tests.integration.conftest import a_lab, cli, leader_client
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def demo_lab(engine):
-    name = new_lab_name("demo")
-    cli("lab.up", "--name", name)
-    yield name
-    cli("lab.down", "--name", name, check=False)
+    with a_lab("demo") as name:
+        yield name
 
 
 def run_demo(lab: str, demo: str, *args: str) -> dict:
@@ -43,8 +40,7 @@ def samples_between(report: dict, start: float, end: float) -> list[dict]:
 
 
 def swarm(lab: str) -> dict[str, dict]:
-    status = json.loads(cli("lab.status", "--name", lab, "--json").stdout)
-    client = node_client(lab, next(n for n in status["nodes"] if n["leader"])["address"])
+    client = leader_client(lab)
     try:
         nodes = {n.attrs["Description"]["Hostname"]: n.attrs for n in client.nodes.list()}
         return {"nodes": nodes, "services": [s.name for s in client.services.list()]}
@@ -99,3 +95,12 @@ def test_scale_and_drain(demo_lab):
 def test_demo_refuses_a_manager_as_failover_victim(demo_lab):
     result = cli("demo.failover", "--name", demo_lab, "--node", "manager2", check=False)
     assert result.returncode == 1 and "manager2 is not a worker" in result.stderr
+
+
+def test_constraints_and_global(demo_lab):
+    constraints = run_demo(demo_lab, "constraints")
+    assert [c["passed"] for c in constraints["checks"]] == [True, True]
+    assert "mem" not in swarm(demo_lab)["nodes"]["worker2"]["Spec"].get("Labels", {})
+    run_demo(demo_lab, "global")
+    after = swarm(demo_lab)
+    assert after["nodes"]["worker2"]["Status"]["State"] == "ready" and "demo-global" not in after["services"]

@@ -7,9 +7,9 @@ import urllib.request
 
 import pytest
 
-from provision.engine import node_client
 from provision.wait import NotYet, wait_until
-from tests.integration.conftest import cli, new_lab_name
+from tests.integration.conftest import a_lab, cli, leader_client as manager, status_json
+from tests.integration.conftest import swarm_nodes as nodes
 
 pytestmark = pytest.mark.integration
 _direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -17,36 +17,18 @@ _direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 @pytest.fixture(scope="module")
 def ops_lab(engine):
-    name = new_lab_name("ops")
-    cli("lab.up", "--name", name)
-    yield name
-    cli("lab.down", "--name", name, check=False)
+    with a_lab("ops") as name:
+        yield name
 
 
 @pytest.fixture(scope="module")
 def small_lab(engine):
-    name = new_lab_name("small")
-    cli("lab.up", "--name", name, "--managers", "1", "--workers", "1")
-    yield name
-    cli("lab.down", "--name", name, check=False)
+    with a_lab("small", "--managers", "1", "--workers", "1") as name:
+        yield name
 
 
 def addresses(name: str) -> dict[str, str]:
-    return {n["name"]: n["address"] for n in json.loads(cli("lab.status", "--name", name, "--json").stdout)["nodes"]}
-
-
-def manager(name: str):
-    status = json.loads(cli("lab.status", "--name", name, "--json").stdout)
-    leader = next(n for n in status["nodes"] if n["leader"])
-    return node_client(name, leader["address"])
-
-
-def nodes(name: str) -> dict[str, dict]:
-    client = manager(name)
-    try:
-        return {n.attrs["Description"]["Hostname"]: n.attrs for n in client.nodes.list()}
-    finally:
-        client.close()
+    return {n["name"]: n["address"] for n in status_json(name)["nodes"]}
 
 
 def running_tasks(name: str, service: str) -> list[tuple[str, str]]:
