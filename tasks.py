@@ -18,6 +18,7 @@ from orchestrator.demos import drain as demo_drain
 from orchestrator.demos import failover as demo_failover
 from orchestrator.demos import global_mode as demo_global
 from orchestrator.demos import leader as demo_leader
+from orchestrator.demos import quorum as demo_quorum
 from orchestrator.demos import rolling_update as demo_rolling
 from orchestrator.demos import scale as demo_scale
 from orchestrator.demos import run_demo
@@ -384,6 +385,12 @@ def global_demo(c, name=None, node=None):
     _demo(c, name, "global", demo_global.run, node=node)
 
 
+@lab_task(name="quorum", help={"name": NAME_HELP})
+def quorum_demo(c, name=None):
+    """Lose 2 of 3 managers: writes refused, tasks serve; recover two ways."""
+    _demo(c, name, "quorum", demo_quorum.run)
+
+
 # -- registry ----------------------------------------------------------------------------------
 
 
@@ -425,7 +432,8 @@ service = Collection("service", service_create, service_ls, service_ps, service_
 stack = Collection("stack", stack_deploy, stack_rm)
 registry_ns = Collection("registry", push, registry_ls)
 image = Collection("image", build, demo)
-demo = Collection("demo", failover, leader, rolling_update, scale_demo, drain_demo, constraints_demo, global_demo)
+demo = Collection("demo", failover, leader, rolling_update, scale_demo, drain_demo, constraints_demo, global_demo,
+                  quorum_demo)
 ns = Collection(lab, swarm, service, stack, demo, registry_ns, image)
 ns.configure({"lab": {}})
 

@@ -104,3 +104,15 @@ def test_constraints_and_global(demo_lab):
     run_demo(demo_lab, "global")
     after = swarm(demo_lab)
     assert after["nodes"]["worker2"]["Status"]["State"] == "ready" and "demo-global" not in after["services"]
+
+
+def test_quorum(demo_lab):
+    report = run_demo(demo_lab, "quorum")
+    lost = event_time(report, "kill manager2 and manager3")
+    refused = event_time(report, "is refused")
+    assert sum(s["ok"] for s in samples_between(report, lost, refused)) > 0  # tasks served without a majority
+    nodes = swarm(demo_lab)["nodes"]
+    managers = {h: n for h, n in nodes.items() if n["Spec"]["Role"] == "manager"}
+    assert sorted(managers) == ["manager1", "manager2", "manager3"]
+    assert all(n["ManagerStatus"]["Reachability"] == "reachable" for n in managers.values())
+    assert all(n["Status"]["State"] == "ready" for n in nodes.values())
