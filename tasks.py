@@ -18,6 +18,7 @@ from orchestrator.demos import drain as demo_drain
 from orchestrator.demos import failover as demo_failover
 from orchestrator.demos import global_mode as demo_global
 from orchestrator.demos import leader as demo_leader
+from orchestrator.demos import partition as demo_partition
 from orchestrator.demos import quorum as demo_quorum
 from orchestrator.demos import rolling_update as demo_rolling
 from orchestrator.demos import scale as demo_scale
@@ -391,6 +392,12 @@ def quorum_demo(c, name=None):
     _demo(c, name, "quorum", demo_quorum.run)
 
 
+@lab_task(name="partition", help={"name": NAME_HELP, "node": "the worker to cut off (default: one with tasks)"})
+def partition_demo(c, name=None, node=None):
+    """Cut a worker off the network: duplicates, then convergence after healing."""
+    _demo(c, name, "partition", demo_partition.run, node=node)
+
+
 # -- registry ----------------------------------------------------------------------------------
 
 
@@ -433,7 +440,7 @@ stack = Collection("stack", stack_deploy, stack_rm)
 registry_ns = Collection("registry", push, registry_ls)
 image = Collection("image", build, demo)
 demo = Collection("demo", failover, leader, rolling_update, scale_demo, drain_demo, constraints_demo, global_demo,
-                  quorum_demo)
+                  quorum_demo, partition_demo)
 ns = Collection(lab, swarm, service, stack, demo, registry_ns, image)
 ns.configure({"lab": {}})
 

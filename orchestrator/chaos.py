@@ -1,4 +1,4 @@
-"""Fault injection, in one place: kill, stop, pause a node; start it again."""
+"""Fault injection, in one place: kill, stop, start a node; cut it off the network and heal."""
 
 from __future__ import annotations
 
@@ -28,3 +28,20 @@ def start(lab: LabSession, node: str) -> None:
         wait_for_engine(hosts[node])
     finally:
         api.close_hosts(hosts)
+
+
+def partition(lab: LabSession, node: str) -> None:
+    """Cut ``node`` off the lab network; it keeps running, unseen by the others."""
+    lab.provider.disconnect(lab.provider.machine(lab.plan.name, node))
+
+
+def heal(lab: LabSession, node: str) -> None:
+    lab.provider.reconnect(lab.provider.machine(lab.plan.name, node))
+
+
+def containers_of(lab: LabSession, node: str, service: str) -> int:
+    """Running containers of ``service`` on ``node``, counted over the provider's console
+    (which works during a partition, when the node's engine API is out of reach)."""
+    command = f"docker ps -q --filter label=com.docker.swarm.service.name={service} | wc -l"
+    code, output = lab.provider.console(lab.provider.machine(lab.plan.name, node), command)
+    return int(output.strip() or 0) if code == 0 else 0

@@ -237,6 +237,20 @@ class DockerProvider:
     def ssh_target(self, machine: Machine) -> SSHTarget:
         return SSHTarget(machine.address)
 
+    def disconnect(self, machine: Machine) -> None:
+        """Cut the node off the lab network (it keeps running: a network partition)."""
+        self.client.networks.get(labels.network_name(machine.lab)).disconnect(machine.id, force=True)
+
+    def reconnect(self, machine: Machine) -> None:
+        """Heal a partition: back on the lab network at the node's own address."""
+        self.client.networks.get(labels.network_name(machine.lab)).connect(
+            machine.id, ipv4_address=machine.address, aliases=[machine.name])
+
+    def console(self, machine: Machine, command: str) -> tuple[int, str]:
+        """Run ``command`` on the node without the network (the provider's own channel)."""
+        code, output = self.client.containers.get(machine.id).exec_run(["sh", "-c", command])
+        return code, output.decode(errors="replace")
+
     def ensure_load_balancer(self, plan: LabPlan) -> bool:
         """Run the lab's HAProxy container in front of the nodes; True when it changed."""
         name = f"{plan.name}-lb"

@@ -116,3 +116,13 @@ def test_quorum(demo_lab):
     assert sorted(managers) == ["manager1", "manager2", "manager3"]
     assert all(n["ManagerStatus"]["Reachability"] == "reachable" for n in managers.values())
     assert all(n["Status"]["State"] == "ready" for n in nodes.values())
+
+
+def test_partition(demo_lab, engine):
+    report = run_demo(demo_lab, "partition", "--node", "worker1")
+    assert report["figures"]["duplicates while partitioned"] >= 1
+    cut, healed = event_time(report, "cut worker1 off"), event_time(report, "heal the partition")
+    assert sum(s["ok"] for s in samples_between(report, cut, healed)) > 0
+    container = engine.containers.get(f"{demo_lab}-worker1")
+    assert f"{demo_lab}-net" in container.attrs["NetworkSettings"]["Networks"]  # healed
+    assert swarm(demo_lab)["nodes"]["worker1"]["Status"]["State"] == "ready"

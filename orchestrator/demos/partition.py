@@ -1,0 +1,54 @@
+"""demo.partition: cut a worker off the lab network. Swarm recreates its tasks elsewhere
+while the old ones keep running on the cut-off node (at-least-once: duplicates are
+expected); after the partition heals, Swarm stops the extra ones and converges back."""
+
+from __future__ import annotations
+
+from orchestrator import chaos, services
+from orchestrator.demos.common import Watcher, demo_service, node_state, probing, settle, wait_running
+from orchestrator.report import DemoReport
+from orchestrator.session import LabSession
+from provision.errors import LabError
+from provision.wait import wait_until
+
+SERVICE = "demo-partition"
+
+
+def run(lab: LabSession, report: DemoReport, *, node: str | None = None, replicas: int = 10) -> DemoReport:
+    request = demo_service(lab, report, SERVICE, replicas)
+    tasks = wait_running(lab, SERVICE, request.replicas)
+    workers = [t.node for t in tasks if t.node in {n.name for n in lab.plan.nodes if not n.is_manager}]
+    victim = node or (workers[0] if workers else None)
+    if victim is None:
+        raise LabError("no worker runs a task of the demo service")
+    with probing(lab, report) as probe, Watcher(lab, report, SERVICE).running():
+        settle(2)
+        cut = report.event(f"cut {victim} off the lab network (it keeps running)")
+        chaos.partition(lab, victim)
+        wait_until(lambda: node_state(lab, victim) == "down", timeout=90, interval=0.25,
+                   describe=f"the swarm to mark {victim} down")
+        report.event(f"the swarm marks {victim} Down")
+        wait_running(lab, SERVICE, request.replicas, avoid=victim, timeout=120)
+        recreated = report.event(f"{request.replicas} tasks run on the other nodes")
+        stranded = chaos.containers_of(lab, victim, SERVICE)
+        report.event(f"meanwhile {stranded} old task(s) still run on the cut-off {victim}: "
+                     f"{request.replicas + stranded} copies in all (at-least-once)")
+        healed = report.event(f"heal the partition: {victim} is back on the network")
+        chaos.heal(lab, victim)
+        wait_until(lambda: node_state(lab, victim) == "ready", timeout=120, interval=0.25,
+                   describe=f"{victim} to be ready again")
+        wait_until(lambda: chaos.containers_of(lab, victim, SERVICE) == 0, timeout=120, interval=0.5,
+                   describe=f"Swarm to stop the stranded task(s) on {victim}")
+        converged = report.event(f"the stranded task(s) on {victim} are stopped: {request.replicas} copies again")
+        wait_running(lab, SERVICE, request.replicas)
+        outage_ok, outage_failed = probe.counts(since=cut)
+    report.figure("tasks recreated elsewhere after", recreated - cut, " s")
+    report.figure("duplicates while partitioned", stranded)
+    report.figure("converged after healing in", converged - healed, " s")
+    report.check("Swarm recreated the cut-off node's tasks elsewhere", recreated > cut, f"{recreated - cut:.1f} s")
+    report.check("the old tasks kept running on the cut-off node (duplicates)", stranded > 0, f"{stranded} stranded")
+    report.check("after healing, Swarm converged back to the desired count", converged > healed,
+                 f"{converged - healed:.1f} s")
+    report.check("the service kept answering", outage_ok > 0, f"{outage_ok} ok, {outage_failed} failed")
+    services.remove(lab.manager, SERVICE)
+    return report
