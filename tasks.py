@@ -12,17 +12,18 @@ from invoke import Collection, Exit, Program, task
 
 from orchestrator import lab as labs
 from orchestrator import nodes, services, stacks
-from orchestrator.output import service_table, status_table, task_table
+from orchestrator.output import demo_summary, service_table, status_table, task_table
 from orchestrator.demos import constraints as demo_constraints
 from orchestrator.demos import drain as demo_drain
 from orchestrator.demos import failover as demo_failover
 from orchestrator.demos import global_mode as demo_global
 from orchestrator.demos import leader as demo_leader
+from orchestrator.demos import mesh as demo_mesh
 from orchestrator.demos import partition as demo_partition
 from orchestrator.demos import quorum as demo_quorum
 from orchestrator.demos import rolling_update as demo_rolling
 from orchestrator.demos import scale as demo_scale
-from orchestrator.demos import run_demo
+from orchestrator.demos import run_all, run_demo
 from orchestrator.session import open_lab
 from provision import config, doctor, engine, images
 from provision.errors import LabError, redact
@@ -398,6 +399,32 @@ def partition_demo(c, name=None, node=None):
     _demo(c, name, "partition", demo_partition.run, node=node)
 
 
+@lab_task(name="mesh", help={"name": NAME_HELP})
+def mesh_demo(c, name=None):
+    """Ask every node's published port: routing mesh, or why not and what instead."""
+    _demo(c, name, "mesh", demo_mesh.run)
+
+
+WORKSHOP = (("scale", demo_scale.run), ("drain", demo_drain.run), ("constraints", demo_constraints.run),
+            ("global", demo_global.run), ("mesh", demo_mesh.run), ("rolling-update", demo_rolling.run),
+            ("failover", demo_failover.run), ("leader", demo_leader.run), ("partition", demo_partition.run),
+            ("quorum", demo_quorum.run))
+
+
+@lab_task(name="all", iterable=["only"], help={"name": NAME_HELP, "only": "run just this demo (repeatable)"})
+def all_demos(c, name=None, only=None):
+    """The workshop sequence of every demo, with a summary table."""
+    chosen = [(n, run) for n, run in WORKSHOP if not only or n in only]
+    unknown = sorted(set(only or []) - {n for n, _ in WORKSHOP})
+    if unknown:
+        raise Exit(f"error: unknown demo(s) {', '.join(unknown)}: choose from {', '.join(n for n, _ in WORKSHOP)}",
+                   code=2)
+    reports = run_all(_name(c, name), ConsoleReporter(), chosen)
+    print(demo_summary(_name(c, name), reports))
+    if not all(r.passed for r in reports):
+        raise Exit(code=1)
+
+
 # -- registry ----------------------------------------------------------------------------------
 
 
@@ -440,7 +467,7 @@ stack = Collection("stack", stack_deploy, stack_rm)
 registry_ns = Collection("registry", push, registry_ls)
 image = Collection("image", build, demo)
 demo = Collection("demo", failover, leader, rolling_update, scale_demo, drain_demo, constraints_demo, global_demo,
-                  quorum_demo, partition_demo)
+                  quorum_demo, partition_demo, mesh_demo, all_demos)
 ns = Collection(lab, swarm, service, stack, demo, registry_ns, image)
 ns.configure({"lab": {}})
 

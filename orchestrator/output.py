@@ -60,3 +60,14 @@ def task_table(tasks: list[services.TaskView]) -> str:
         table.add_row(task.service, str(task.slot or "-"), task.node, task.desired, task.state, task.image,
                       task.error or "")
     return _text(table)
+
+
+def demo_summary(lab: str, reports) -> str:
+    """The summary table of demo.all."""
+    table = Table(title=f"demo.all on lab {lab}", title_justify="left")
+    for column in ("demo", "verdict", "key figures"):
+        table.add_column(column)
+    for report in reports:
+        figures = "; ".join(f"{k}: {v}" for k, v in list(report.figures.items())[:2])
+        table.add_row(report.demo, "PASS" if report.passed else "FAIL", figures or "-")
+    return _text(table)

@@ -20,3 +20,8 @@ def run_demo(name: str, lab_name: str, reporter: Reporter, run: Callable[..., De
         reporter.emit("done" if report.passed else "fail", f"verdict: {'PASS' if report.passed else 'FAIL'}")
         report.save()
         return report
+
+
+def run_all(lab_name: str, reporter: Reporter, demos: list[tuple[str, Callable[..., DemoReport]]]) -> list[DemoReport]:
+    """Run ``demos`` in order (the workshop sequence); one report each."""
+    return [run_demo(name, lab_name, reporter, run) for name, run in demos]

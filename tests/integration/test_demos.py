@@ -126,3 +126,13 @@ def test_partition(demo_lab, engine):
     container = engine.containers.get(f"{demo_lab}-worker1")
     assert f"{demo_lab}-net" in container.attrs["NetworkSettings"]["Networks"]  # healed
     assert swarm(demo_lab)["nodes"]["worker1"]["Status"]["State"] == "ready"
+
+
+def test_mesh_and_the_workshop_sequence(demo_lab):
+    result = cli("demo.all", "--name", demo_lab, "--only", "scale", "--only", "mesh")
+    assert "demo.all on lab" in result.stdout and result.stdout.count("PASS") == 2
+    reports = Path(os.environ["SWARMDECK_HOME"]) / "labs" / demo_lab / "reports"
+    mesh = json.loads(sorted(reports.glob("mesh-*.json"))[-1].read_text())
+    assert mesh["verdict"] == "pass" and len(mesh["checks"]) >= 2
+    unknown = cli("demo.all", "--name", demo_lab, "--only", "dance", check=False)
+    assert unknown.returncode == 2 and "unknown demo(s) dance" in unknown.stderr
