@@ -91,6 +91,26 @@ def node_state(lab: LabSession, node: str) -> str:
     return next((n.state for n in swarm_nodes(lab.manager) if n.hostname == node), "absent")
 
 
+def wait_for_state(lab: LabSession, report: DemoReport, node: str, state: str, text: str) -> float:
+    """Wait until the swarm reports ``node`` in ``state``; record ``text``; return its time."""
+    wait_until(lambda: node_state(lab, node) == state, timeout=120, interval=0.25,
+               describe=f"the swarm to see {node} {state}")
+    return report.event(text)
+
+
+def choose_victim(lab: LabSession, tasks: list[services.TaskView], wanted: str | None) -> str:
+    """The worker a demo hurts: ``wanted``, else the first worker that runs a task."""
+    workers = [n.name for n in lab.plan.nodes if not n.is_manager]
+    if wanted:
+        if wanted not in workers:
+            raise LabError(f"{wanted} is not a worker of lab {lab.plan.name} (workers: {', '.join(workers)})")
+        return wanted
+    with_tasks = [w for w in workers if any(t.node == w for t in tasks)]
+    if not with_tasks:
+        raise LabError("no worker runs a task of the demo service", hint="the demo needs a worker that is up")
+    return with_tasks[0]
+
+
 class Watcher:
     """Samples the number of running tasks of a service into the report, in a thread."""
 

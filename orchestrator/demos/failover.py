@@ -4,26 +4,13 @@ them back when it returns (a forced update rebalances)."""
 from __future__ import annotations
 
 from orchestrator import chaos, services
-from orchestrator.demos.common import (Watcher, demo_service, node_state, probing, running, settle,
-                                       wait_running)
+from orchestrator.demos.common import (Watcher, choose_victim, demo_service, probing, running, settle,
+                                       wait_for_state, wait_running)
 from orchestrator.report import DemoReport
 from orchestrator.session import LabSession
-from provision.errors import LabError
 from provision.wait import wait_until
 
 SERVICE = "demo-failover"
-
-
-def choose_victim(lab: LabSession, tasks, wanted: str | None) -> str:
-    workers = [n.name for n in lab.plan.nodes if not n.is_manager]
-    if wanted:
-        if wanted not in workers:
-            raise LabError(f"{wanted} is not a worker of lab {lab.plan.name} (workers: {', '.join(workers)})")
-        return wanted
-    with_tasks = [w for w in workers if any(t.node == w for t in tasks)]
-    if not with_tasks:
-        raise LabError("no worker runs a task of the demo service", hint="the demo needs a worker that is up")
-    return with_tasks[0]
 
 
 def run(lab: LabSession, report: DemoReport, *, replicas: int = 10, node: str | None = None) -> DemoReport:
@@ -36,16 +23,12 @@ def run(lab: LabSession, report: DemoReport, *, replicas: int = 10, node: str | 
         settle(2)
         killed = report.event(f"kill {victim} (hard power-off)")
         chaos.kill(lab, victim)
-        wait_until(lambda: node_state(lab, victim) == "down", timeout=90, interval=0.25,
-                   describe=f"the swarm to mark {victim} down")
-        down = report.event(f"the swarm marks {victim} Down")
+        down = wait_for_state(lab, report, victim, "down", f"the swarm marks {victim} Down")
         wait_running(lab, SERVICE, request.replicas, avoid=victim, timeout=120)
         back = report.event(f"all {request.replicas} tasks run on the other nodes")
         outage_ok, outage_failed = probe.counts(since=killed)
         chaos.start(lab, victim)
-        wait_until(lambda: node_state(lab, victim) == "ready", timeout=120, interval=0.25,
-                   describe=f"{victim} to be ready again")
-        report.event(f"{victim} is back and Ready")
+        wait_for_state(lab, report, victim, "ready", f"{victim} is back and Ready")
         settle(5)
         stayed_away = not any(t.node == victim for t in running(lab, SERVICE))
         report.event(f"after 5 s, {victim} runs {'no' if stayed_away else 'some'} tasks: Swarm does not move them back")

@@ -5,10 +5,10 @@ expected); after the partition heals, Swarm stops the extra ones and converges b
 from __future__ import annotations
 
 from orchestrator import chaos, services
-from orchestrator.demos.common import Watcher, demo_service, node_state, probing, settle, wait_running
+from orchestrator.demos.common import (Watcher, choose_victim, demo_service, probing, settle, wait_for_state,
+                                       wait_running)
 from orchestrator.report import DemoReport
 from orchestrator.session import LabSession
-from provision.errors import LabError
 from provision.wait import wait_until
 
 SERVICE = "demo-partition"
@@ -17,17 +17,12 @@ SERVICE = "demo-partition"
 def run(lab: LabSession, report: DemoReport, *, node: str | None = None, replicas: int = 10) -> DemoReport:
     request = demo_service(lab, report, SERVICE, replicas)
     tasks = wait_running(lab, SERVICE, request.replicas)
-    workers = [t.node for t in tasks if t.node in {n.name for n in lab.plan.nodes if not n.is_manager}]
-    victim = node or (workers[0] if workers else None)
-    if victim is None:
-        raise LabError("no worker runs a task of the demo service")
+    victim = choose_victim(lab, tasks, node)
     with probing(lab, report) as probe, Watcher(lab, report, SERVICE).running():
         settle(2)
         cut = report.event(f"cut {victim} off the lab network (it keeps running)")
         chaos.partition(lab, victim)
-        wait_until(lambda: node_state(lab, victim) == "down", timeout=90, interval=0.25,
-                   describe=f"the swarm to mark {victim} down")
-        report.event(f"the swarm marks {victim} Down")
+        wait_for_state(lab, report, victim, "down", f"the swarm marks {victim} Down")
         wait_running(lab, SERVICE, request.replicas, avoid=victim, timeout=120)
         recreated = report.event(f"{request.replicas} tasks run on the other nodes")
         stranded = chaos.containers_of(lab, victim, SERVICE)
@@ -35,8 +30,7 @@ def run(lab: LabSession, report: DemoReport, *, node: str | None = None, replica
                      f"{request.replicas + stranded} copies in all (at-least-once)")
         healed = report.event(f"heal the partition: {victim} is back on the network")
         chaos.heal(lab, victim)
-        wait_until(lambda: node_state(lab, victim) == "ready", timeout=120, interval=0.25,
-                   describe=f"{victim} to be ready again")
+        wait_for_state(lab, report, victim, "ready", f"{victim} is back and Ready")
         wait_until(lambda: chaos.containers_of(lab, victim, SERVICE) == 0, timeout=120, interval=0.5,
                    describe=f"Swarm to stop the stranded task(s) on {victim}")
         converged = report.event(f"the stranded task(s) on {victim} are stopped: {request.replicas} copies again")
