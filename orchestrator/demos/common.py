@@ -10,7 +10,7 @@ from typing import Iterator
 import docker.errors
 import requests
 
-from orchestrator import services
+from orchestrator import nodes, services
 from orchestrator.inspect import swarm_nodes
 from orchestrator.probe import Probe
 from orchestrator.report import DemoReport
@@ -149,3 +149,20 @@ def probing(lab: LabSession, report: DemoReport) -> Iterator[Probe]:
 
 def settle(seconds: float) -> None:
     time.sleep(seconds)
+
+
+def ensure_task_on(lab: LabSession, report: DemoReport, service: str, node: str,
+                   tasks: list[services.TaskView]) -> list[services.TaskView]:
+    """Make ``node`` run a task of ``service``: with one task per node (host mode) it may be
+    the free node. Draining a node that runs one moves that task to the free node."""
+    if any(t.node == node for t in tasks):
+        return tasks
+    donor = next(t.node for t in tasks if t.node != node)
+    report.event(f"{node} runs no task yet: drain {donor} for a moment so that its task moves to {node}")
+    nodes.set_availability(lab, donor, "drain")
+    try:
+        wait_until(lambda: any(t.node == node for t in running(lab, service)), timeout=90, interval=0.25,
+                   describe=f"a task of {service} on {node}")
+    finally:
+        nodes.set_availability(lab, donor, "active")
+    return wait_running(lab, service, len(tasks))

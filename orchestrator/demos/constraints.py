@@ -3,11 +3,10 @@
 
 from __future__ import annotations
 
-from orchestrator import nodes, services
+from orchestrator import nodes
 from orchestrator.demos.common import demo_service, wait_running
 from orchestrator.report import DemoReport
 from orchestrator.session import LabSession
-from provision.errors import LabError
 
 BY_LABEL, BY_HOSTNAME = "demo-by-label", "demo-by-hostname"
 
@@ -29,11 +28,6 @@ def run(lab: LabSession, report: DemoReport, *, node: str | None = None) -> Demo
         report.check("hostname-constrained tasks run only on that node", by_hostname == {pinned},
                      f"on {sorted(by_hostname)}")
     finally:
-        for service in (BY_LABEL, BY_HOSTNAME):
-            try:
-                services.remove(lab.manager, service)
-            except LabError:  # not created: nothing to clean
-                pass
         nodes.set_labels(lab, labelled, {}, ["mem"])
         report.event(f"label mem removed from {labelled}")
     return report

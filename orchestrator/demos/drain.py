@@ -32,5 +32,4 @@ def run(lab: LabSession, report: DemoReport, *, node: str | None = None, replica
                  f"{replicas + 3} tasks elsewhere")
     report.check(f"{target} is active again", any(n.hostname == target and n.availability == "active"
                                                    for n in nodes.swarm_nodes(lab.manager)), "availability active")
-    services.remove(lab.manager, SERVICE)
     return report

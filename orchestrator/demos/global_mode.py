@@ -40,5 +40,4 @@ def run(lab: LabSession, report: DemoReport, *, node: str | None = None) -> Demo
         report.figure(f"{late} got its task after", got - joined, " s")
         report.check("the node that joined later got a task", len(running(lab, SERVICE)) == count,
                      f"{len(running(lab, SERVICE))} tasks on {count} nodes")
-    services.remove(lab.manager, SERVICE)
     return report

@@ -55,7 +55,6 @@ def run(lab: LabSession, report: DemoReport, *, replicas: int = 10) -> DemoRepor
     report.check("writes were accepted again", written >= elected, f"{written - killed:.1f} s after the kill")
     report.check("the service kept answering", outage_ok > 0, f"{outage_ok} ok, {outage_failed} failed")
     report.check(f"{leader} rejoined as a manager", _reachable(lab, leader), "reachable")
-    services.remove(lab.manager, SERVICE)
     return report
 
 

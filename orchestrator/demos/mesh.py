@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import urllib.request
 
-from orchestrator import services
 from orchestrator.demos.common import PORT, demo_service, wait_running
 from orchestrator.probe import parse_answer
 from orchestrator.report import DemoReport
@@ -55,5 +54,4 @@ def run(lab: LabSession, report: DemoReport, *, replicas: int = 2) -> DemoReport
             answers[n] is None for n in answers if n not in hosting), "connection refused")
     report.check("the entry point reached every task", {n for n, _ in through_entry} == hosting,
                  f"{len(through_entry)} distinct tasks")
-    services.remove(lab.manager, SERVICE)
     return report

@@ -67,7 +67,6 @@ def run(lab: LabSession, report: DemoReport, *, replicas: int = 4) -> DemoReport
     report.check("bringing the managers back restored writes", returned > back_at, f"{returned - back_at:.1f} s")
     report.check("--force-new-cluster restored writes on the survivor", forced > forced_at, f"{forced - forced_at:.1f} s")
     report.check("three managers are reachable again", len(reachable) == 3, ", ".join(reachable))
-    services.remove(lab.manager, SERVICE)
     return report
 
 

@@ -58,7 +58,6 @@ def run(lab: LabSession, report: DemoReport, *, replicas: int = 6) -> DemoReport
                  f"{state} after {paused - broken:.1f} s")
     report.check("the service kept serving healthy versions", "3" not in serving and broken_ok > 0,
                  f"running versions {sorted(set(serving))}, {broken_ok} ok, {broken_failed} failed")
-    services.remove(lab.manager, SERVICE)
     return report
 
 

@@ -33,5 +33,4 @@ def run(lab: LabSession, report: DemoReport) -> DemoReport:
             report.figure(f"scale to {replicas} took", done - asked, " s")
             report.check(f"{replicas} tasks run", len(running(lab, SERVICE)) == replicas,
                          f"on {len(spread)} nodes: {', '.join(spread)}")
-    services.remove(lab.manager, SERVICE)
     return report
