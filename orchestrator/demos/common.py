@@ -166,3 +166,16 @@ def ensure_task_on(lab: LabSession, report: DemoReport, service: str, node: str,
     finally:
         nodes.set_availability(lab, donor, "active")
     return wait_running(lab, service, len(tasks))
+
+
+def service_and_victim(lab: LabSession, report: DemoReport, service: str, replicas: int,
+                       node: str | None) -> tuple[services.ServiceRequest, str]:
+    """The demo service running, and the worker a demo will hurt (running one of its tasks)."""
+    if node:
+        choose_victim(lab, [], node)  # a wrong node is refused before anything is created
+    request = demo_service(lab, report, service, replicas)
+    tasks = wait_running(lab, service, request.replicas)
+    victim = choose_victim(lab, tasks, node)
+    tasks = ensure_task_on(lab, report, service, victim, tasks)
+    report.event(f"{request.replicas} tasks run; {sum(t.node == victim for t in tasks)} on {victim}")
+    return request, victim

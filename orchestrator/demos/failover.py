@@ -4,8 +4,8 @@ them back when it returns (a forced update rebalances)."""
 from __future__ import annotations
 
 from orchestrator import chaos, services
-from orchestrator.demos.common import (Watcher, choose_victim, demo_service, ensure_task_on, probing,
-                                       running, settle, wait_for_state, wait_running)
+from orchestrator.demos.common import (Watcher, probing, running, service_and_victim, settle, wait_for_state,
+                                       wait_running)
 from orchestrator.report import DemoReport
 from orchestrator.session import LabSession
 from provision.wait import wait_until
@@ -14,14 +14,7 @@ SERVICE = "demo-failover"
 
 
 def run(lab: LabSession, report: DemoReport, *, replicas: int = 10, node: str | None = None) -> DemoReport:
-    if node:
-        choose_victim(lab, [], node)  # a wrong node is refused before anything is created
-    request = demo_service(lab, report, SERVICE, replicas)
-    tasks = wait_running(lab, SERVICE, request.replicas)
-    victim = choose_victim(lab, tasks, node)
-    tasks = ensure_task_on(lab, report, SERVICE, victim, tasks)
-    on_victim = sum(t.node == victim for t in tasks)
-    report.event(f"{request.replicas} tasks run; {on_victim} on {victim}")
+    request, victim = service_and_victim(lab, report, SERVICE, replicas, node)
     with probing(lab, report) as probe, Watcher(lab, report, SERVICE).running():
         settle(2)
         killed = report.event(f"kill {victim} (hard power-off)")

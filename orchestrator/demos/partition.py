@@ -5,8 +5,8 @@ expected); after the partition heals, Swarm stops the extra ones and converges b
 from __future__ import annotations
 
 from orchestrator import chaos
-from orchestrator.demos.common import (Watcher, choose_victim, demo_service, ensure_task_on, probing,
-                                       settle, wait_for_state, wait_running)
+from orchestrator.demos.common import (Watcher, probing, service_and_victim, settle, wait_for_state,
+                                       wait_running)
 from orchestrator.report import DemoReport
 from orchestrator.session import LabSession
 from provision.wait import wait_until
@@ -15,12 +15,7 @@ SERVICE = "demo-partition"
 
 
 def run(lab: LabSession, report: DemoReport, *, node: str | None = None, replicas: int = 10) -> DemoReport:
-    if node:
-        choose_victim(lab, [], node)  # a wrong node is refused before anything is created
-    request = demo_service(lab, report, SERVICE, replicas)
-    tasks = wait_running(lab, SERVICE, request.replicas)
-    victim = choose_victim(lab, tasks, node)
-    tasks = ensure_task_on(lab, report, SERVICE, victim, tasks)
+    request, victim = service_and_victim(lab, report, SERVICE, replicas, node)
     with probing(lab, report) as probe, Watcher(lab, report, SERVICE).running():
         settle(2)
         cut = report.event(f"cut {victim} off the lab network (it keeps running)")
