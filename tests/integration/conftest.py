@@ -1,13 +1,15 @@
 """Integration fixtures: real labs on the real Docker engine, driven through the CLI.
 
 Every lab made here is named ``it-...`` and is removed by label after the
-session, and any ``it-`` lab left by an earlier, killed session is swept first.
+session; an ``it-`` lab left by an earlier, killed session is swept first once it
+is two hours old (younger ones may belong to a test session running alongside).
 Every CLI output is kept so that the last test can check that no Swarm secret
 leaked into any of them.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import subprocess
@@ -45,11 +47,20 @@ def lab_resources(client: docker.DockerClient, lab: str) -> list[str]:
     return found
 
 
-def sweep(client: docker.DockerClient, prefix: str = "it-") -> None:
+CREATED: set[str] = set()  # labs this session made: removed at its end
+STALE_AFTER = datetime.timedelta(hours=2)  # an older it- lab was left by a killed session
+
+
+def sweep(client: docker.DockerClient, *, stale_only: bool) -> None:
+    """Remove this session's labs, or it- labs old enough to be leftovers; never a lab
+    that another test session running at the same time is using."""
     from provision.providers.docker import DockerProvider
     provider = DockerProvider(client)
-    for lab in provider.labs():
-        if lab.startswith(prefix):
+    now = datetime.datetime.now(datetime.timezone.utc)
+    for network in client.networks.list(filters={"label": [f"{labels.KIND}=network"]}):
+        lab = network.attrs["Labels"].get(labels.LAB, "")
+        created = datetime.datetime.fromisoformat(network.attrs["Created"][:26].rstrip("Z") + "+00:00")
+        if lab in CREATED or (stale_only and lab.startswith("it-") and now - created > STALE_AFTER):
             provider.destroy(lab)
 
 
@@ -60,9 +71,9 @@ def engine():
         client.ping()
     except docker.errors.DockerException as err:
         pytest.fail(f"integration tests need a Docker engine ({err}); ./bootstrap.sh test starts one")
-    sweep(client)
+    sweep(client, stale_only=True)
     yield client
-    sweep(client)
+    sweep(client, stale_only=False)
     client.close()
 
 
@@ -79,7 +90,9 @@ def session_home(tmp_path_factory):
 
 
 def new_lab_name(purpose: str) -> str:
-    return f"it-{purpose}-{uuid.uuid4().hex[:4]}"
+    name = f"it-{purpose}-{uuid.uuid4().hex[:4]}"
+    CREATED.add(name)
+    return name
 
 
 @contextmanager
