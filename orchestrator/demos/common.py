@@ -42,12 +42,12 @@ def demo_service(lab: LabSession, report: DemoReport, name: str, replicas: int, 
     replicas are capped to leave a node free for rescheduling.
     """
     entry = entrypoint.entry_point(lab.plan)
-    nodes = len([n for n in swarm_nodes(lab.manager) if n.availability == "active"])
+    active = len([n for n in swarm_nodes(lab.manager) if n.availability == "active"])
     host_mode = published and entry.publish_mode == "host"
-    if host_mode and replicas > nodes - 1:
-        report.notes.append(f"no routing mesh: host-mode ports allow one task per node, so {nodes - 1} replicas "
+    if host_mode and replicas > active - 1:
+        report.notes.append(f"no routing mesh: host-mode ports allow one task per node, so {active - 1} replicas "
                             f"(not {replicas}) leave one node free to take a task over")
-        replicas = max(1, nodes - 1)
+        replicas = max(1, active - 1)
     try:
         services.remove(lab.manager, name)
     except LabError:
