@@ -121,8 +121,9 @@ def swarm_status(name: str) -> tuple[LabStatus, dict[str, int]]:
     """The lab's status and the number of running tasks per node."""
     provider, plan = api.existing_lab(name)
     with ClientPool(plan, timeout=5) as clients:
-        result = lab_status(plan, provider.list(name), clients)
-        manager = reachable_manager(plan, clients, provider.list(name)) if result.swarm else None
+        machines = provider.list(name)
+        result = lab_status(plan, machines, clients)
+        manager = reachable_manager(plan, clients, machines) if result.swarm else None
         return result, services.running_per_node(manager) if manager else {}
 
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import re
 import threading
 import time
-import urllib.request
 from dataclasses import asdict, dataclass
 
+from provision import http
+
 _ANSWER = re.compile(r"version=(\S+) container=(\S+) node=(\S+)")
-_direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 @dataclass(frozen=True)
@@ -64,8 +64,7 @@ class Probe:
     def request(self) -> Sample:
         t = time.monotonic() - self.started
         try:
-            with _direct.open(self.url, timeout=self.timeout) as response:
-                parsed = parse_answer(response.read().decode(errors="replace"))
+            parsed = parse_answer(http.get(self.url, self.timeout).decode(errors="replace"))
             if parsed is None:
                 return Sample(t, False, error="an answer that is not swarmdeck-web's")
             version, container, node = parsed

@@ -7,26 +7,19 @@ and the lab's load balancer spreads requests over them."""
 
 from __future__ import annotations
 
-import urllib.request
-
 from orchestrator.demos.common import PORT, demo_service, wait_running
-from orchestrator.probe import parse_answer
+from orchestrator.probe import Probe
 from orchestrator.report import DemoReport
 from orchestrator.session import LabSession
 from provision import entrypoint
 
 SERVICE = "demo-mesh"
-_direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def ask(url: str) -> tuple[str, str] | None:
     """(node, container) that answered ``url``, or None when nothing answered."""
-    try:
-        with _direct.open(url, timeout=2) as response:
-            parsed = parse_answer(response.read().decode(errors="replace"))
-    except OSError:
-        return None
-    return (parsed[2], parsed[1]) if parsed else None
+    sample = Probe(url, started=0.0).request()
+    return (sample.node, sample.container) if sample.ok else None
 
 
 def run(lab: LabSession, report: DemoReport, *, replicas: int = 2) -> DemoReport:
