@@ -58,7 +58,7 @@ class DemoReport:
             "checks": [{"what": w, "passed": p, "seen": s} for w, p, s in self.checks],
             "requests": {"ok": ok, "failed": len(self.samples) - ok},
             "events": [{"t": round(t, 2), "text": text} for t, text in self.events],
-            "replicas": [{"t": round(t, 2), "running": n} for t, n in self.replicas],
+            "replicas": [{"t": round(t, 2), "running": n} for t, n in sorted(self.replicas)],
             "samples": [s.to_json() for s in self.samples],
             "notes": self.notes,
         }
@@ -93,7 +93,7 @@ def plot(report: DemoReport, path: Path) -> None:
 
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
     if report.replicas:
-        times, counts = zip(*report.replicas)
+        times, counts = zip(*sorted(report.replicas))
         top.step(times, counts, where="post", color="tab:blue")
     top.set_ylabel("running tasks")
     top.set_ylim(bottom=0)

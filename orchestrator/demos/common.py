@@ -119,19 +119,24 @@ class Watcher:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="watcher", daemon=True)
 
+    def sample(self) -> None:
+        """Record the running count now (also called by demos at the moments that matter,
+        so that a short-lived state is in the report even when a sample is slow)."""
+        try:
+            self.report.replicas.append((self.report.now(), len(running(self.lab, self.service))))
+        except (docker.errors.DockerException, requests.RequestException, LabError):
+            pass  # no leader for a moment, or the manager in use was just killed
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            try:
-                self.report.replicas.append((self.report.now(), len(running(self.lab, self.service))))
-            except (docker.errors.DockerException, requests.RequestException, LabError):
-                pass  # no leader for a moment, or the manager in use was just killed
+            self.sample()
             self._stop.wait(self.interval)
 
     @contextmanager
-    def running(self) -> Iterator[None]:
+    def running(self) -> Iterator["Watcher"]:
         self._thread.start()
         try:
-            yield
+            yield self
         finally:
             self._stop.set()
             self._thread.join(timeout=10)
