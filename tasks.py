@@ -11,7 +11,7 @@ import requests
 from invoke import Collection, Exit, Program, task
 
 from orchestrator import lab as labs
-from orchestrator import nodes, services, stacks
+from orchestrator import membership, nodes, services, stacks
 from orchestrator.output import demo_summary, service_table, status_table, task_table
 from orchestrator.demos import constraints as demo_constraints
 from orchestrator.demos import drain as demo_drain
@@ -131,6 +131,30 @@ def start_node(c, node, name=None):
 def kill_node(c, node, name=None):
     """Power a node off hard (SIGKILL), as for a failover demo."""
     labs.power(_name(c, name), node, "kill", ConsoleReporter())
+
+
+@lab_task(name="pause", help={"node": "node name", "name": NAME_HELP})
+def pause_node(c, node, name=None):
+    """Freeze a node (a hung machine: up but silent); `lab.start` resumes it."""
+    labs.power(_name(c, name), node, "pause", ConsoleReporter())
+
+
+@lab_task(name="add", iterable=["label"], help={
+    "node": "the new node's hostname", "role": "worker (default) or manager", "name": NAME_HELP,
+    "label": "a node label key=value for Swarm (repeatable)",
+})
+def add_node(c, node, role="worker", name=None, label=None):
+    """Add a node to a running lab: create, set up, join, put behind the entry point."""
+    status = membership.add_node(_name(c, name), node, role, dict(_key_value(item) for item in label or []),
+                                    ConsoleReporter())
+    print(status_table(status))
+
+
+@lab_task(name="remove", help={"node": "node name", "name": NAME_HELP})
+def remove_node(c, node, name=None):
+    """Remove a node from a running lab: drain, leave the swarm, delete the machine."""
+    status = membership.remove_node(_name(c, name), node, ConsoleReporter())
+    print(status_table(status))
 
 
 @lab_task(name="doctor", help={"name": NAME_HELP})
@@ -458,7 +482,8 @@ def demo(c, name=None):
         print(line)
 
 
-lab = Collection("lab", up, down, status, ssh, env, stop_node, start_node, kill_node, doctor_)
+lab = Collection("lab", up, down, status, ssh, env, add_node, remove_node, stop_node, start_node, kill_node, pause_node,
+                 doctor_)
 swarm = Collection("swarm", swarm_init, swarm_status, tokens, promote, demote, drain, activate, pause, label, leave,
                    join)
 service = Collection("service", service_create, service_ls, service_ps, service_scale, service_update,

@@ -1,4 +1,4 @@
-"""Fault injection, in one place: kill, stop, start a node; cut it off the network and heal."""
+"""Fault injection, in one place: kill, stop, pause, start a node; cut it off the network and heal."""
 
 from __future__ import annotations
 
@@ -18,8 +18,13 @@ def stop(lab: LabSession, node: str) -> None:
     lab.provider.stop(lab.provider.machine(lab.plan.name, node))
 
 
+def pause(lab: LabSession, node: str) -> None:
+    """Freeze the node: it stays up but answers nothing (a hung machine). ``start`` resumes it."""
+    lab.provider.pause(lab.provider.machine(lab.plan.name, node))
+
+
 def start(lab: LabSession, node: str) -> None:
-    """Power on again; wait for SSH and the engine, and restore the /etc/hosts block."""
+    """Power on (or resume) again; wait for SSH and the engine, and restore the /etc/hosts block."""
     lab.provider.start(lab.provider.machine(lab.plan.name, node))
     machine = lab.provider.machine(lab.plan.name, node)
     hosts = api.open_hosts(lab.plan, lab.provider, [machine])

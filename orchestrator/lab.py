@@ -42,6 +42,7 @@ def up(spec: LabSpec, reporter: Reporter, options: UpOptions = UpOptions()) -> L
     specs.validate(spec)  # every problem visible without a backend, before any work
     provider = get_provider(spec.provider)
     provider.check()
+    spec = api.spec_for_up(spec, provider)
     is_new = provider.stored_spec(spec.name) is None
     try:
         return _up(spec, provider, reporter, options)
@@ -164,7 +165,7 @@ def ssh(name: str, node: str, command: str | None = None) -> int:
 
 
 def power(name: str, node: str, action: str, reporter: Reporter) -> None:
-    """start | stop | kill a node (see orchestrator.chaos)."""
+    """start | stop | kill | pause a node (see orchestrator.chaos)."""
     provider, plan = api.existing_lab(name)
     provider.machine(name, node)  # a clear error for an unknown node
     with ClientPool(plan) as clients:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import docker
 import docker.errors
+import requests
 
 from orchestrator import swarm
 from orchestrator.inspect import SwarmNode, swarm_nodes
@@ -95,7 +96,8 @@ def leave(lab: LabSession, name: str) -> bool:
     """Make ``name`` leave the swarm and remove it from the node list.
 
     A manager is demoted first, so Raft shrinks cleanly instead of counting a
-    missing member against its majority.
+    missing member against its majority. A node whose engine does not answer (it is
+    down) cannot leave by itself: the managers forget it.
     """
     try:
         node = find(lab.manager, name)
@@ -103,15 +105,40 @@ def leave(lab: LabSession, name: str) -> bool:
         node = None
     if node is not None and node.role == "manager":
         demote(lab, name)
-    client = lab.clients[name]
-    left = swarm.local_state(client) != "inactive"
-    if left:
-        client.swarm.leave(force=True)
+    left = _leave_from_node(lab, name, must_answer=node is None)
     if node is not None:
-        wait_until(lambda: find(lab.manager, name).state == "down", timeout=60,
-                   describe=f"the swarm to see {name} down after it left")
+        if left:
+            wait_until(lambda: find(lab.manager, name).state == "down", timeout=60,
+                       describe=f"the swarm to see {name} down after it left")
         lab.manager.nodes.get(node.id).remove(force=True)
     return left or node is not None
+
+
+def _leave_from_node(lab: LabSession, name: str, *, must_answer: bool) -> bool:
+    """``docker swarm leave --force`` on the node; False when it is in no swarm or down."""
+    try:
+        client = lab.clients[name]
+        if swarm.local_state(client) == "inactive":
+            return False
+        client.swarm.leave(force=True)
+        return True
+    except (docker.errors.DockerException, requests.RequestException):
+        if must_answer:
+            raise
+        return False
+
+
+def drain_and_wait(lab: LabSession, name: str, timeout: float = 90) -> int:
+    """Drain ``name`` and wait until it runs no task; returns how many it ran."""
+    def tasks_on_node() -> list[dict]:
+        node_id = find(lab.manager, name).id
+        return [t for t in lab.manager.api.tasks(filters={"node": node_id, "desired-state": "running"})]
+
+    before = len(tasks_on_node())
+    set_availability(lab, name, "drain")
+    wait_until(lambda: not tasks_on_node(), timeout=timeout, interval=0.5,
+               describe=f"the tasks of {name} to move to other nodes")
+    return before
 
 
 def join(lab: LabSession, name: str, role: str) -> bool:

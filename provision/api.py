@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import shutil
 
 import requests
 
+from provision import config as spec_config
 from provision import firstboot, spec as specs
-from provision.errors import HostUnreachable, LabError
+from provision.errors import HostUnreachable, LabError, SpecError
 from provision.host import Host, SSHHost, run_on_all
 from provision.machine import RUNNING, LabPlan, Machine
 from provision.paths import lab_dir
@@ -18,21 +21,60 @@ from provision.setup import run_setup
 from provision.wait import NotYet, wait_until
 
 BOOT_TIMEOUT = 90
+SPEC_FILE = "spec.json"  # in the lab's state folder: the spec as lab.add / lab.remove left it
 
 
 def existing_lab(name: str, provider_name: str = "docker") -> tuple[Provider, LabPlan]:
-    """The provider and plan of the lab called ``name``, from what the backend holds.
+    """The provider and plan of the lab called ``name``, as it is now.
 
     Raises:
         LabError: when there is no such lab, naming the labs there are.
     """
     provider = get_provider(provider_name)
-    stored = provider.stored_spec(name)
-    if stored is None:
+    current = current_spec(provider, name)
+    if current is None:
         others = ", ".join(provider.labs()) or "none"
         raise LabError(f"there is no lab named {name!r} (labs here: {others})",
                        hint=f"create it with `invoke lab.up --name {name}`")
-    return provider, provider.resolve(stored)
+    return provider, provider.resolve(current)
+
+
+def current_spec(provider: Provider, name: str) -> specs.LabSpec | None:
+    """The lab's spec now: the state folder's copy once lab.add or lab.remove changed its
+    nodes, else the one the backend recorded when the lab was created (None: no lab)."""
+    created = provider.stored_spec(name)
+    path = lab_dir(name) / SPEC_FILE
+    if created is None or not path.is_file():
+        return created
+    return spec_config.from_mapping(json.loads(path.read_text()))
+
+
+def record_spec(spec: specs.LabSpec) -> None:
+    path = lab_dir(spec.name) / SPEC_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(spec_config.to_mapping(spec), indent=2) + "\n")
+
+
+def spec_for_up(spec: specs.LabSpec, provider: Provider) -> specs.LabSpec:
+    """The spec ``lab.up`` works to: for an existing lab, the nodes it has now.
+
+    Re-running ``lab.up`` with the spec the lab was created with keeps the nodes that
+    lab.add and lab.remove changed since; a spec asking for other nodes is refused.
+    """
+    created, current = provider.stored_spec(spec.name), current_spec(provider, spec.name)
+    if created is None or current is None:
+        return spec
+    shape = _shape(spec)
+    if shape not in (_shape(created), _shape(current)):
+        have = ", ".join(f"{n}({r})" for n, r in _shape(current))
+        raise SpecError([f"lab {spec.name!r} exists with other nodes: {have}"],
+                        hint="change a running lab's nodes with `invoke lab.add` / `invoke lab.remove`, "
+                             f"or remove it first: `invoke lab.down --name {spec.name}`")
+    return dataclasses.replace(spec, nodes=current.nodes)
+
+
+def _shape(spec: specs.LabSpec) -> list[tuple[str, str]]:
+    return [(n.name, n.role) for n in spec.nodes]
 
 
 def provision(spec: specs.LabSpec, provider: Provider, reporter: Reporter, *, image_method: str = "auto",

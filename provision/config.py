@@ -95,7 +95,7 @@ def to_mapping(spec: specs.LabSpec) -> dict[str, Any]:
     return {
         "name": spec.name,
         "provider": spec.provider,
-        "nodes": [{"name": n.name, "role": n.role, "labels": dict(n.labels)} for n in spec.nodes],
+        "nodes": [_node_mapping(n) for n in spec.nodes],
         "network": {"subnet": spec.network.subnet, "mtu": spec.network.mtu},
         "registry": {"enabled": spec.registry.enabled, "port": spec.registry.port, "image": spec.registry.image},
         "swarm": {
@@ -103,6 +103,13 @@ def to_mapping(spec: specs.LabSpec) -> dict[str, Any]:
             "election_tick": spec.swarm.election_tick,
         },
     }
+
+
+def _node_mapping(node: specs.NodeSpec) -> dict[str, Any]:
+    entry: dict[str, Any] = {"name": node.name, "role": node.role, "labels": dict(node.labels)}
+    if node.slot is not None:
+        entry["slot"] = node.slot
+    return entry
 
 
 def _default_spec_file() -> Path | None:
@@ -131,7 +138,11 @@ def _nodes(explicit, managers, workers, labels, problems) -> tuple[specs.NodeSpe
         name = str(entry["name"])
         node_labels = {**labels.get(name, {}), **(entry.get("labels") or {})}
         node_labels = {str(k): str(v) for k, v in node_labels.items()}
-        nodes.append(specs.NodeSpec(name, str(entry.get("role", "worker")), node_labels))
+        slot = entry.get("slot")
+        if slot is not None and (isinstance(slot, bool) or not isinstance(slot, int)):
+            problems.append(f"node {name!r} has slot {slot!r}: a slot is a whole number")
+            slot = None
+        nodes.append(specs.NodeSpec(name, str(entry.get("role", "worker")), node_labels, slot))
     unknown = sorted(set(labels) - {n.name for n in nodes})
     problems += [f"labels are given for {n!r}, which is not a node of this lab" for n in unknown]
     return tuple(nodes)

@@ -82,3 +82,9 @@ def write_known_hosts(lab: str, entries: dict[str, tuple[str, str]]) -> Path:
     path.write_text("\n".join(lines) + "\n")
     path.chmod(0o600)
     return path
+
+
+def remove_host_key(lab: str, node: str) -> None:
+    """Forget a removed node's host key (a node added later under that name gets a new one)."""
+    for path in (ssh_dir(lab) / "hosts").glob(f"{node}_ed25519*"):
+        path.unlink()

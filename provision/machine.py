@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-from provision.spec import LabSpec, node_address
+from provision.spec import LabSpec, node_address, slots
 
 
 @dataclass(frozen=True)
@@ -58,8 +58,8 @@ class LabPlan:
 
 def plan(spec: LabSpec, subnet: str, mtu: int) -> LabPlan:
     nodes = tuple(
-        NodePlan(spec.name, n.name, n.role, i, node_address(subnet, i), dict(n.labels))
-        for i, n in enumerate(spec.nodes)
+        NodePlan(spec.name, n.name, n.role, slot, node_address(subnet, slot), dict(n.labels))
+        for n, slot in zip(spec.nodes, slots(spec.nodes))
     )
     return LabPlan(spec, subnet, mtu, nodes)
 

@@ -39,6 +39,7 @@ class NodeSpec:
     name: str
     role: str = "worker"
     labels: Mapping[str, str] = field(default_factory=dict)
+    slot: int | None = None  # address slot; None: the node's position in the list (lab.add sets it)
 
     @property
     def is_manager(self) -> bool:
@@ -94,8 +95,17 @@ class LabSpec:
 
 
 def node_address(subnet: str, index: int) -> str:
-    """The static address of the node at ``index`` in the spec's node order."""
+    """The static address of the node in address slot ``index``."""
     return str(ipaddress.ip_network(subnet)[FIRST_NODE_OFFSET + index])
+
+
+def slots(nodes: tuple[NodeSpec, ...]) -> list[int]:
+    """Each node's address slot: its own, else its position (so removing a node moves no other)."""
+    return [i if n.slot is None else n.slot for i, n in enumerate(nodes)]
+
+
+def next_slot(nodes: tuple[NodeSpec, ...]) -> int:
+    return max(slots(nodes), default=-1) + 1
 
 
 def problems(spec: LabSpec) -> list[str]:
@@ -109,7 +119,7 @@ def problems(spec: LabSpec) -> list[str]:
     if spec.provider not in PROVIDERS:
         found.append(f"unknown provider {spec.provider!r}: choose one of {', '.join(PROVIDERS)}")
     found += _node_problems(spec.nodes)
-    found += _network_problems(spec.network, len(spec.nodes))
+    found += _network_problems(spec.network, next_slot(spec.nodes))
     if not 1 <= spec.registry.port <= 65535:
         found.append(f"registry port {spec.registry.port} is not a TCP port (1-65535)")
     if not 0.1 <= spec.swarm.dispatcher_heartbeat <= 300:
@@ -174,10 +184,16 @@ def _node_problems(nodes: tuple[NodeSpec, ...]) -> list[str]:
         for key in node.labels:
             if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", str(key)):
                 found.append(f"node {node.name!r} has an invalid label key {key!r}")
+        if node.slot is not None and node.slot < 0:
+            found.append(f"node {node.name!r} has a negative address slot {node.slot}")
+    taken = slots(nodes)
+    found += [f"address slot {slot} is used by more than one node" for slot in sorted(set(taken))
+              if taken.count(slot) > 1]
     return found
 
 
 def _network_problems(network: NetworkSpec, node_count: int) -> list[str]:
+    """``node_count``: how many node addresses the subnet must hold (the highest slot + 1)."""
     found = []
     if network.subnet != AUTO:
         if not _valid_cidr(network.subnet):

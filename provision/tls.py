@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,3 +139,8 @@ def _write_key(path: Path, key) -> None:
     path.write_bytes(
         key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
+
+
+def remove_node_certs(lab: str, node: str) -> None:
+    """Forget a removed node's engine certificate and key."""
+    shutil.rmtree(tls_dir(lab) / "nodes" / node, ignore_errors=True)

@@ -56,6 +56,12 @@ class Provider(Protocol):
 
     def kill(self, machine: Machine) -> None: ...
 
+    def pause(self, machine: Machine) -> None:
+        """Freeze the machine (it stays up but answers nothing); ``start`` resumes it."""
+
+    def remove(self, machine: Machine) -> None:
+        """Remove one machine and its storage (the lab's other resources stay)."""
+
     def destroy(self, lab: str) -> dict[str, int]:
         """Remove every resource of ``lab``; no error when nothing is left. Returns counts."""
 

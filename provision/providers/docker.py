@@ -7,7 +7,6 @@ is kept as a label of its network, so any command can find the lab again.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import ipaddress
 import json
@@ -30,7 +29,6 @@ from provision.report import Reporter
 
 AUTO_SUBNETS = ipaddress.ip_network("10.199.0.0/16")  # labs get the first free /24 in here
 ADDRESS = f"{labels.PREFIX}.address"
-CONFIG_DIGEST = f"{labels.PREFIX}.config"
 _STATES = {"running": RUNNING, "exited": STOPPED, "paused": PAUSED, "created": CREATED, "dead": STOPPED}
 
 
@@ -79,15 +77,9 @@ class DockerProvider:
     def _network_facts(self, spec: specs.LabSpec, network) -> tuple[str, int]:
         subnet = network.attrs["IPAM"]["Config"][0]["Subnet"]
         mtu = int(network.attrs["Options"].get("com.docker.network.driver.mtu", 1500))
-        stored = spec_config.from_mapping(json.loads(network.attrs["Labels"][labels.SPEC]))
-        problems = []
         if spec.network.subnet not in (specs.AUTO, subnet):
-            problems.append(f"lab {spec.name!r} exists with subnet {subnet}, not {spec.network.subnet}")
-        if [(n.name, n.role) for n in stored.nodes] != [(n.name, n.role) for n in spec.nodes]:
-            have = ", ".join(n.name for n in stored.nodes)
-            problems.append(f"lab {spec.name!r} exists with other nodes ({have})")
-        if problems:
-            raise SpecError(problems, hint=f"run `invoke lab.down --name {spec.name}` first, or pick another --name")
+            raise SpecError([f"lab {spec.name!r} exists with subnet {subnet}, not {spec.network.subnet}"],
+                            hint=f"run `invoke lab.down --name {spec.name}` first, or pick another --name")
         return subnet, mtu
 
     def _network(self, lab: str):
@@ -217,6 +209,17 @@ class DockerProvider:
     def kill(self, machine: Machine) -> None:
         self.client.containers.get(machine.id).kill()  # SIGKILL: like pulling the power cord
 
+    def pause(self, machine: Machine) -> None:
+        """Freeze every process of the node (a hung machine: up, but silent)."""
+        container = self.client.containers.get(machine.id)
+        if container.status != "paused":
+            container.pause()
+
+    def remove(self, machine: Machine) -> None:
+        """Remove one node: its container and its engine volume (lab.remove)."""
+        _ignore_missing(lambda: self.client.containers.get(machine.id).remove(force=True, v=True))
+        _ignore_missing(lambda: self.client.volumes.get(labels.volume_name(machine.lab, machine.name)).remove(force=True))
+
     def destroy(self, lab: str) -> dict[str, int]:
         counts = {"containers": 0, "networks": 0, "volumes": 0}
         for container in self.client.containers.list(all=True, filters=labels.lab_filter(lab)):
@@ -252,21 +255,29 @@ class DockerProvider:
         return code, output.decode(errors="replace")
 
     def ensure_load_balancer(self, plan: LabPlan) -> bool:
-        """Run the lab's HAProxy container in front of the nodes; True when it changed."""
+        """Run the lab's HAProxy container in front of the nodes; True when it changed.
+
+        A running load balancer whose nodes changed (lab.add, lab.remove) gets the new
+        configuration and reloads it in place (SIGUSR2 to HAProxy's master): no request
+        in flight is dropped, as a cloud load balancer's target change drops none.
+        """
         name = f"{plan.name}-lb"
         config = entrypoint.lb_config(plan)
-        digest = hashlib.sha256(config.encode()).hexdigest()[:16]
         container = self._existing(name)
-        if container is not None:
-            if container.labels.get(CONFIG_DIGEST) == digest and container.status == "running":
+        if container is not None and container.status == "running":
+            if _read_file(container, entrypoint.CONFIG) == config:
                 return False
+            container.put_archive("/", _tar([File(entrypoint.CONFIG, config.encode())]))
+            container.kill(signal="SIGUSR2")
+            return True
+        if container is not None:
             container.remove(force=True)
         api, network = self.client.api, labels.network_name(plan.name)
         endpoint = api.create_endpoint_config(aliases=["lb"], ipv4_address=entrypoint.lb_address(plan))
         try:
             created = api.create_container(
                 self.image, ["haproxy", "-W", "-db", "-f", entrypoint.CONFIG], entrypoint=[], name=name,
-                hostname="lb", labels={labels.LAB: plan.name, labels.KIND: "lb", CONFIG_DIGEST: digest},
+                hostname="lb", labels={labels.LAB: plan.name, labels.KIND: "lb"},
                 host_config=api.create_host_config(network_mode=network, restart_policy={"Name": "unless-stopped"}),
                 networking_config=api.create_networking_config({network: endpoint}),
             )
@@ -292,6 +303,17 @@ def _tar(files: list[File]) -> bytes:
             info.size, info.mode, info.mtime = len(file.content), file.mode, int(time.time())
             archive.addfile(info, io.BytesIO(file.content))
     return buffer.getvalue()
+
+
+def _read_file(container, path: str) -> str | None:
+    """A text file of a container, or None when it has none."""
+    try:
+        stream, _ = container.get_archive(path)
+    except docker.errors.NotFound:
+        return None
+    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as archive:
+        member = archive.extractfile(archive.getmembers()[0])
+        return member.read().decode() if member else None
 
 
 def _ignore_missing(action) -> None:

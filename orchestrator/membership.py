@@ -1,0 +1,165 @@
+"""Grow or shrink a running lab: ``lab.add NODE --role`` and ``lab.remove NODE``.
+
+Adding creates only the new machine, sets up every running host again (the new one
+fully; the others get the new name in their /etc/hosts block), joins it to the
+swarm and puts it behind the lab's entry point. Removing drains the node, makes it
+leave (a manager is demoted first, so Raft shrinks cleanly), removes its machine and
+takes it out of every other host's /etc/hosts and of the entry point. Either way the
+lab's spec in its state folder is updated first, so an interrupted run can be
+finished by running the same command again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import docker.errors
+
+from orchestrator import nodes, swarm
+from orchestrator.clients import ClientPool
+from orchestrator.inspect import LabStatus, lab_status, swarm_nodes
+from orchestrator.lab import ensure_entry_point
+from orchestrator.session import LabSession, require_manager
+from provision import api, firstboot, keys, tls
+from provision import spec as specs
+from provision.errors import LabError, SwarmError
+from provision.machine import RUNNING, LabPlan
+from provision.report import Reporter
+from provision.setup import run_setup
+
+
+def add_node(name: str, node: str, role: str, labels: dict[str, str], reporter: Reporter, *,
+             image_method: str = "auto", mirror: str | None = None) -> LabStatus:
+    """Create ``node`` with ``role``, set it up, join it; safe to re-run."""
+    provider, plan = api.existing_lab(name)
+    spec = with_node(plan.spec, node, role, labels)
+    api.record_spec(spec)
+    with reporter.step(f"machine {node} for lab {name}"):
+        provider.prepare(reporter, image_method=image_method, mirror=mirror)
+        plan = provider.resolve(spec)
+        firstboot.known_hosts(plan)
+        new = plan.node(node)
+        machines = provider.create(dataclasses.replace(plan, nodes=(new,)), lambda n: firstboot.files(plan, n),
+                                   reporter)
+    _set_up_running_hosts(plan, provider, machines, reporter)
+    with ClientPool(plan) as clients:
+        api.wait_for_engines(plan, clients, [node])
+        with reporter.step(f"{node} joins the swarm as {role}"):
+            lab = LabSession(provider, plan, clients, require_manager(plan, clients, provider))
+            reporter.result(f"{node} joined as {role}", nodes.join(lab, node, role))
+            if new.labels:
+                node_id = nodes.find(lab.manager, node).id
+                reporter.result(f"labels on {node}: {dict(new.labels)}",
+                                swarm.ensure_labels(lab.manager, node_id, dict(new.labels)))
+        ensure_entry_point(plan, provider, reporter)
+        return lab_status(plan, provider.list(name), clients)
+
+
+def remove_node(name: str, node: str, reporter: Reporter) -> LabStatus:
+    """Drain ``node``, take it out of the swarm, remove its machine; safe to re-run."""
+    provider, plan = api.existing_lab(name)
+    spec = without_node(plan, node)
+    machine = next((m for m in provider.list(name) if m.name == node), None)
+    with ClientPool(plan) as clients:
+        lab = LabSession(provider, plan, clients, require_manager(plan, clients, provider))
+        in_swarm = any(n.hostname == node for n in swarm_nodes(lab.manager))
+        if in_swarm:
+            _check_removable(lab, node)
+            with reporter.step(f"{node} leaves the swarm"):
+                try:
+                    if machine is not None and machine.state == RUNNING:
+                        moved = nodes.drain_and_wait(lab, node)
+                        reporter.result(f"drained {node}: its {moved} task(s) run elsewhere", moved > 0)
+                    nodes.leave(lab, node)
+                except docker.errors.APIError as err:
+                    raise _raft_error(node, err) from err
+                reporter.result(f"{node} left and is off the node list", True)
+    with reporter.step(f"removing machine {node}"):
+        if machine is not None:
+            provider.remove(machine)
+        keys.remove_host_key(name, node)
+        tls.remove_node_certs(name, node)
+        reporter.result(f"machine {node} removed", machine is not None)
+    api.record_spec(spec)
+    plan = provider.resolve(spec)
+    firstboot.known_hosts(plan)
+    _set_up_running_hosts(plan, provider, provider.list(name), reporter)
+    ensure_entry_point(plan, provider, reporter)
+    with ClientPool(plan) as clients:
+        return lab_status(plan, provider.list(name), clients)
+
+
+def with_node(spec: specs.LabSpec, node: str, role: str, labels: dict[str, str]) -> specs.LabSpec:
+    """``spec`` with ``node`` appended in the next free address slot (unchanged when the lab
+    has that node with that role already: a re-run finishes an interrupted add).
+
+    Raises:
+        LabError: the lab has the node with another role.
+        SpecError: the name, role or labels are invalid, or the subnet is full.
+    """
+    existing = next((n for n in spec.nodes if n.name == node), None)
+    if existing is not None:
+        if existing.role != role:
+            raise LabError(f"lab {spec.name!r} has a node {node!r} already, as a {existing.role}",
+                           hint=f"pick another name, or change its role with `invoke swarm.promote/demote {node}`")
+        return spec
+    added = specs.NodeSpec(node, role, dict(labels), specs.next_slot(spec.nodes))
+    grown = dataclasses.replace(spec, nodes=spec.nodes + (added,))
+    specs.validate(grown)
+    return grown
+
+
+def without_node(plan: LabPlan, node: str) -> specs.LabSpec:
+    """The lab's spec without ``node``; the other nodes keep their addresses.
+
+    Raises:
+        SpecError: the lab has no such node.
+        LabError: the node holds the lab registry, or is the lab's only manager.
+    """
+    target = plan.node(node)
+    if plan.registry and target.name == plan.first_manager.name:
+        raise LabError(f"{node} runs the lab registry ({plan.registry}) that every node pulls from",
+                       hint="remove other nodes, or recreate the lab: `invoke lab.down` then `invoke lab.up`")
+    kept = tuple(dataclasses.replace(n, slot=p.index) for n, p in zip(plan.spec.nodes, plan.nodes) if n.name != node)
+    spec = dataclasses.replace(plan.spec, nodes=kept)
+    specs.validate(spec)
+    return spec
+
+
+def _check_removable(lab: LabSession, node: str) -> None:
+    """Refuse to remove the last manager, or a manager while Raft has no majority to
+    agree on the smaller membership."""
+    managers = [n for n in swarm_nodes(lab.manager) if n.role == "manager"]
+    if [n.hostname for n in managers] == [node]:
+        raise SwarmError(f"{node} is the swarm's last manager: without it nobody runs the swarm",
+                         hint="promote another node first: `invoke swarm.promote NODE`")
+    if node in {n.hostname for n in managers}:
+        reachable = [n for n in managers if n.reachability == "reachable"]
+        if len(reachable) <= len(managers) // 2:
+            raise SwarmError(*_majority_text(node, len(reachable), len(managers)))
+
+
+def _raft_error(node: str, err: docker.errors.APIError) -> LabError:
+    text = str(err.explanation or err)
+    if "leader" in text or "quorum" in text:
+        return SwarmError(f"the swarm could not change its membership to remove {node}: {text}",
+                          hint="Raft needs a majority of the managers up to agree on any change; start the "
+                               "managers that are down (`invoke lab.start NODE`) and try again")
+    return SwarmError(f"removing {node} from the swarm failed: {text}")
+
+
+def _majority_text(node: str, reachable: int, managers: int) -> tuple[str, str]:
+    return (f"only {reachable} of {managers} managers are reachable: Raft needs a majority "
+            f"({managers // 2 + 1}) to agree on a smaller membership, so {node} cannot be removed now",
+            "start the managers that are down (`invoke lab.start NODE`), or rebuild the control plane "
+            "from a survivor (see `invoke demo.quorum`)")
+
+
+def _set_up_running_hosts(plan: LabPlan, provider, machines, reporter: Reporter) -> None:
+    """Host setup on every running node, so each resolves exactly the lab's nodes."""
+    with reporter.step("host setup over SSH"):
+        hosts = api.open_hosts(plan, provider, machines)
+        try:
+            run_setup(plan, hosts, reporter)
+        finally:
+            api.close_hosts(hosts)
