@@ -25,6 +25,7 @@ class DemoReport:
     figures: dict[str, float | int | str] = field(default_factory=dict)
     checks: list[tuple[str, bool, str]] = field(default_factory=list)  # (what, passed, seen)
     notes: list[str] = field(default_factory=list)
+    timings: dict = field(default_factory=dict)  # the profile and Swarm timings it ran with
 
     def now(self) -> float:
         return time.monotonic() - self.started
@@ -52,7 +53,7 @@ class DemoReport:
     def to_json(self) -> dict:
         ok = sum(s.ok for s in self.samples)
         return {
-            "demo": self.demo, "lab": self.lab, "started_at": self.started_at,
+            "demo": self.demo, "lab": self.lab, "started_at": self.started_at, "timings": self.timings,
             "verdict": "pass" if self.passed else "fail",
             "figures": self.figures,
             "checks": [{"what": w, "passed": p, "seen": s} for w, p, s in self.checks],

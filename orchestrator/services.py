@@ -59,6 +59,7 @@ class ServiceRequest:
     labels: dict = field(default_factory=dict)
     max_per_node: int | None = None  # at most this many tasks on one node (host-mode ports need 1)
     restart_delay: float | None = None  # seconds before a failed task is restarted (Swarm's default 5)
+    health_interval: float | None = None  # seconds between the image's own healthchecks (None: the image's)
 
     def problems(self) -> list[str]:
         found = []
@@ -116,8 +117,11 @@ def create(manager: docker.DockerClient, plan: LabPlan, request: ServiceRequest)
     if request.restart_delay is not None:
         kwargs["restart_policy"] = RestartPolicy(condition="any", delay=int(request.restart_delay * NANO))
     if request.health_cmd:
-        kwargs["healthcheck"] = Healthcheck(test=["CMD-SHELL", request.health_cmd], interval=2 * NANO,
+        kwargs["healthcheck"] = Healthcheck(test=["CMD-SHELL", request.health_cmd],
+                                            interval=int((request.health_interval or 2) * NANO),
                                             timeout=2 * NANO, retries=2)
+    elif request.health_interval is not None:  # the image's check, run more often
+        kwargs["healthcheck"] = Healthcheck(interval=int(request.health_interval * NANO))
     try:
         return manager.services.create(lab_image(plan, request.image), **kwargs)
     except docker.errors.APIError as err:

@@ -31,12 +31,17 @@ def load_spec(
         SpecError: listing every value of the wrong type or shape.
     """
     config = dict(config or {})
-    raw = copy.deepcopy(specs.DEFAULTS)
     path = spec_file or config.pop("spec", None) or _default_spec_file()
-    if path:
-        raw = merge(raw, read_spec_file(path))
-    raw = merge(raw, {k: v for k, v in config.items() if k != "spec"})
-    raw = merge(raw, {k: v for k, v in (overrides or {}).items() if v is not None})
+    layers = [read_spec_file(path) if path else {}, {k: v for k, v in config.items() if k != "spec"},
+              {k: v for k, v in (overrides or {}).items() if v is not None}]
+    raw = copy.deepcopy(specs.DEFAULTS)
+    for layer in layers:
+        raw = merge(raw, layer)
+    profile = specs.PROFILES.get(str(raw.get("profile")))
+    if profile:  # the profile's timings go under every layer, so a value set anywhere wins
+        raw = merge(copy.deepcopy(specs.DEFAULTS), profile)
+        for layer in layers:
+            raw = merge(raw, layer)
     return from_mapping(raw)
 
 
@@ -64,7 +69,9 @@ def merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def from_mapping(raw: Mapping[str, Any]) -> specs.LabSpec:
-    """Turn a merged mapping into a LabSpec, collecting every type problem."""
+    """Turn a merged mapping into a LabSpec, collecting every type problem (keys it lacks,
+    as in a spec stored by an older swarmdeck, take their defaults)."""
+    raw = merge(copy.deepcopy(specs.DEFAULTS), raw)
     problems: list[str] = []
     unknown = sorted(set(raw) - set(specs.DEFAULTS) - {"spec"})
     problems += [f"unknown spec key {key!r}" for key in unknown]
@@ -85,9 +92,13 @@ def from_mapping(raw: Mapping[str, Any]) -> specs.LabSpec:
         dispatcher_heartbeat=get.number("swarm.dispatcher_heartbeat"),
         election_tick=get.integer("swarm.election_tick"),
     )
+    demos = specs.DemoSpec(
+        restart_delay=get.number("demos.restart_delay"), health_interval=get.number("demos.health_interval"),
+    )
+    profile = get.text("profile")
     if problems:
         raise SpecError(problems, hint="fix lab.yaml or the command-line flags and run again")
-    return specs.LabSpec(name, provider, nodes, network, registry, swarm)
+    return specs.LabSpec(name, provider, nodes, network, registry, swarm, profile, demos)
 
 
 def to_mapping(spec: specs.LabSpec) -> dict[str, Any]:
@@ -102,6 +113,8 @@ def to_mapping(spec: specs.LabSpec) -> dict[str, Any]:
             "dispatcher_heartbeat": spec.swarm.dispatcher_heartbeat,
             "election_tick": spec.swarm.election_tick,
         },
+        "profile": spec.profile,
+        "demos": {"restart_delay": spec.demos.restart_delay, "health_interval": spec.demos.health_interval},
     }
 
 

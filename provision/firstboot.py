@@ -25,7 +25,7 @@ class File:
 
 
 def daemon_config(plan: LabPlan, node: NodePlan) -> str:
-    """The node engine's daemon.json: TLS on the lab address, MTU, lab registry, Raft tuning."""
+    """The node engine's daemon.json: TLS on the lab address, MTU, lab registry."""
     return render(
         "docker/daemon.json.j2",
         address=node.address,
@@ -33,7 +33,6 @@ def daemon_config(plan: LabPlan, node: NodePlan) -> str:
         tls_dir=TLS_DIR,
         mtu=plan.mtu,
         registry=plan.registry,
-        election_tick=plan.spec.swarm.election_tick,
     )
 
 

@@ -19,8 +19,14 @@ def run_demo(name: str, lab_name: str, reporter: Reporter, run: Callable[..., De
     """Open the lab, run one demo, print its verdict and save its report."""
     with open_lab(lab_name) as lab:
         report = DemoReport(name, lab_name, reporter)
+        report.timings = timings(lab)
         try:
             with reporter.step(f"demo.{name} on lab {lab_name}"):
+                t = report.timings
+                reporter.info(f"timings ({t['profile']} profile): worker heartbeat {t['dispatcher_heartbeat_s']} s, "
+                              f"task restart delay {t['task_restart_delay_s']} s, healthcheck every "
+                              f"{t['healthcheck_interval_s']} s, Raft election after {t['election_tick']}-"
+                              f"{2 * t['election_tick']} s without a leader")
                 run(lab, report, **options)
         finally:
             remove_demo_services(lab)
@@ -29,6 +35,14 @@ def run_demo(name: str, lab_name: str, reporter: Reporter, run: Callable[..., De
         reporter.emit("done" if report.passed else "fail", f"verdict: {'PASS' if report.passed else 'FAIL'}")
         report.save()
         return report
+
+
+def timings(lab: LabSession) -> dict:
+    """The Swarm and demo-service timings the demo runs with (they decide its figures)."""
+    spec = lab.plan.spec
+    return {"profile": spec.profile, "dispatcher_heartbeat_s": spec.swarm.dispatcher_heartbeat,
+            "election_tick": spec.swarm.election_tick, "task_restart_delay_s": spec.demos.restart_delay,
+            "healthcheck_interval_s": spec.demos.health_interval}
 
 
 def remove_demo_services(lab: LabSession) -> None:

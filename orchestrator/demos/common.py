@@ -57,7 +57,8 @@ def demo_service(lab: LabSession, report: DemoReport, name: str, replicas: int, 
         options["constraints"] = tuple(options["constraints"])
     request = services.ServiceRequest(
         name, image, replicas, ports, env=("NODE_NAME={{.Node.Hostname}}",),
-        max_per_node=1 if host_mode else None, restart_delay=1.0, labels={"io.swarmdeck.demo": report.demo},
+        max_per_node=1 if host_mode else None, restart_delay=lab.plan.spec.demos.restart_delay,
+        health_interval=lab.plan.spec.demos.health_interval, labels={"io.swarmdeck.demo": report.demo},
         **options,
     )
     prepull(lab, image)

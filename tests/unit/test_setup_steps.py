@@ -44,13 +44,13 @@ def test_engine_config_restarts_only_when_a_file_changed():
     assert sum("restart" in c for c in host.commands) == restarts
 
 
-def test_daemon_json_has_tls_registry_mtu_and_raft_tuning():
-    plan = lab_plan(swarm={"election_tick": 4})
+def test_daemon_json_has_tls_registry_and_mtu_and_no_key_dockerd_rejects():
+    plan = lab_plan()
     config_json = json.loads(firstboot.daemon_config(plan, plan.node("worker1")))
     assert config_json["insecure-registries"] == ["10.199.7.10:5000"]
     assert config_json["hosts"] == ["unix:///var/run/docker.sock", "tcp://10.199.7.13:2376"]
     assert config_json["tlsverify"] is True and config_json["mtu"] == 1450
-    assert config_json["swarm-raft-election-tick"] == 4
+    assert not [key for key in config_json if key.startswith("swarm-raft")]
 
 
 def test_daemon_json_without_registry_lists_none():

@@ -69,12 +69,31 @@ def test_unknown_keys_and_labels_for_unknown_nodes_are_reported():
 
 def test_layers_file_then_invoke_config_then_flags(tmp_path):
     spec_file = tmp_path / "lab.yaml"
-    spec_file.write_text("name: fromfile\nworkers: 4\nlabels:\n  worker1: {zone: a}\nswarm: {election_tick: 5}\n")
+    spec_file.write_text("name: fromfile\nworkers: 4\nlabels:\n  worker1: {zone: a}\nswarm: {dispatcher_heartbeat: 2}\n")
     spec = config.load_spec(spec_file, {"workers": 3, "swarm": {"dispatcher_heartbeat": 1}}, {"managers": 1})
     assert spec.name == "fromfile"
     assert len(spec.workers) == 3 and len(spec.managers) == 1
     assert spec.node("worker1").labels == {"zone": "a"}
-    assert spec.swarm.election_tick == 5 and spec.swarm.dispatcher_heartbeat == 1.0
+    assert spec.swarm.dispatcher_heartbeat == 1.0
+
+
+def test_the_tuned_profile_sets_timings_under_every_layer(tmp_path):
+    tuned = config.load_spec(None, {}, {"profile": "tuned"})
+    assert tuned.swarm.dispatcher_heartbeat == 0.5 and tuned.demos.restart_delay == 0.0
+    assert tuned.demos.health_interval == 0.5 and specs.validate(tuned) == []
+    spec_file = tmp_path / "lab.yaml"
+    spec_file.write_text("profile: tuned\nswarm: {dispatcher_heartbeat: 1}\n")
+    mixed = config.load_spec(spec_file, {}, {})
+    assert mixed.swarm.dispatcher_heartbeat == 1.0 and mixed.demos.restart_delay == 0.0
+    assert config.from_mapping(config.to_mapping(mixed)) == mixed
+    assert config.load_spec(None, {}, {}).demos.restart_delay == 1.0
+
+
+def test_an_election_tick_other_than_10_is_refused_with_the_reason():
+    with pytest.raises(SpecError) as caught:
+        specs.validate(config.load_spec(None, {}, {"swarm": {"election_tick": 3}, "profile": "fast"}))
+    text = caught.value.user_message()
+    assert "rejects swarm-raft-election-tick" in text and "unknown profile 'fast'" in text
 
 
 def test_spec_file_errors_are_spec_errors(tmp_path):
