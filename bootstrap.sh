@@ -31,6 +31,14 @@ ensure_system_packages() {
 	apt_install ca-certificates debootstrap openssh-client iptables
 	python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3 python3-venv
 	engine_answers || apt_install docker.io
+	# the visualizer's browser tests drive Debian's Chromium (no browser download needed)
+	if [ "$action" = test ]; then apt_install chromium fonts-liberation; fi
+}
+
+ensure_browser() {
+	# Without Debian's Chromium (a laptop), Playwright fetches its own build once.
+	command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 \
+		|| [ -n "${SWARMDECK_CHROMIUM:-}" ] || .venv/bin/playwright install chromium
 }
 
 ensure_engine() {
@@ -68,6 +76,7 @@ ensure_venv() {
 ensure_system_packages
 ensure_engine
 ensure_venv
+if [ "$action" = test ]; then ensure_browser; fi
 export PATH="$PWD/.venv/bin:$PATH"
 invoke image.build
 if [ "$action" = up ]; then

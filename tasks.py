@@ -25,6 +25,7 @@ from orchestrator.demos import rolling_update as demo_rolling
 from orchestrator.demos import scale as demo_scale
 from orchestrator.demos import run_all, run_demo
 from orchestrator.session import open_lab
+from orchestrator.viz import control as viz_control
 from provision import config, doctor, engine, images
 from provision.errors import LabError, redact
 from provision.report import ConsoleReporter
@@ -253,6 +254,23 @@ def _key_value(text: str) -> tuple[str, str]:
     if not sep or not key:
         raise Exit(f"error: {text!r} is not key=value", code=2)
     return key, value
+
+
+# -- visualizer --------------------------------------------------------------------------------
+
+
+@lab_task(name="up", help={"name": NAME_HELP, "port": "port to serve on (default 8000)",
+                           "host": "address to listen on (default 127.0.0.1; 0.0.0.0 to show it to a class)"})
+def viz_up(c, name=None, port=8000, host="127.0.0.1"):
+    """Serve the live visualizer of the lab's nodes and tasks (in the background)."""
+    viz, started = viz_control.up(_name(c, name), int(port), host)
+    print(f"visualizer {'started' if started else 'runs already'}: {viz.url}")
+
+
+@lab_task(name="down", help={"name": NAME_HELP})
+def viz_down(c, name=None):
+    """Stop the lab's visualizer."""
+    print("visualizer stopped" if viz_control.down(_name(c, name)) else "no visualizer was running")
 
 
 # -- services ----------------------------------------------------------------------------------
@@ -494,7 +512,8 @@ registry_ns = Collection("registry", push, registry_ls)
 image = Collection("image", build, demo)
 demo = Collection("demo", failover, leader, rolling_update, scale_demo, drain_demo, constraints_demo, global_demo,
                   quorum_demo, partition_demo, mesh_demo, all_demos)
-ns = Collection(lab, swarm, service, stack, demo, registry_ns, image)
+viz = Collection("viz", viz_up, viz_down)
+ns = Collection(lab, swarm, service, stack, demo, registry_ns, image, viz)
 ns.configure({"lab": {}})
 
 program = Program(namespace=ns, name="swarmdeck", version="0.1.0")

@@ -9,6 +9,7 @@ import docker.errors
 import requests
 
 from orchestrator.clients import ClientPool
+from orchestrator.viz import control as viz_control
 from provision.entrypoint import PORTS, entry_point
 from provision.machine import LabPlan, Machine
 
@@ -74,6 +75,7 @@ class LabStatus:
     entry_point: str  # e.g. "load balancer at 10.199.0.9 (ports 8080, 8081)"
     swarm: bool  # a manager answered
     nodes: list[NodeStatus]
+    visualizer: str | None = None  # the URL of `invoke viz.up`'s page while it runs
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -94,4 +96,5 @@ def lab_status(plan: LabPlan, machines: list[Machine], clients: ClientPool) -> L
         ))
     entry = entry_point(plan)
     where = f"{entry.kind} at {entry.address} (ports {', '.join(map(str, PORTS))})"
-    return LabStatus(plan.name, plan.spec.provider, plan.registry, where, manager is not None, nodes)
+    return LabStatus(plan.name, plan.spec.provider, plan.registry, where, manager is not None, nodes,
+                     viz_control.url(plan.name))

@@ -16,6 +16,7 @@ from orchestrator import services
 from orchestrator.inspect import LabStatus, lab_status, reachable_manager
 from orchestrator import chaos
 from orchestrator.session import LabSession, open_lab
+from orchestrator.viz import control as viz_control
 from provision import api, demo_images, engine, entrypoint, keys, registry, tls
 from provision import spec as specs
 from provision.errors import LabError
@@ -108,7 +109,8 @@ def _same_image(local, clients: ClientPool, plan: LabPlan, tag: str) -> bool:
 
 
 def down(name: str, provider_name: str = "docker") -> dict[str, int]:
-    """Remove every resource of lab ``name``; nothing of other labs is touched."""
+    """Remove every resource of lab ``name`` (and stop its visualizer); nothing of other labs is touched."""
+    viz_control.down(name)
     return api.destroy(name, provider_name)
 
 

@@ -28,6 +28,8 @@ def status_table(status: LabStatus, running: dict[str, int] | None = None) -> st
                "yes" if node.leader else "", node.machine]
         table.add_row(*row, *([str(running.get(node.name, 0))] if running is not None else []))
     footer = f"registry: {status.registry or 'none'}\nentry point: {status.entry_point}"
+    if status.visualizer:
+        footer += f"\nvisualizer: {status.visualizer}"
     if not status.swarm:
         footer += "\nno manager answers: the swarm is not formed or has lost its managers"
     return _text(table) + "\n" + footer

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator.probe import Sample
+from orchestrator.probe import Probe, Sample
 from provision.paths import lab_dir
 from provision.report import Reporter
 
@@ -26,6 +26,8 @@ class DemoReport:
     checks: list[tuple[str, bool, str]] = field(default_factory=list)  # (what, passed, seen)
     notes: list[str] = field(default_factory=list)
     timings: dict = field(default_factory=dict)  # the profile and Swarm timings it ran with
+    probe: Probe | None = None  # the probe while it runs (for the live view)
+    finished: bool = False
 
     def now(self) -> float:
         return time.monotonic() - self.started
@@ -63,6 +65,28 @@ class DemoReport:
             "samples": [s.to_json() for s in self.samples],
             "notes": self.notes,
         }
+
+    def live(self) -> dict:
+        """What the visualizer shows while the demo runs (and its verdict once it ended)."""
+        if self.probe is not None and not self.finished:
+            ok, failed = self.probe.counts()
+        else:
+            ok = sum(s.ok for s in self.samples)
+            failed = len(self.samples) - ok
+        return {
+            "demo": self.demo, "lab": self.lab, "started_at": self.started_at, "timings": self.timings,
+            "events": [{"t": round(t, 2), "text": text} for t, text in self.events],
+            "probe": {"ok": ok, "failed": failed} if (self.probe or self.samples) else None,
+            "verdict": ("pass" if self.passed else "fail") if self.finished else None,
+        }
+
+    def write_live(self) -> None:
+        """Write ``reports/live.json`` whole (replaced atomically, so a reader never sees half)."""
+        folder = lab_dir(self.lab) / "reports"
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = folder / "live.json.partial"
+        partial.write_text(json.dumps(self.live()))
+        partial.replace(folder / "live.json")
 
     def save(self) -> tuple[Path, Path]:
         folder = lab_dir(self.lab) / "reports"

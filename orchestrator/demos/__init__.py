@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Callable
 
 import docker.errors
@@ -9,6 +10,7 @@ import requests
 
 from orchestrator.report import DemoReport
 from orchestrator.session import LabSession, open_lab
+from orchestrator.viz import control as viz_control
 from provision.errors import LabError
 from provision.report import Reporter
 
@@ -20,9 +22,12 @@ def run_demo(name: str, lab_name: str, reporter: Reporter, run: Callable[..., De
     with open_lab(lab_name) as lab:
         report = DemoReport(name, lab_name, reporter)
         report.timings = timings(lab)
+        live = LiveWriter(report).start()
         try:
             with reporter.step(f"demo.{name} on lab {lab_name}"):
                 t = report.timings
+                if viz_control.url(lab_name):
+                    reporter.info(f"watch it live: {viz_control.url(lab_name)}")
                 reporter.info(f"timings ({t['profile']} profile): worker heartbeat {t['dispatcher_heartbeat_s']} s, "
                               f"task restart delay {t['task_restart_delay_s']} s, healthcheck every "
                               f"{t['healthcheck_interval_s']} s, Raft election after {t['election_tick']}-"
@@ -30,11 +35,42 @@ def run_demo(name: str, lab_name: str, reporter: Reporter, run: Callable[..., De
                 run(lab, report, **options)
         finally:
             remove_demo_services(lab)
+            report.finished = True
+            live.stop()
         for note in report.notes:
             reporter.info(f"note: {note}")
         reporter.emit("done" if report.passed else "fail", f"verdict: {'PASS' if report.passed else 'FAIL'}")
         report.save()
         return report
+
+
+class LiveWriter:
+    """Writes the running demo's narration for the visualizer twice a second."""
+
+    def __init__(self, report: DemoReport, interval: float = 0.5):
+        self.report, self.interval = report, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="live-demo", daemon=True)
+
+    def start(self) -> "LiveWriter":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._write()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._write()
+            self._stop.wait(self.interval)
+
+    def _write(self) -> None:
+        try:
+            self.report.write_live()
+        except OSError:
+            pass  # the view is a bonus: a full disk must not stop the demo
 
 
 def timings(lab: LabSession) -> dict:

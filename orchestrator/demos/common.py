@@ -147,10 +147,12 @@ class Watcher:
 def probing(lab: LabSession, report: DemoReport) -> Iterator[Probe]:
     """Probe the entry point for the duration of the block; samples go into the report."""
     probe = Probe(entrypoint.entry_point(lab.plan).url(PORT), report.started).start()
+    report.probe = probe
     try:
         yield probe
     finally:
         report.samples = probe.stop()
+        report.probe = None
 
 
 def settle(seconds: float) -> None:

@@ -1,0 +1,254 @@
+"""What the visualizer shows: one JSON snapshot of a lab's swarm, kept fresh.
+
+``snapshot`` turns what a manager reports (nodes, services, tasks) into plain data;
+``SwarmFeed`` keeps asking a manager, moves to another one when it stops answering,
+says when none answers or the swarm has no leader (quorum lost), wakes up at once on
+Docker events (node and service changes), and polls as a fallback, since task changes
+have no swarm-wide event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+import docker.errors
+import requests
+
+from orchestrator.clients import ClientPool
+from provision import entrypoint, tls
+from provision.machine import LabPlan
+from provision.paths import lab_dir
+
+POLL_SECONDS = 0.5
+CLIENT_TIMEOUT = 2  # seconds: a dead manager is given up quickly
+REPORT_NAME = r"[a-z-]+-\d{8}-\d{6}"
+LIVE_FILE = "live.json"
+
+
+def colour(service: str) -> str:
+    """A stable, distinct-enough colour per service name (hue from a hash)."""
+    hue = int(hashlib.sha256(service.encode()).hexdigest()[:4], 16) % 360
+    return f"hsl({hue}, 65%, 42%)"
+
+
+def node_view(attrs: dict, engine_addresses: dict[str, str]) -> dict:
+    spec, status = attrs.get("Spec") or {}, attrs.get("Status") or {}
+    manager = attrs.get("ManagerStatus") or {}
+    hostname = (attrs.get("Description") or {}).get("Hostname", "")
+    role = "leader" if manager.get("Leader") else spec.get("Role", "worker")
+    return {
+        "id": attrs.get("ID", ""), "hostname": hostname, "role": role,
+        "reachability": manager.get("Reachability", ""), "availability": spec.get("Availability", ""),
+        "state": status.get("State", "unknown"), "labels": dict(spec.get("Labels") or {}),
+        "engine": engine_addresses.get(hostname, status.get("Addr", "")),
+    }
+
+
+def task_view(task: dict, service: str, hostnames: dict[str, str]) -> dict:
+    image = task["Spec"]["ContainerSpec"]["Image"].split("@")[0]
+    return {
+        "id": task["ID"], "service": service, "slot": task.get("Slot"),
+        "node": hostnames.get(task.get("NodeID", ""), ""), "state": task["Status"]["State"],
+        "desired": task["DesiredState"], "image": image,
+        "version": image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else "latest",
+        "colour": colour(service),
+    }
+
+
+def shown(task: dict) -> bool:
+    """Tasks meant to run (a dead node's tasks keep state "running" until Swarm gives up on
+    them, but their desired state turns to shutdown: those are not shown)."""
+    return task["DesiredState"] in ("running", "ready", "accepted")
+
+
+def snapshot(manager: docker.DockerClient, engine_addresses: dict[str, str]) -> dict:
+    """Nodes, services and the tasks meant to run, as a manager reports them now."""
+    nodes = [node_view(n.attrs, engine_addresses) for n in manager.nodes.list()]
+    hostnames = {n["id"]: n["hostname"] for n in nodes}
+    services, tasks = [], []
+    for service in manager.services.list():
+        mode = service.attrs["Spec"].get("Mode") or {}
+        replicas = (mode.get("Replicated") or {}).get("Replicas")
+        services.append({"name": service.name, "mode": "replicated" if "Replicated" in mode else "global",
+                         "replicas": replicas, "colour": colour(service.name)})
+        tasks += [task_view(t, service.name, hostnames) for t in service.tasks() if shown(t)]
+    nodes.sort(key=lambda n: (n["role"] == "worker", n["hostname"]))
+    tasks.sort(key=lambda t: (t["service"], t["slot"] or 0, t["node"]))
+    services.sort(key=lambda s: s["name"])
+    return {"nodes": nodes, "services": services, "tasks": tasks}
+
+
+def reports(lab: str) -> list[dict]:
+    """The lab's saved demo reports, newest first, with their verdicts and plot names."""
+    folder = lab_dir(lab) / "reports"
+    found = []
+    for path in sorted(folder.glob("*.json"), reverse=True) if folder.is_dir() else []:
+        if not re.fullmatch(REPORT_NAME, path.stem):
+            continue
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        found.append({"name": path.stem, "demo": data.get("demo"), "verdict": data.get("verdict"),
+                      "started_at": data.get("started_at"),
+                      "plot": f"/reports/{path.stem}.png" if path.with_suffix(".png").exists() else None})
+    return found
+
+
+def live_demo(lab: str) -> dict | None:
+    path = lab_dir(lab) / "reports" / LIVE_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+@dataclass
+class SwarmFeed:
+    """The lab's latest snapshot, refreshed in a thread; ``wait_newer`` for streams."""
+
+    plan: LabPlan
+    poll_seconds: float = POLL_SECONDS
+    version: int = 0
+    state: dict = field(default_factory=dict)
+    _manager: str | None = None
+    _changed: threading.Condition = field(default_factory=threading.Condition)
+    _wake: threading.Event = field(default_factory=threading.Event)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.clients = ClientPool(self.plan, timeout=CLIENT_TIMEOUT)
+        self.engines = {n.name: f"{n.address}:{tls.ENGINE_PORT}" for n in self.plan.nodes}
+        self._last_good: dict = {"nodes": [], "services": [], "tasks": []}
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def start(self) -> "SwarmFeed":
+        threading.Thread(target=self._poll, name="viz-poll", daemon=True).start()
+        threading.Thread(target=self._listen, name="viz-events", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self.clients.close()
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            self.refresh()
+            self._wake.wait(self.poll_seconds)
+            self._wake.clear()
+
+    def _listen(self) -> None:
+        """Docker events of the manager in use (node and service changes) wake the poller."""
+        while not self._stop.is_set():
+            name = self._manager
+            if name is None:
+                time.sleep(1)
+                continue
+            try:
+                events = self.clients[name].events(decode=True, filters={"type": ["node", "service"]})
+                for _ in events:
+                    self._wake.set()
+                    if self._stop.is_set() or self._manager != name:
+                        break
+            except (docker.errors.DockerException, requests.RequestException, OSError):
+                time.sleep(1)  # that manager went away: the poller picks another
+
+    # -- one refresh -------------------------------------------------------------------------
+
+    def refresh(self) -> dict:
+        swarm, manager, problem = self._ask_managers()
+        if swarm is not None:
+            self._last_good = swarm
+            status, message = "ok", ""
+        else:
+            status, message = problem
+        state = {
+            "lab": self.plan.name, "status": status, "message": message, "manager": manager,
+            "registry": self.plan.registry, "entry_point": _entry_point_text(self.plan),
+            **self._last_good, "stale": swarm is None,
+            "demo": live_demo(self.plan.name), "reports": reports(self.plan.name),
+        }
+        self._publish(state)
+        return state
+
+    def _ask_managers(self) -> tuple[dict | None, str | None, tuple[str, str]]:
+        """(snapshot, manager used, (status, message) when none gave one)."""
+        leaderless: list[str] = []
+        for name in self._candidates():
+            try:
+                found = snapshot(self.clients[name], self.engines)
+            except docker.errors.APIError as err:
+                if "leader" in str(err.explanation or err).lower():
+                    leaderless.append(name)
+                continue
+            except (docker.errors.DockerException, requests.RequestException, OSError):
+                continue
+            self._manager = name
+            return found, name, ("ok", "")
+        self._manager = None
+        return None, None, no_manager_problem(leaderless, self._known_managers())
+
+    def _known_managers(self) -> list[str]:
+        """The managers as last seen (a promoted worker counts), else the lab's plan."""
+        seen = [n["hostname"] for n in self._last_good["nodes"] if n["role"] in ("leader", "manager")]
+        return seen or [n.name for n in self.plan.nodes if n.is_manager]
+
+    def _candidates(self) -> list[str]:
+        """The manager in use first, then the lab's managers, then the other nodes (a
+        promoted worker is a manager too)."""
+        names = [n.name for n in sorted(self.plan.nodes, key=lambda n: not n.is_manager)]
+        if self._manager in names:
+            names.remove(self._manager)
+            names.insert(0, self._manager)
+        return names
+
+    def _publish(self, state: dict) -> None:
+        with self._changed:
+            if state != self.state:
+                self.state = state
+                self.version += 1
+                self._changed.notify_all()
+
+    def wait_newer(self, version: int, timeout: float) -> tuple[int, dict]:
+        """Block until a snapshot newer than ``version`` exists (or ``timeout``)."""
+        with self._changed:
+            self._changed.wait_for(lambda: self.version > version or self._stop.is_set(), timeout=timeout)
+            return self.version, self.state
+
+
+def no_manager_problem(leaderless: list[str], managers: list[str]) -> tuple[str, str]:
+    """(status, message) when no manager gave a snapshot; ``leaderless``: managers that
+    answered but have no leader."""
+    total, majority = len(managers), len(managers) // 2 + 1
+    if len(leaderless) >= majority:
+        return "electing", (f"{len(leaderless)} of {total} managers answer but there is no leader yet: Raft is "
+                            f"electing one (it waits 10-20 s after losing the old leader). Tasks keep running.")
+    if leaderless:
+        return "no-quorum", (f"only {', '.join(leaderless)} of {total} managers answer: Raft needs a majority "
+                             f"({majority} of {total}) to elect a leader, so the swarm cannot be changed until "
+                             "enough managers are back. Running tasks keep serving.")
+    return "unreachable", "No manager of the lab answers. Showing the last state seen."
+
+
+def _entry_point_text(plan: LabPlan) -> str:
+    entry = entrypoint.entry_point(plan)
+    return f"{entry.kind} at {entry.address} (ports {', '.join(map(str, entrypoint.PORTS))})"
+
+
+def report_file(lab: str, name: str) -> Path | None:
+    """A report's file (``NAME.png`` or ``NAME.json``) when ``name`` is one; never a path outside."""
+    stem, _, suffix = name.rpartition(".")
+    if suffix not in ("png", "json") or not re.fullmatch(REPORT_NAME, stem):
+        return None
+    path = lab_dir(lab) / "reports" / name
+    return path if path.is_file() else None
+

@@ -1,0 +1,161 @@
+"""The visualizer without an engine: snapshots from scripted manager answers, the
+problems it reports, the report files it serves, and its HTTP API and event stream."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.error
+import urllib.request
+
+import docker.errors
+import pytest
+
+from orchestrator.viz import server, state
+from provision import config
+from provision.machine import plan
+
+_direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def node(hostname, role="worker", leader=False, state_="ready", availability="active"):
+    attrs = {"ID": f"id-{hostname}", "Description": {"Hostname": hostname},
+             "Spec": {"Role": role, "Availability": availability, "Labels": {"zone": "a"}},
+             "Status": {"State": state_, "Addr": "10.0.0.1"}}
+    if role == "manager":
+        attrs["ManagerStatus"] = {"Leader": leader, "Reachability": "reachable"}
+    return type("Node", (), {"attrs": attrs})()
+
+
+def task(slot, node_id, desired="running", actual="running", image="10.0.0.10:5000/swarmdeck/web:2@sha256:ab"):
+    return {"ID": f"t{slot}{desired}", "Slot": slot, "NodeID": node_id, "DesiredState": desired,
+            "Status": {"State": actual}, "Spec": {"ContainerSpec": {"Image": image}}}
+
+
+class FakeService:
+    def __init__(self, name, tasks, replicas=3):
+        self.name, self._tasks = name, tasks
+        self.attrs = {"Spec": {"Mode": {"Replicated": {"Replicas": replicas}}}}
+
+    def tasks(self):
+        return self._tasks
+
+
+class FakeManager:
+    def __init__(self, nodes=(), services=(), error=None):
+        self._nodes, self._services, self.error = list(nodes), list(services), error
+        self.nodes = type("N", (), {"list": self._list_nodes})()
+        self.services = type("S", (), {"list": lambda _: self._services})()
+
+    def _list_nodes(self, *_):
+        if self.error:
+            raise self.error
+        return self._nodes
+
+
+def lab_plan():
+    return plan(config.load_spec(None, {}, {"name": "vizlab"}), "10.199.9.0/24", 1500)
+
+
+def test_snapshot_shows_roles_and_only_tasks_meant_to_run():
+    manager = FakeManager(
+        [node("manager1", "manager", leader=True), node("manager2", "manager"), node("worker1", state_="down")],
+        [FakeService("web", [task(1, "id-worker1", desired="shutdown"), task(1, "id-manager2"),
+                             task(2, "id-manager1", actual="starting")])])
+    snap = state.snapshot(manager, {"manager1": "10.199.9.10:2376"})
+    roles = {n["hostname"]: n["role"] for n in snap["nodes"]}
+    assert roles == {"manager1": "leader", "manager2": "manager", "worker1": "worker"}
+    assert snap["nodes"][0]["engine"] == "10.199.9.10:2376" and snap["nodes"][2]["state"] == "down"
+    assert [(t["node"], t["slot"], t["state"], t["version"]) for t in snap["tasks"]] == [
+        ("manager2", 1, "running", "2"), ("manager1", 2, "starting", "2")]
+    assert snap["services"] == [{"name": "web", "mode": "replicated", "replicas": 3, "colour": state.colour("web")}]
+    assert state.colour("web") != state.colour("db")
+
+
+def test_no_manager_problems_tell_an_election_from_a_lost_quorum():
+    managers = ["manager1", "manager2", "manager3"]
+    assert state.no_manager_problem(["manager2", "manager3"], managers)[0] == "electing"
+    status, message = state.no_manager_problem(["manager3"], managers)
+    assert status == "no-quorum" and "majority (2 of 3)" in message
+    assert state.no_manager_problem([], managers)[0] == "unreachable"
+
+
+def test_the_feed_moves_to_another_manager_and_keeps_the_last_state(monkeypatch):
+    feed = state.SwarmFeed(lab_plan())
+    good = FakeManager([node("manager1", "manager", leader=True), node("manager2", "manager")])
+    answers = {"manager1": good, "manager2": good}
+    monkeypatch.setattr(feed, "clients", answers)
+    first = feed.refresh()
+    assert first["status"] == "ok" and first["manager"] == "manager1" and not first["stale"]
+    answers["manager1"] = FakeManager(error=docker.errors.DockerException("connection refused"))
+    assert feed.refresh()["manager"] == "manager2"
+    leaderless = FakeManager(error=docker.errors.APIError("503", explanation="The swarm does not have a leader."))
+    answers.update({name: leaderless for name in ("manager1", "manager2")})
+    answers.update({n.name: FakeManager(error=docker.errors.DockerException("down")) for n in feed.plan.nodes
+                    if n.name not in answers})
+    lost = feed.refresh()
+    assert lost["status"] == "electing" and lost["stale"] and len(lost["nodes"]) == 2  # the last state seen
+    assert feed.version == 3
+
+
+def test_report_files_are_served_only_by_their_own_names(swarmdeck_home):
+    folder = swarmdeck_home / "labs" / "vizlab" / "reports"
+    folder.mkdir(parents=True)
+    (folder / "failover-20261122-010203.json").write_text(json.dumps({"demo": "failover", "verdict": "pass"}))
+    (folder / "failover-20261122-010203.png").write_bytes(b"\x89PNG")
+    (folder / "live.json").write_text("{}")
+    assert state.report_file("vizlab", "failover-20261122-010203.png") is not None
+    for bad in ("../spec.json", "live.json", "failover-20261122-010203.txt", "x/../../etc.png"):
+        assert state.report_file("vizlab", bad) is None
+    assert state.reports("vizlab") == [{"name": "failover-20261122-010203", "demo": "failover", "verdict": "pass",
+                                        "started_at": None, "plot": "/reports/failover-20261122-010203.png"}]
+
+
+@pytest.fixture()
+def running_server(monkeypatch):
+    feed = state.SwarmFeed(lab_plan())
+    answers = {n.name: FakeManager([node("manager1", "manager", leader=True)]) for n in feed.plan.nodes}
+    monkeypatch.setattr(feed, "clients", answers)
+    feed.refresh()
+    httpd = server.VizServer(("127.0.0.1", 0), feed)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", feed, answers
+    feed._stop.set()
+    with feed._changed:
+        feed._changed.notify_all()
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_the_api_serves_the_page_state_and_nothing_else(running_server):
+    url, _, _ = running_server
+    with _direct.open(url + "/", timeout=5) as response:
+        assert b"/static/app.js" in response.read()
+    with _direct.open(url + "/api/state", timeout=5) as response:
+        assert json.load(response)["nodes"][0]["hostname"] == "manager1"
+    for path in ("/static/../tasks.py", "/nope", "/reports/../../spec.json"):
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            _direct.open(url + path, timeout=5)
+        assert caught.value.code == 404
+
+
+def test_the_event_stream_sends_each_new_snapshot(running_server):
+    url, feed, answers = running_server
+    with _direct.open(url + "/api/events", timeout=10) as stream:
+        first = _next_event(stream)
+        assert first["nodes"][0]["role"] == "leader"
+        answers["manager1"] = FakeManager([node("manager1", "manager", leader=True), node("worker9")])
+        feed.refresh()
+        second = _next_event(stream)
+        assert [n["hostname"] for n in second["nodes"]] == ["manager1", "worker9"]
+
+
+def _next_event(stream) -> dict:
+    data = None
+    for raw in stream:
+        line = raw.decode().rstrip("\n")
+        if line.startswith("data: "):
+            data = json.loads(line[len("data: "):])
+        elif line == "" and data is not None:
+            return data
+    raise AssertionError("the stream ended")
