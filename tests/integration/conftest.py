@@ -110,6 +110,11 @@ def status_json(name: str) -> dict:
     return json.loads(cli("lab.status", "--name", name, "--json").stdout)
 
 
+def addresses(name: str) -> dict[str, str]:
+    """``{node: address}`` as lab.status reports them."""
+    return {n["name"]: n["address"] for n in status_json(name)["nodes"]}
+
+
 def leader_client(name: str):
     """A docker SDK client of the lab's current leader."""
     leader = next(n for n in status_json(name)["nodes"] if n["leader"])

@@ -7,7 +7,7 @@ import pytest
 
 from provision import entrypoint, labels
 from provision.wait import wait_until
-from tests.integration.conftest import a_lab, cli, leader_client, status_json, swarm_nodes
+from tests.integration.conftest import a_lab, addresses, cli, leader_client, status_json, swarm_nodes
 
 pytestmark = pytest.mark.integration
 
@@ -16,10 +16,6 @@ pytestmark = pytest.mark.integration
 def grow_lab(engine):
     with a_lab("grow", "--managers", "1", "--workers", "2") as name:
         yield name
-
-
-def addresses(name: str) -> dict[str, str]:
-    return {n["name"]: n["address"] for n in status_json(name)["nodes"]}
 
 
 def hosts_file(name: str, node: str) -> str:

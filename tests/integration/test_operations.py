@@ -8,7 +8,7 @@ import urllib.request
 import pytest
 
 from provision.wait import NotYet, wait_until
-from tests.integration.conftest import a_lab, cli, leader_client as manager, status_json
+from tests.integration.conftest import a_lab, addresses, cli, leader_client as manager
 from tests.integration.conftest import swarm_nodes as nodes
 
 pytestmark = pytest.mark.integration
@@ -25,10 +25,6 @@ def ops_lab(engine):
 def small_lab(engine):
     with a_lab("small", "--managers", "1", "--workers", "1") as name:
         yield name
-
-
-def addresses(name: str) -> dict[str, str]:
-    return {n["name"]: n["address"] for n in status_json(name)["nodes"]}
 
 
 def running_tasks(name: str, service: str) -> list[tuple[str, str]]:
