@@ -34,7 +34,9 @@ class EntryPoint:
 
 
 def entry_point(plan: LabPlan) -> EntryPoint:
-    if ipvs.available():
+    """Container nodes share this machine's kernel, so its IPVS decides; VMs and hosts run
+    their own kernels (Debian's have IPVS), so they get the routing mesh."""
+    if plan.spec.provider != "docker" or ipvs.available():
         return EntryPoint("routing mesh", plan.first_manager.address)
     return EntryPoint("load balancer", lb_address(plan))
 
