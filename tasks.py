@@ -26,7 +26,7 @@ from orchestrator.demos import scale as demo_scale
 from orchestrator.demos import run_all, run_demo
 from orchestrator.session import open_lab
 from orchestrator.viz import control as viz_control
-from provision import config, doctor, engine, images
+from provision import config, doctor, engine, images, vm_images
 from provision.errors import LabError, redact
 from provision.report import ConsoleReporter
 
@@ -487,11 +487,18 @@ def registry_ls(c, name=None):
 # -- images ------------------------------------------------------------------------------------
 
 
-@lab_task(help={"method": "auto | debootstrap | dockerfile", "mirror": "Debian mirror URL", "rebuild": "build anew"})
-def build(c, method="auto", mirror=None, rebuild=False):
-    """Build the node image (offline with debootstrap; cached)."""
-    print(images.ensure_node_image(engine.local_client(), ConsoleReporter(), method=method, mirror=mirror,
-                                   rebuild=rebuild))
+@lab_task(help={"method": "auto | debootstrap | dockerfile (docker format)", "mirror": "Debian mirror URL",
+                "rebuild": "build anew", "format": "docker (container nodes, default) or qcow2 (libvirt VMs)"})
+def build(c, method="auto", mirror=None, rebuild=False, format_="docker"):
+    """Build a node image, offline with debootstrap and cached: docker or qcow2."""
+    if format_ == "qcow2":
+        image = vm_images.ensure_vm_image(ConsoleReporter(), mirror=mirror, rebuild=rebuild)
+        print(image.folder)
+    elif format_ == "docker":
+        print(images.ensure_node_image(engine.local_client(), ConsoleReporter(), method=method, mirror=mirror,
+                                       rebuild=rebuild))
+    else:
+        raise Exit(f"error: unknown image format {format_!r}: use docker or qcow2", code=2)
 
 
 @lab_task(help={"name": "push to this lab's registry when it is up (default: the spec's lab)"})

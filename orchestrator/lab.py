@@ -17,7 +17,7 @@ from orchestrator.inspect import LabStatus, lab_status, reachable_manager
 from orchestrator import chaos
 from orchestrator.session import LabSession, open_lab
 from orchestrator.viz import control as viz_control
-from provision import api, demo_images, engine, entrypoint, keys, registry, tls
+from provision import api, demo_images, engine, entrypoint, images, keys, registry, tls
 from provision import spec as specs
 from provision.errors import LabError
 from provision.machine import LabPlan
@@ -58,7 +58,8 @@ def _up(spec: LabSpec, provider, reporter: Reporter, options: UpOptions) -> LabS
     plan, hosts = api.provision(spec, provider, reporter, image_method=options.image_method, mirror=options.mirror)
     try:
         with ClientPool(plan) as clients:
-            api.wait_for_engines(plan, clients, [n.name for n in plan.nodes])
+            api.wait_for_engines(plan, clients, [n.name for n in plan.nodes],
+                                 timeout=getattr(provider, "boot_timeout", api.BOOT_TIMEOUT))
             if plan.registry:
                 with reporter.step("lab registry"):
                     registry.ensure_registry(clients[plan.first_manager], hosts[plan.first_manager.name],
@@ -85,7 +86,9 @@ def push_demo_images(plan: LabPlan, clients: ClientPool, provider, reporter: Rep
     """Build the demo images if needed and make sure the lab registry has them."""
     assert plan.registry
     local = engine.local_client()
-    tags = demo_images.ensure_demo_images(local, provider.image, reporter)
+    # the demo images take busybox from the container node image (built here when a VM lab needs it)
+    source = provider.image if isinstance(provider.image, str) else images.ensure_node_image(local, reporter)
+    tags = demo_images.ensure_demo_images(local, source, reporter)
     have = registry.catalog(plan.registry)
     pushed = []
     with reporter.step("demo images in the lab registry"):

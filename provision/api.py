@@ -98,22 +98,23 @@ def open_hosts(plan: LabPlan, provider: Provider, machines: list[Machine]) -> di
     hosts: dict[str, Host] = {
         m.name: SSHHost(plan.name, m.name, provider.ssh_target(m)) for m in machines if m.state == RUNNING
     }
-    run_on_all(list(hosts.values()), wait_for_ssh, "waiting for SSH")
+    timeout = getattr(provider, "boot_timeout", BOOT_TIMEOUT)
+    run_on_all(list(hosts.values()), lambda host: wait_for_ssh(host, timeout), "waiting for SSH")
     return hosts
 
 
-def wait_for_ssh(host: Host) -> None:
+def wait_for_ssh(host: Host, timeout: float = BOOT_TIMEOUT) -> None:
     def answers() -> bool:
         try:
             return host.run("true").ok
         except HostUnreachable as err:
             raise NotYet(str(err)) from err
 
-    wait_until(answers, timeout=BOOT_TIMEOUT, interval=0.3, describe=f"SSH on {host.name}",
+    wait_until(answers, timeout=timeout, interval=0.3, describe=f"SSH on {host.name}",
                hint="the node may have failed to boot: `invoke lab.status`, `docker logs` of its container")
 
 
-def wait_for_engines(plan: LabPlan, clients, names: list[str]) -> None:
+def wait_for_engines(plan: LabPlan, clients, names: list[str], timeout: float = BOOT_TIMEOUT) -> None:
     """Wait until the TLS engine API of each named node answers."""
 
     def answers(name: str) -> bool:
@@ -125,7 +126,7 @@ def wait_for_engines(plan: LabPlan, clients, names: list[str]) -> None:
                            "and up again") from err
 
     for name in names:
-        wait_until(lambda: answers(name), timeout=BOOT_TIMEOUT, interval=0.3,
+        wait_until(lambda: answers(name), timeout=timeout, interval=0.3,
                    describe=f"the Docker engine of {name} on {plan.node(name).address}:2376",
                    hint="see /var/log/dockerd.log on the node (`invoke lab.ssh NODE`)")
 

@@ -97,14 +97,14 @@ def build_with_debootstrap(client: docker.DockerClient, tag: str, mirror: str, r
     root = workdir / "root"
     try:
         command = ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(root), mirror]
-        _run_with_progress(command, reporter, "debootstrap")
+        run_with_progress(command, reporter, "debootstrap")
         shutil.copytree(NODE_FILES, root / "usr/local/share/swarmdeck-node")
-        _run_with_progress(["chroot", str(root), "sh", "/usr/local/share/swarmdeck-node/finish.sh"], reporter, "finish")
-        _unmount_below(root)
+        run_with_progress(["chroot", str(root), "sh", "/usr/local/share/swarmdeck-node/finish.sh"], reporter, "finish")
+        unmount_below(root)
         reporter.info("importing the root filesystem into the engine")
         _import_tree(client, root, tag)
     finally:
-        _unmount_below(root)
+        unmount_below(root)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -127,7 +127,7 @@ def build_with_dockerfile(client: docker.DockerClient, tag: str, reporter: Repor
                              hint="without Docker Hub, build offline as root: --method debootstrap") from err
 
 
-def _run_with_progress(command: list[str], reporter: Reporter, label: str) -> None:
+def run_with_progress(command: list[str], reporter: Reporter, label: str) -> None:
     """Run ``command``, showing its latest line every few seconds; raise with its tail on failure."""
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
@@ -165,7 +165,7 @@ def _chunks(proc: subprocess.Popen) -> Iterator[bytes]:
         yield chunk
 
 
-def _unmount_below(root: Path) -> None:
+def unmount_below(root: Path) -> None:
     """Unmount whatever debootstrap left mounted under ``root`` (deepest first)."""
     prefix = str(root.resolve()) + "/"
     with open("/proc/mounts") as mounts:

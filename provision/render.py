@@ -20,6 +20,6 @@ def environment() -> jinja2.Environment:
     )
 
 
-def render(name: str, **context: Any) -> str:
-    """Render ``templates/<name>`` with ``context``."""
-    return environment().get_template(name).render(**context)
+def render(template: str, /, **context: Any) -> str:
+    """Render ``templates/<template>`` with ``context`` (which may hold a ``name``)."""
+    return environment().get_template(template).render(**context)

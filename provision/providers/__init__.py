@@ -10,6 +10,7 @@ from provision.providers.base import Provider
 
 REGISTRY = {
     "docker": "provision.providers.docker:DockerProvider",
+    "libvirt": "provision.providers.libvirt:LibvirtProvider",
 }
 
 

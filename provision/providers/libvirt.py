@@ -1,0 +1,489 @@
+"""libvirt provider: every node is a VM (KVM where it works, else QEMU software emulation).
+
+A lab is a NAT network (``swarmdeck-<lab>``) whose DHCP server holds a reservation per
+node MAC, so each node keeps its address across reboots; VMs named ``<lab>-<node>``
+boot the swarmdeck VM image directly (kernel + initrd + a qcow2 overlay of the base
+disk) with a seed disk carrying their first-boot files. Disks live in one storage pool
+(``swarmdeck``), uploaded through libvirt, so no file of the user's home must be
+readable by QEMU. Each VM's serial console is logged to the lab's state folder.
+libvirt-python is imported only when this provider is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import os
+import subprocess
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from provision import config as spec_config
+from provision import spec as specs, vm_images
+from provision.errors import ProviderError, ProviderUnavailable, SpecError
+from provision.firstboot import File
+from provision.machine import PAUSED, RUNNING, STOPPED, LabPlan, Machine, NodePlan, plan
+from provision.paths import home, lab_dir
+from provision.providers.base import Capabilities, FirstBoot, SSHTarget
+from provision.render import render
+from provision.report import Reporter
+
+URI_ENV = "SWARMDECK_LIBVIRT_URI"
+DOMAIN_TYPE_ENV = "SWARMDECK_DOMAIN_TYPE"  # kvm | qemu: skip the detection
+POOL = "swarmdeck"
+POOL_PATH = "/var/lib/libvirt/images/swarmdeck"
+NAMESPACE = "https://github.com/swarmdeck/swarmdeck/libvirt"
+AUTO_SUBNETS = ipaddress.ip_network("10.201.0.0/16")
+MEMORY_MIB, VCPUS, DISK_GIB = 768, 1, 8
+SHUTDOWN_TIMEOUT = 60
+KVM_PROBE_SECONDS = 10
+
+
+class LibvirtProvider:
+    name = "libvirt"
+    capabilities = Capabilities(systemd=True, firewall=True, engine_preinstalled=True, ipvs=True)
+    boot_timeout = 300  # seconds to SSH: VMs under software emulation boot in 25-80 s here
+
+    def __init__(self, uri: str | None = None):
+        self.uri = uri or os.environ.get(URI_ENV, "qemu:///system")
+        self._conn = None
+        self.image: vm_images.VMImage | None = None
+        self.domain_type: str | None = None
+        self.volumes: dict[str, str] = {}  # base disk, kernel, initrd -> paths in the pool
+
+    # -- connection and preparation ------------------------------------------------------------
+
+    @property
+    def conn(self):
+        if self._conn is None:
+            libvirt = _libvirt()
+            try:
+                self._conn = libvirt.open(self.uri)
+            except libvirt.libvirtError as err:
+                raise ProviderUnavailable(
+                    f"libvirt at {self.uri} does not answer: {err}",
+                    hint="install and start it: `apt-get install libvirt-daemon-system qemu-system-x86 qemu-utils "
+                         "dnsmasq-base`, then `libvirtd -d` (or `systemctl start libvirtd`); `invoke lab.doctor`") from err
+        return self._conn
+
+    def check(self) -> None:
+        self.conn.getVersion()
+
+    def prepare(self, reporter: Reporter, *, image_method: str = "auto", mirror: str | None = None) -> None:
+        """The VM image built and uploaded to the pool; the domain type decided."""
+        self.image = vm_images.ensure_vm_image(reporter, mirror=mirror)
+        self.domain_type = domain_type(self.image)
+        reporter.result(f"VMs run under {'KVM' if self.domain_type == 'kvm' else 'QEMU software emulation'}",
+                        changed=False)
+        pool = self._pool()
+        for role, path in (("disk", self.image.disk), ("kernel", self.image.kernel), ("initrd", self.image.initrd)):
+            name = f"{self.image.name}-{path.name}"
+            volume, uploaded = self._upload(pool, name, path, "qcow2" if role == "disk" else "raw")
+            self.volumes[role] = volume.path()
+            if uploaded:
+                reporter.result(f"{path.name} of {self.image.name} uploaded to pool {POOL}", changed=True)
+
+    def _pool(self):
+        libvirt = _libvirt()
+        try:
+            pool = self.conn.storagePoolLookupByName(POOL)
+        except libvirt.libvirtError:
+            pool = self.conn.storagePoolDefineXML(render("libvirt/pool.xml.j2", name=POOL, path=POOL_PATH))
+            pool.build(0)
+            pool.setAutostart(True)
+        if not pool.isActive():
+            pool.create(0)
+        pool.refresh(0)
+        return pool
+
+    def _upload(self, pool, name: str, path: Path, fmt: str):
+        """The pool's volume ``name`` with the content of ``path`` (uploaded when missing)."""
+        libvirt = _libvirt()
+        try:
+            return pool.storageVolLookupByName(name), False
+        except libvirt.libvirtError:
+            pass
+        size = path.stat().st_size
+        volume = pool.createXML(render("libvirt/volume.xml.j2", name=name, capacity=size, format=fmt, backing=None), 0)
+        stream = self.conn.newStream(0)
+        volume.upload(stream, 0, size, 0)
+        with path.open("rb") as source:
+            stream.sendAll(lambda _stream, nbytes, handle: handle.read(nbytes), source)
+        stream.finish()
+        return volume, True
+
+    # -- the lab's spec and network -----------------------------------------------------------
+
+    def stored_spec(self, lab: str) -> specs.LabSpec | None:
+        record = lab_dir(lab) / "libvirt.json"
+        if self._network(lab) is None or not record.is_file():
+            return None
+        return spec_config.from_mapping(json.loads(record.read_text()))
+
+    def resolve(self, spec: specs.LabSpec) -> LabPlan:
+        network = self._network(spec.name)
+        taken = self._taken_subnets(exclude=network_name(spec.name))
+        specs.validate(spec, taken_subnets=taken)
+        if network is not None:
+            subnet = _network_subnet(network.XMLDesc(0))
+            if spec.network.subnet not in (specs.AUTO, subnet):
+                raise SpecError([f"lab {spec.name!r} exists with subnet {subnet}, not {spec.network.subnet}"],
+                                hint=f"run `invoke lab.down --name {spec.name}` first, or pick another --name")
+        elif spec.network.subnet != specs.AUTO:
+            subnet = spec.network.subnet
+        else:
+            subnet = next((str(c) for c in AUTO_SUBNETS.subnets(new_prefix=24)
+                           if not specs.overlap_problems(str(c), taken)), None)
+            if subnet is None:
+                raise ProviderError(f"no free /24 left in {AUTO_SUBNETS}", hint="set network.subnet in lab.yaml")
+        return plan(spec, subnet, spec.network.mtu or 1500)
+
+    def _network(self, lab: str):
+        libvirt = _libvirt()
+        try:
+            return self.conn.networkLookupByName(network_name(lab))
+        except libvirt.libvirtError:
+            return None
+
+    def _taken_subnets(self, exclude: str) -> dict[str, str]:
+        taken = {}
+        for network in self.conn.listAllNetworks(0):
+            if network.name() != exclude:
+                subnet = _network_subnet(network.XMLDesc(0))
+                if subnet:
+                    taken[f"libvirt network {network.name()}"] = subnet
+        taken.update(_host_subnets())
+        return taken
+
+    def _ensure_network(self, plan: LabPlan) -> bool:
+        """The lab network with a DHCP reservation per node; True when anything changed."""
+        libvirt = _libvirt()
+        network = self._network(plan.name)
+        if network is None:
+            record = lab_dir(plan.name) / "libvirt.json"
+            record.parent.mkdir(parents=True, exist_ok=True)
+            record.write_text(json.dumps(spec_config.to_mapping(plan.spec), indent=2))
+            network = self.conn.networkDefineXML(network_xml(plan))
+            network.create()
+            return True
+        changed = False
+        have = network.XMLDesc(0)
+        for node in plan.nodes:
+            if mac_address(plan.name, node.name) not in have:
+                entry = f"<host mac='{mac_address(plan.name, node.name)}' name='{node.name}' ip='{node.address}'/>"
+                network.update(libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST, libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST,
+                               -1, entry, libvirt.VIR_NETWORK_UPDATE_AFFECT_LIVE | libvirt.VIR_NETWORK_UPDATE_AFFECT_CONFIG)
+                changed = True
+        if not network.isActive():
+            network.create()
+            changed = True
+        return changed
+
+    # -- machines ------------------------------------------------------------------------------
+
+    def create(self, plan: LabPlan, first_boot: FirstBoot, reporter: Reporter) -> list[Machine]:
+        if self.image is None or self.domain_type is None:
+            raise ProviderError("LibvirtProvider.create called before prepare()")
+        reporter.result(f"network {network_name(plan.name)} {plan.subnet}", self._ensure_network(plan))
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            outcomes = list(pool.map(lambda n: self._ensure_node(plan, n, first_boot), plan.nodes))
+        for node, outcome in zip(plan.nodes, outcomes):
+            reporter.result(f"VM {domain_name(plan.name, node.name)} {node.address} {outcome}", outcome != "running")
+        return self.list(plan.name)
+
+    def _ensure_node(self, plan: LabPlan, node: NodePlan, first_boot: FirstBoot) -> str:
+        libvirt = _libvirt()
+        try:
+            domain = self.conn.lookupByName(domain_name(plan.name, node.name))
+        except libvirt.libvirtError:
+            domain = self.conn.defineXML(self._domain_xml(plan, node, first_boot))
+        state = domain.state()[0]
+        if state == libvirt.VIR_DOMAIN_RUNNING:
+            return "running"
+        if state == libvirt.VIR_DOMAIN_PAUSED:
+            domain.resume()
+            return "resumed"
+        domain.create()
+        return "started"
+
+    def _domain_xml(self, plan: LabPlan, node: NodePlan, first_boot: FirstBoot) -> str:
+        libvirt = _libvirt()
+        pool = self._pool()
+        disk_name, seed_name = f"{domain_name(plan.name, node.name)}.qcow2", f"{domain_name(plan.name, node.name)}-seed.img"
+        try:
+            disk = pool.storageVolLookupByName(disk_name)
+        except libvirt.libvirtError:
+            disk = pool.createXML(render("libvirt/volume.xml.j2", name=disk_name, capacity=DISK_GIB << 30,
+                                         format="qcow2", backing=self.volumes["disk"]), 0)
+        _delete_volume(pool, seed_name)
+        with tempfile.TemporaryDirectory(prefix="swarmdeck-seed-") as tmp:
+            local = vm_images.seed_disk([*first_boot(node), *_identity_files(node)], Path(tmp) / "seed.img")
+            seed, _ = self._upload(pool, seed_name, local, "raw")
+        console = lab_dir(plan.name) / "console" / f"{node.name}.log"
+        console.parent.mkdir(parents=True, exist_ok=True)
+        return render("libvirt/domain.xml.j2", domain_type=self.domain_type, name=domain_name(plan.name, node.name),
+                      namespace=NAMESPACE, lab=plan.name, node=node, memory_mib=MEMORY_MIB, vcpus=VCPUS,
+                      kernel=self.volumes["kernel"], initrd=self.volumes["initrd"], disk=disk.path(),
+                      seed=seed.path(), network=network_name(plan.name), mac=mac_address(plan.name, node.name),
+                      console_log=str(console))
+
+    def list(self, lab: str) -> list[Machine]:
+        leases = self._leases(lab)
+        machines = [m for m in (self._machine(d, leases) for d in self.conn.listAllDomains(0)) if m and m.lab == lab]
+        return sorted(machines, key=lambda m: m.index)
+
+    def _machine(self, domain, leases: dict[str, str]) -> Machine | None:
+        libvirt = _libvirt()
+        try:
+            meta = ET.fromstring(domain.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, NAMESPACE, 0))
+        except libvirt.libvirtError:
+            return None  # not a swarmdeck VM
+        state = {libvirt.VIR_DOMAIN_RUNNING: RUNNING, libvirt.VIR_DOMAIN_PAUSED: PAUSED}.get(domain.state()[0], STOPPED)
+        mac = mac_address(meta.get("lab"), meta.get("node"))
+        return Machine(lab=meta.get("lab"), name=meta.get("node"), role=meta.get("role"), index=int(meta.get("index")),
+                       address=leases.get(mac, meta.get("address")), state=state, provider=self.name,
+                       id=domain.UUIDString())
+
+    def _leases(self, lab: str) -> dict[str, str]:
+        """MAC -> address from the lab network's DHCP leases (libvirt's dnsmasq)."""
+        network = self._network(lab)
+        if network is None:
+            return {}
+        try:
+            leases = network.DHCPLeases()
+        except _libvirt().libvirtError:
+            return {}  # a driver without leases (libvirt's test driver): the reserved addresses stand
+        return {lease["mac"].lower(): lease["ipaddr"] for lease in leases if lease.get("type") == 0}
+
+    def machine(self, lab: str, node: str) -> Machine:
+        for found in self.list(lab):
+            if found.name == node:
+                return found
+        raise ProviderError(f"lab {lab!r} has no VM {domain_name(lab, node)}",
+                            hint=f"`invoke lab.status --name {lab}` lists its nodes")
+
+    def _domain(self, machine: Machine):
+        return self.conn.lookupByUUIDString(machine.id)
+
+    def start(self, machine: Machine) -> None:
+        domain = self._domain(machine)
+        if domain.state()[0] == _libvirt().VIR_DOMAIN_PAUSED:
+            domain.resume()
+        elif not domain.isActive():
+            domain.create()
+
+    def stop(self, machine: Machine) -> None:
+        """Clean shutdown (ACPI: systemd stops dockerd first); powered off after a minute."""
+        domain = self._domain(machine)
+        if not domain.isActive():
+            return
+        domain.shutdown()
+        deadline = time.monotonic() + SHUTDOWN_TIMEOUT
+        while domain.isActive() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        if domain.isActive():
+            domain.destroy()
+
+    def kill(self, machine: Machine) -> None:
+        """Hard power-off, like pulling the cord."""
+        domain = self._domain(machine)
+        if domain.isActive():
+            domain.destroy()
+
+    def pause(self, machine: Machine) -> None:
+        domain = self._domain(machine)
+        if domain.state()[0] != _libvirt().VIR_DOMAIN_PAUSED:
+            domain.suspend()
+
+    def remove(self, machine: Machine) -> None:
+        self._remove_domain(self._domain(machine), machine.lab, machine.name)
+        network = self._network(machine.lab)
+        if network is not None:
+            libvirt = _libvirt()
+            entry = f"<host mac='{mac_address(machine.lab, machine.name)}'/>"
+            try:
+                network.update(libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE, libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST,
+                               -1, entry, libvirt.VIR_NETWORK_UPDATE_AFFECT_LIVE | libvirt.VIR_NETWORK_UPDATE_AFFECT_CONFIG)
+            except libvirt.libvirtError:
+                pass  # no reservation left for it
+
+    def _remove_domain(self, domain, lab: str, node: str) -> int:
+        """Power off and undefine the VM, delete its disks; returns how many disks."""
+        if domain.isActive():
+            domain.destroy()
+        domain.undefine()
+        pool = self._pool()
+        return sum(_delete_volume(pool, name)
+                   for name in (f"{domain_name(lab, node)}.qcow2", f"{domain_name(lab, node)}-seed.img"))
+
+    def destroy(self, lab: str) -> dict[str, int]:
+        counts = {"VMs": 0, "volumes": 0, "networks": 0}
+        leases: dict[str, str] = {}
+        for domain in self.conn.listAllDomains(0):
+            machine = self._machine(domain, leases)
+            if machine is not None and machine.lab == lab:
+                counts["volumes"] += self._remove_domain(domain, lab, machine.name)
+                counts["VMs"] += 1
+        try:
+            pool = self.conn.storagePoolLookupByName(POOL)
+            pool.refresh(0)
+            for volume in pool.listAllVolumes(0):
+                if volume.name().startswith(f"{lab}-"):
+                    volume.delete(0)
+                    counts["volumes"] += 1
+        except _libvirt().libvirtError:
+            pass  # no pool: no volume
+        network = self._network(lab)
+        if network is not None:
+            if network.isActive():
+                network.destroy()
+            network.undefine()
+            counts["networks"] += 1
+        return counts
+
+    def labs(self) -> list[str]:
+        prefix = network_name("")
+        return sorted(n.name()[len(prefix):] for n in self.conn.listAllNetworks(0) if n.name().startswith(prefix))
+
+    def ssh_target(self, machine: Machine) -> SSHTarget:
+        return SSHTarget(machine.address)
+
+    def disconnect(self, machine: Machine) -> None:
+        """Cut the VM's link (it keeps running: a network partition)."""
+        self._set_link(machine, "down")
+
+    def reconnect(self, machine: Machine) -> None:
+        self._set_link(machine, "up")
+
+    def _set_link(self, machine: Machine, state: str) -> None:
+        libvirt = _libvirt()
+        xml = (f"<interface type='network'><mac address='{mac_address(machine.lab, machine.name)}'/>"
+               f"<source network='{network_name(machine.lab)}'/><model type='virtio'/><link state='{state}'/></interface>")
+        self._domain(machine).updateDeviceFlags(xml, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+
+    def console(self, machine: Machine, command: str) -> tuple[int, str]:
+        raise ProviderError("the libvirt provider has no command channel besides SSH",
+                            hint="this demo needs the docker provider (`--provider docker`)")
+
+    def ensure_load_balancer(self, plan: LabPlan) -> bool:
+        return False  # VM kernels have IPVS: the routing mesh is the entry point
+
+
+# -- names, XML and detection -------------------------------------------------------------------
+
+
+def network_name(lab: str) -> str:
+    return f"swarmdeck-{lab}"
+
+
+def domain_name(lab: str, node: str) -> str:
+    return f"{lab}-{node}"
+
+
+def mac_address(lab: str, node: str) -> str:
+    """A stable locally administered MAC in QEMU's 52:54:00 range, from the lab and node names."""
+    digest = hashlib.sha256(f"{lab}/{node}".encode()).digest()
+    return "52:54:00:" + ":".join(f"{b:02x}" for b in digest[:3])
+
+
+def bridge_name(lab: str) -> str:
+    return "sd" + hashlib.sha256(lab.encode()).hexdigest()[:10]  # Linux allows 15 characters
+
+
+def network_xml(plan: LabPlan) -> str:
+    subnet = ipaddress.ip_network(plan.subnet)
+    hosts = list(subnet.hosts())
+    nodes = [{"name": n.name, "address": n.address, "mac": mac_address(plan.name, n.name)} for n in plan.nodes]
+    return render("libvirt/network.xml.j2", name=network_name(plan.name), bridge=bridge_name(plan.name), mtu=plan.mtu,
+                  gateway=str(subnet[1]), netmask=str(subnet.netmask), dhcp_start=str(hosts[len(hosts) // 2]),
+                  dhcp_end=str(hosts[-1]), nodes=nodes)
+
+
+def _network_subnet(xml: str) -> str | None:
+    ip = ET.fromstring(xml).find("ip")
+    if ip is None or ip.get("family", "ipv4") != "ipv4" or not ip.get("address"):
+        return None
+    mask = ip.get("netmask") or ip.get("prefix")
+    return str(ipaddress.ip_network(f"{ip.get('address')}/{mask}", strict=False))
+
+
+def _host_subnets() -> dict[str, str]:
+    """Subnets of this machine's interfaces (a lab network must not overlap them)."""
+    try:
+        out = subprocess.run(["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return {}
+    found = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) > 3 and parts[1] != "lo":
+            found[f"interface {parts[1]}"] = str(ipaddress.ip_interface(parts[3]).network)
+    return found
+
+
+def _identity_files(node: NodePlan) -> list[File]:
+    return [File("/etc/hostname", f"{node.name}\n".encode())]
+
+
+def _delete_volume(pool, name: str) -> bool:
+    try:
+        pool.storageVolLookupByName(name).delete(0)
+        return True
+    except _libvirt().libvirtError:
+        return False
+
+
+def domain_type(image: vm_images.VMImage) -> str:
+    """kvm when this machine's KVM really runs a guest (a kernel prints its banner within
+    seconds), else qemu (software emulation). Decided once per machine, then cached."""
+    forced = os.environ.get(DOMAIN_TYPE_ENV)
+    if forced in ("kvm", "qemu"):
+        return forced
+    cache = home() / "libvirt-domain-type.json"
+    try:
+        return json.loads(cache.read_text())["domain_type"]
+    except (OSError, ValueError, KeyError):
+        pass
+    chosen = "kvm" if _kvm_runs(image.kernel) else "qemu"
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps({"domain_type": chosen}))
+    return chosen
+
+
+def _kvm_runs(kernel: Path) -> bool:
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return False
+    command = ["qemu-system-x86_64", "-accel", "kvm", "-machine", "q35", "-m", "256", "-nodefaults", "-nographic",
+               "-serial", "stdio", "-no-reboot", "-kernel", str(kernel),
+               "-append", "console=ttyS0 earlyprintk=serial,ttyS0 panic=-1 root=/dev/nonexistent"]
+    try:
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    except OSError:
+        return False
+    seen = b""
+    deadline = time.monotonic() + KVM_PROBE_SECONDS
+    try:
+        os.set_blocking(proc.stdout.fileno(), False)  # type: ignore[union-attr]
+        while time.monotonic() < deadline and proc.poll() is None and b"Linux version" not in seen:
+            seen += proc.stdout.read() or b""  # type: ignore[union-attr]
+            time.sleep(0.2)
+        seen += proc.stdout.read() or b""  # type: ignore[union-attr]
+    finally:
+        proc.kill()
+        proc.wait()
+    return b"Linux version" in seen
+
+
+def _libvirt():
+    try:
+        import libvirt  # noqa: PLC0415 - optional dependency, imported when used
+    except ImportError as err:
+        raise ProviderUnavailable(
+            "the libvirt provider needs libvirt-python",
+            hint="`pip install -e '.[libvirt]'` (it builds against libvirt-dev and pkg-config from Debian)") from err
+    libvirt.registerErrorHandler(lambda _context, _error: None, None)  # errors are raised, not printed too
+    return libvirt

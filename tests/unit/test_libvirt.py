@@ -1,0 +1,157 @@
+"""The libvirt provider against libvirt's built-in test driver (test:///default: an
+in-memory hypervisor), and its XML templates against golden files.
+
+Set UPDATE_GOLDEN=1 to rewrite the golden files after a deliberate template change.
+"""
+
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+libvirt = pytest.importorskip("libvirt", reason="the libvirt extra: pip install -e '.[libvirt]'")
+
+from provision import config  # noqa: E402
+from provision.firstboot import File  # noqa: E402
+from provision.machine import PAUSED, RUNNING, STOPPED, plan  # noqa: E402
+from provision.providers import libvirt as lv  # noqa: E402
+from provision.render import render  # noqa: E402
+from provision.report import Reporter  # noqa: E402
+from provision.vm_images import VMImage  # noqa: E402
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert text == path.read_text(), f"{name} changed: UPDATE_GOLDEN=1 if that is intended"
+
+
+def lab_plan(**overrides):
+    spec = config.load_spec(None, {}, {"name": "vmlab", "provider": "libvirt", "managers": 1, "workers": 2,
+                                       **overrides})
+    return plan(spec, "10.201.7.0/24", 1500)
+
+
+class Quiet(Reporter):
+    def emit(self, kind, text):
+        pass
+
+
+def test_network_xml_reserves_each_node_address_by_mac():
+    xml = lv.network_xml(lab_plan())
+    golden("libvirt-network.xml", xml)
+    hosts = {h.get("name"): (h.get("mac"), h.get("ip")) for h in ET.fromstring(xml).iter("host")}
+    assert hosts["worker2"] == (lv.mac_address("vmlab", "worker2"), "10.201.7.12")
+    assert len({mac for mac, _ in hosts.values()}) == 3
+    assert len(lv.bridge_name("a-very-long-lab-name-of-31-chars")) <= 15
+
+
+def test_domain_volume_and_pool_xml():
+    lab = lab_plan()
+    for domain_type in ("qemu", "kvm"):
+        xml = render("libvirt/domain.xml.j2", domain_type=domain_type, name="vmlab-worker1", namespace=lv.NAMESPACE,
+                     lab="vmlab", node=lab.node("worker1"), memory_mib=768, vcpus=1, kernel="/pool/k",
+                     initrd="/pool/i", disk="/pool/vmlab-worker1.qcow2", seed="/pool/vmlab-worker1-seed.img",
+                     network="swarmdeck-vmlab", mac=lv.mac_address("vmlab", "worker1"), console_log="/state/w1.log")
+        golden(f"libvirt-domain-{domain_type}.xml", xml)
+        assert ET.fromstring(xml).get("type") == domain_type
+    golden("libvirt-volume-overlay.xml", render("libvirt/volume.xml.j2", name="vmlab-worker1.qcow2",
+                                                capacity=8 << 30, format="qcow2", backing="/pool/base.qcow2"))
+    golden("libvirt-volume-raw.xml", render("libvirt/volume.xml.j2", name="seed.img", capacity=4 << 20,
+                                            format="raw", backing=None))
+    golden("libvirt-pool.xml", render("libvirt/pool.xml.j2", name="swarmdeck", path="/var/lib/libvirt/images/swarmdeck"))
+
+
+@pytest.fixture()
+def provider(monkeypatch, tmp_path):
+    provider = lv.LibvirtProvider("test:///default")
+    provider._conn = libvirt.open("test:///default")  # a fresh in-memory hypervisor per test
+    for name in ("base.qcow2", "vmlinuz", "initrd.img"):
+        (tmp_path / name).write_bytes(b"x")
+    provider.image, provider.domain_type = VMImage(tmp_path), "qemu"
+
+    def fake_upload(self, pool, name, path, fmt):  # the test driver cannot upload
+        try:
+            return pool.storageVolLookupByName(name), False
+        except libvirt.libvirtError:
+            xml = render("libvirt/volume.xml.j2", name=name, capacity=path.stat().st_size, format=fmt, backing=None)
+            return pool.createXML(xml, 0), True
+
+    monkeypatch.setattr(lv.LibvirtProvider, "_upload", fake_upload)
+    monkeypatch.setattr(lv, "_host_subnets", lambda: {})
+    pool = provider._pool()
+    provider.volumes = {role: provider._upload(pool, f"img-{role}", tmp_path / "vmlinuz", "raw")[0].path()
+                        for role in ("disk", "kernel", "initrd")}
+    return provider
+
+
+def first_boot(node):
+    return [File("/root/.ssh/authorized_keys", b"ssh-ed25519 AAAA test\n", 0o600)]
+
+
+def test_a_lab_is_created_listed_powered_and_destroyed(provider):
+    lab = provider.resolve(lab_plan().spec)
+    assert lab.subnet == "10.201.0.0/24"  # the first free /24 of the provider's range
+    machines = provider.create(lab, first_boot, Quiet())
+    assert [(m.name, m.role, m.state, m.address) for m in machines] == [
+        ("manager1", "manager", RUNNING, "10.201.0.10"), ("worker1", "worker", RUNNING, "10.201.0.11"),
+        ("worker2", "worker", RUNNING, "10.201.0.12")]
+    domain = provider.conn.lookupByName("vmlab-worker1")
+    xml = ET.fromstring(domain.XMLDesc(0))
+    assert xml.get("type") == "qemu" and xml.find("os/kernel").text == provider.volumes["kernel"]
+    assert xml.find("devices/interface/mac").get("address") == lv.mac_address("vmlab", "worker1")
+    assert provider.create(lab, first_boot, Quiet()) == machines  # a re-run changes nothing
+    worker1 = provider.machine("vmlab", "worker1")
+    provider.kill(worker1)
+    assert provider.machine("vmlab", "worker1").state == STOPPED
+    provider.start(worker1)
+    provider.pause(worker1)
+    assert provider.machine("vmlab", "worker1").state == PAUSED
+    provider.start(worker1)
+    provider.stop(worker1)
+    assert provider.machine("vmlab", "worker1").state == STOPPED
+    assert provider.labs() == ["vmlab"]
+    counts = provider.destroy("vmlab")
+    assert counts == {"VMs": 3, "volumes": 6, "networks": 1}
+    assert provider.labs() == [] and provider.list("vmlab") == []
+    assert not [v for v in provider._pool().listAllVolumes(0) if v.name().startswith("vmlab-")]
+
+
+def test_adding_and_removing_a_node_updates_the_dhcp_reservations(provider):
+    lab = provider.resolve(lab_plan().spec)
+    provider.create(lab, first_boot, Quiet())
+    from orchestrator.membership import with_node
+
+    grown = provider.resolve(with_node(lab.spec, "worker3", "worker", {}))
+    provider.create(grown, first_boot, Quiet())
+    network_xml = provider._network("vmlab").XMLDesc(0)
+    assert lv.mac_address("vmlab", "worker3") in network_xml and "10.201.0.13" in network_xml
+    provider.remove(provider.machine("vmlab", "worker3"))
+    assert lv.mac_address("vmlab", "worker3") not in provider._network("vmlab").XMLDesc(0)
+    assert [m.name for m in provider.list("vmlab")] == ["manager1", "worker1", "worker2"]
+
+
+def test_an_existing_lab_keeps_its_subnet_and_refuses_another(provider):
+    lab = provider.resolve(lab_plan().spec)
+    provider.create(lab, first_boot, Quiet())
+    assert provider.resolve(lab.spec).subnet == lab.subnet
+    from provision.errors import SpecError
+
+    with pytest.raises(SpecError, match="exists with subnet"):
+        provider.resolve(lab_plan(network={"subnet": "10.201.99.0/24"}).spec)
+
+
+def test_the_domain_type_can_be_forced_and_is_cached(monkeypatch, tmp_path):
+    monkeypatch.setenv(lv.DOMAIN_TYPE_ENV, "qemu")
+    assert lv.domain_type(VMImage(tmp_path)) == "qemu"
+    monkeypatch.delenv(lv.DOMAIN_TYPE_ENV)
+    monkeypatch.setattr(lv, "_kvm_runs", lambda kernel: False)
+    assert lv.domain_type(VMImage(tmp_path)) == "qemu"
+    monkeypatch.setattr(lv, "_kvm_runs", lambda kernel: True)
+    assert lv.domain_type(VMImage(tmp_path)) == "qemu"  # decided once per machine
