@@ -31,8 +31,30 @@ ensure_system_packages() {
 	apt_install ca-certificates debootstrap openssh-client iptables
 	python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3 python3-venv
 	engine_answers || apt_install docker.io
-	# the visualizer's browser tests drive Debian's Chromium (no browser download needed)
-	if [ "$action" = test ]; then apt_install chromium fonts-liberation; fi
+	# the visualizer's browser tests drive Debian's Chromium (no browser download needed);
+	# the VM tests run libvirt + QEMU, and build libvirt-python against libvirt-dev
+	if [ "$action" = test ]; then
+		apt_install chromium fonts-liberation libvirt-daemon-system qemu-system-x86 qemu-utils dnsmasq-base \
+			e2fsprogs libvirt-dev pkg-config gcc python3-dev
+	fi
+}
+
+libvirt_answers() { command -v virsh >/dev/null 2>&1 && virsh -c qemu:///system version >/dev/null 2>&1; }
+
+ensure_libvirt() {
+	# Like dockerd: started by hand where no service manager runs (logs in /var/log/libvirt/).
+	libvirt_answers && return 0
+	is_root && command -v libvirtd >/dev/null 2>&1 || return 0
+	if [ -d /run/systemd/system ]; then
+		systemctl start libvirtd
+	else
+		say "starting virtlogd and libvirtd in the background"
+		pgrep -x virtlogd >/dev/null || virtlogd -d
+		pgrep -x libvirtd >/dev/null || libvirtd -d
+	fi
+	for _ in $(seq 1 30); do libvirt_answers && return 0; sleep 1; done
+	echo "libvirtd did not answer within 30 s" >&2
+	exit 1
 }
 
 ensure_browser() {
@@ -65,18 +87,21 @@ ensure_venv() {
 		say "creating the virtual environment .venv"
 		python3 -m venv .venv
 	fi
-	if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-		say "installing swarmdeck and its Python packages into .venv"
+	# libvirt-python (the libvirt provider) is built where libvirt's headers are installed
+	local extras=test
+	pkg-config --exists libvirt 2>/dev/null && extras=test,libvirt
+	if [ "$(cat "$stamp" 2>/dev/null)" != "$extras" ] || [ pyproject.toml -nt "$stamp" ]; then
+		say "installing swarmdeck and its Python packages ($extras) into .venv"
 		.venv/bin/pip install -q --upgrade pip >/dev/null
-		.venv/bin/pip install -q -e '.[test]'
-		touch "$stamp"
+		.venv/bin/pip install -q -e ".[$extras]"
+		echo "$extras" > "$stamp"
 	fi
 }
 
 ensure_system_packages
 ensure_engine
 ensure_venv
-if [ "$action" = test ]; then ensure_browser; fi
+if [ "$action" = test ]; then ensure_browser; ensure_libvirt; fi
 export PATH="$PWD/.venv/bin:$PATH"
 invoke image.build
 if [ "$action" = up ]; then

@@ -111,7 +111,7 @@ def _same_image(local, clients: ClientPool, plan: LabPlan, tag: str) -> bool:
     return remote.id == local.images.get(tag).id
 
 
-def down(name: str, provider_name: str = "docker") -> dict[str, int]:
+def down(name: str, provider_name: str | None = None) -> dict[str, int]:
     """Remove every resource of lab ``name`` (and stop its visualizer); nothing of other labs is touched."""
     viz_control.down(name)
     return api.destroy(name, provider_name)

@@ -24,13 +24,30 @@ BOOT_TIMEOUT = 90
 SPEC_FILE = "spec.json"  # in the lab's state folder: the spec as lab.add / lab.remove left it
 
 
-def existing_lab(name: str, provider_name: str = "docker") -> tuple[Provider, LabPlan]:
+PROVIDER_FILE = "provider"  # in the lab's state folder: which provider made the lab
+
+
+def provider_of(name: str) -> str:
+    """The provider that made lab ``name`` (labs made before this record existed: docker)."""
+    try:
+        return (lab_dir(name) / PROVIDER_FILE).read_text().strip() or "docker"
+    except OSError:
+        return "docker"
+
+
+def record_provider(spec: specs.LabSpec) -> None:
+    path = lab_dir(spec.name) / PROVIDER_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(spec.provider + "\n")
+
+
+def existing_lab(name: str, provider_name: str | None = None) -> tuple[Provider, LabPlan]:
     """The provider and plan of the lab called ``name``, as it is now.
 
     Raises:
         LabError: when there is no such lab, naming the labs there are.
     """
-    provider = get_provider(provider_name)
+    provider = get_provider(provider_name or provider_of(name))
     current = current_spec(provider, name)
     if current is None:
         others = ", ".join(provider.labs()) or "none"
@@ -83,6 +100,7 @@ def provision(spec: specs.LabSpec, provider: Provider, reporter: Reporter, *, im
     with reporter.step(f"machines for lab {spec.name} ({provider.name})"):
         provider.prepare(reporter, image_method=image_method, mirror=mirror)
         plan = provider.resolve(spec)
+        record_provider(spec)
         for warning in specs.warnings(spec):
             reporter.warn(warning)
         firstboot.known_hosts(plan)
@@ -131,9 +149,9 @@ def wait_for_engines(plan: LabPlan, clients, names: list[str], timeout: float = 
                    hint="see /var/log/dockerd.log on the node (`invoke lab.ssh NODE`)")
 
 
-def destroy(name: str, provider_name: str = "docker") -> dict[str, int]:
+def destroy(name: str, provider_name: str | None = None) -> dict[str, int]:
     """Remove every resource of lab ``name`` and its state folder; no error if none is left."""
-    counts = get_provider(provider_name).destroy(name)
+    counts = get_provider(provider_name or provider_of(name)).destroy(name)
     folder = lab_dir(name)
     if folder.exists():
         shutil.rmtree(folder)

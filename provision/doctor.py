@@ -11,10 +11,11 @@ from typing import Callable
 import docker
 import docker.errors
 
-from provision import images, ipvs, runtime
+from provision import images, ipvs, runtime, vm_images
 from provision.errors import LabError
 
 NODE_MEMORY_MB = 80  # an idle node measured 45-70 MB
+VM_DISK_GB = 4  # the VM image (about 0.7 GB), its copy in the libvirt pool, node overlays
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ def run_checks(nodes: int = 5) -> list[Finding]:
         findings += [_guard(f, client) for f in (check_node_image, check_runtime, check_cgroup, check_disk)]
     findings += [check_module("ipvs", "ip_vs", "the ingress routing mesh and service VIPs"),
                  check_module("vxlan", "vxlan", "overlay networks"),
-                 check_memory(nodes), check_kvm(), check_libvirt()]
+                 check_memory(nodes), check_kvm(), check_libvirt(), check_vm_tools()]
     return findings
 
 
@@ -106,19 +107,53 @@ def check_memory(nodes: int) -> Finding:
 
 
 def check_kvm() -> Finding:
+    """Whether VMs get KVM or fall back to QEMU's software emulation (probed by booting the VM
+    image's kernel under KVM once, then cached)."""
     if not os.path.exists("/dev/kvm"):
-        return Finding("kvm", "warn", "/dev/kvm is missing: VMs would run under slow emulation",
-                       "enable virtualization in the BIOS or nested virtualization")
+        return Finding("kvm", "warn", "/dev/kvm is missing: VMs run under software emulation (slow, but they run)",
+                       "enable virtualization in the BIOS, or nested virtualization for a VM host")
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
-        return Finding("kvm", "warn", "/dev/kvm is not usable by this user", "add yourself to the kvm group")
-    return Finding("kvm", "ok", "/dev/kvm is present (VM providers are not in this version yet)")
+        return Finding("kvm", "warn", "/dev/kvm is not usable by this user: VMs run under software emulation",
+                       "add yourself to the kvm group")
+    image = vm_images.vm_image()
+    if not image.kernel.exists() or not shutil.which("qemu-system-x86_64"):
+        return Finding("kvm", "ok", "/dev/kvm is present (whether it runs guests is probed at the first VM lab)")
+    from provision.providers.libvirt import domain_type  # noqa: PLC0415 - needs no libvirt-python
+
+    if domain_type(image) == "kvm":
+        return Finding("kvm", "ok", "KVM runs guests: VMs use it")
+    return Finding("kvm", "warn", "/dev/kvm is present but cannot run a guest: VMs fall back to software emulation",
+                   "nested virtualization may be off on this VM host; labs still work, about 5x slower to boot")
 
 
 def check_libvirt() -> Finding:
-    if shutil.which("virsh") and Path("/var/run/libvirt/libvirt-sock").exists():
-        return Finding("libvirt", "ok", "libvirtd answers on its socket")
-    return Finding("libvirt", "warn", "libvirtd is not running (only needed by VM providers)",
-                   "apt-get install libvirt-daemon-system, then start libvirtd")
+    try:
+        import libvirt  # noqa: PLC0415 - optional
+    except ImportError:
+        return Finding("libvirt", "warn", "libvirt-python is not installed (only the libvirt provider needs it)",
+                       "pip install -e '.[libvirt]' (needs libvirt-dev and pkg-config)")
+    try:
+        conn = libvirt.open("qemu:///system")
+    except libvirt.libvirtError as err:
+        return Finding("libvirt", "warn", f"libvirtd does not answer: {str(err)[:120]}",
+                       "apt-get install libvirt-daemon-system qemu-system-x86 dnsmasq-base, then start libvirtd "
+                       "(`systemctl start libvirtd`, or `virtlogd -d; libvirtd -d` without systemd)")
+    version = conn.getLibVersion()
+    conn.close()
+    return Finding("libvirt", "ok", f"libvirtd {version // 1_000_000}.{version // 1000 % 1000} answers")
+
+
+def check_vm_tools() -> Finding:
+    missing = [t for t in (*vm_images.TOOLS, "qemu-system-x86_64") if not shutil.which(t)]
+    if missing:
+        return Finding("vm image tools", "warn", f"missing {', '.join(missing)} (only VM labs need them)",
+                       "apt-get install debootstrap e2fsprogs qemu-utils qemu-system-x86")
+    free = shutil.disk_usage(vm_images.vm_image().folder.parent if vm_images.vm_image().folder.parent.exists()
+                             else Path.home()).free >> 30
+    if free < VM_DISK_GB:
+        return Finding("vm image tools", "warn", f"{free} GB free for VM images; a VM lab wants {VM_DISK_GB} GB",
+                       "free disk space, or set SWARMDECK_HOME to a bigger disk")
+    return Finding("vm image tools", "ok", f"debootstrap, mkfs.ext4, qemu-img and QEMU present; {free} GB free")
 
 
 def _meminfo() -> dict[str, int]:

@@ -163,6 +163,6 @@ def test_up_with_other_nodes_for_an_existing_lab_is_refused(default_lab):
 def test_doctor_reports_every_check_with_fixes(default_lab):
     result = cli("lab.doctor", check=False)
     for check in ("docker engine:", "node image:", "runtime profile:", "cgroups: v", "disk:", "ipvs:", "vxlan:",
-                  "memory:", "kvm:", "libvirt:"):
+                  "memory:", "kvm:", "libvirt:", "vm image tools:"):
         assert check in result.stdout
     assert ("[FAIL]" in result.stdout) == (result.returncode == 1)

@@ -1,0 +1,23 @@
+"""VM tier: labs of real VMs on libvirt + QEMU (software emulation where KVM cannot run a
+guest). The session's SWARMDECK_HOME and the CLI helpers are the integration tier's."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.integration.conftest import session_home  # noqa: F401 - the same per-session home
+
+
+@pytest.fixture(scope="session")
+def libvirt_conn():
+    """An open libvirt connection, or a clear failure: CI installs and starts libvirtd."""
+    try:
+        import libvirt
+    except ImportError:
+        pytest.skip("VM tests need libvirt-python (`./bootstrap.sh test` installs it with libvirt on Debian)")
+    try:
+        conn = libvirt.open("qemu:///system")
+    except libvirt.libvirtError as err:
+        pytest.fail(f"libvirtd does not answer ({err}); ./bootstrap.sh test starts it")
+    yield conn
+    conn.close()

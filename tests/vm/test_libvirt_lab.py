@@ -1,0 +1,114 @@
+"""A libvirt lab of 3 VMs (1 manager + 2 workers) from the offline VM image: it forms a
+swarm, the routing mesh answers on every node (these kernels have IPVS), a worker's hard
+power-off is survived, and lab.down leaves no domain, volume or network."""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from provision.paths import lab_dir
+from provision.providers import libvirt as lv
+from provision.wait import wait_until
+from tests.integration.conftest import cli, new_lab_name, status_json, swarm_nodes
+
+pytestmark = pytest.mark.vm
+_direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+@pytest.fixture(scope="module")
+def vm_lab(libvirt_conn):
+    name = new_lab_name("vm")
+    try:
+        cli("lab.up", "--name", name, "--provider", "libvirt", "--managers", "1", "--workers", "2", timeout=1800)
+        yield name
+    finally:
+        cli("lab.down", "--name", name, check=False)
+
+
+def get(url: str, timeout: float = 5) -> str:
+    with _direct.open(url, timeout=timeout) as response:
+        return response.read().decode()
+
+
+def test_three_vms_form_a_swarm_on_their_reserved_addresses(vm_lab, libvirt_conn):
+    status = status_json(vm_lab)
+    assert status["provider"] == "libvirt" and status["entry_point"].startswith("routing mesh")
+    nodes = {n["name"]: n for n in status["nodes"]}
+    assert sorted(nodes) == ["manager1", "worker1", "worker2"]
+    assert all(n["state"] == "ready" and n["machine"] == "running" for n in nodes.values())
+    assert [n["name"] for n in nodes.values() if n["leader"]] == ["manager1"]
+    leases = {lease["hostname"]: lease["ipaddr"]
+              for lease in libvirt_conn.networkLookupByName(lv.network_name(vm_lab)).DHCPLeases()}
+    assert {name: leases.get(name) for name in nodes} == {name: n["address"] for name, n in nodes.items()}
+    for name in nodes:
+        domain = libvirt_conn.lookupByName(lv.domain_name(vm_lab, name))
+        assert domain.isActive()
+        assert (lab_dir(vm_lab) / "console" / f"{name}.log").stat().st_size > 0  # the serial console is logged
+
+
+def test_the_routing_mesh_answers_on_every_node(vm_lab):
+    cli("service.create", "web", "swarmdeck/web:1", "--replicas", "2", "--publish", "8080:80", "--name", vm_lab)
+    addresses = {n["name"]: n["address"] for n in status_json(vm_lab)["nodes"]}
+    for name, address in addresses.items():
+        answer = wait_until(lambda: get(f"http://{address}:8080/"), timeout=180, interval=1,
+                            describe=f"the routing mesh on {name}")
+        assert "swarmdeck-web version=1" in answer
+
+
+def test_a_worker_power_off_is_survived(vm_lab):
+    manager = next(n["address"] for n in status_json(vm_lab)["nodes"] if n["name"] == "manager1")
+    results: list[bool] = []
+    stop = threading.Event()
+
+    def probe():
+        while not stop.is_set():
+            try:
+                results.append("swarmdeck-web" in get(f"http://{manager}:8080/", timeout=2))
+            except OSError:
+                results.append(False)
+            time.sleep(0.2)
+
+    prober = threading.Thread(target=probe, daemon=True)
+    prober.start()
+    try:
+        cli("lab.kill", "worker1", "--name", vm_lab)
+        wait_until(lambda: swarm_nodes(vm_lab)["worker1"]["Status"]["State"] == "down", timeout=180, interval=2,
+                   describe="the swarm to see worker1 down")
+        wait_until(lambda: _running_web_tasks(vm_lab, avoid="worker1") == 2, timeout=240, interval=2,
+                   describe="both web tasks running on the other nodes")
+        time.sleep(5)
+    finally:
+        stop.set()
+        prober.join(timeout=5)
+    assert sum(results) > len(results) // 2 and results[-5:] == [True] * 5, results
+    cli("lab.start", "worker1", "--name", vm_lab, timeout=900)
+    wait_until(lambda: swarm_nodes(vm_lab)["worker1"]["Status"]["State"] == "ready", timeout=300, interval=2,
+               describe="worker1 ready again")
+    address = next(n["address"] for n in status_json(vm_lab)["nodes"] if n["name"] == "worker1")
+    assert address == status_json(vm_lab)["nodes"][1]["address"]
+
+
+def test_down_leaves_no_domain_volume_or_network(vm_lab, libvirt_conn):
+    cli("lab.down", "--name", vm_lab)
+    assert not [d.name() for d in libvirt_conn.listAllDomains(0) if d.name().startswith(f"{vm_lab}-")]
+    assert lv.network_name(vm_lab) not in [n.name() for n in libvirt_conn.listAllNetworks(0)]
+    pool = libvirt_conn.storagePoolLookupByName(lv.POOL)
+    pool.refresh(0)
+    assert not [v.name() for v in pool.listAllVolumes(0) if v.name().startswith(f"{vm_lab}-")]
+
+
+def _running_web_tasks(lab: str, avoid: str) -> int:
+    from tests.integration.conftest import leader_client
+
+    client = leader_client(lab)
+    try:
+        hostnames = {n.id: n.attrs["Description"]["Hostname"] for n in client.nodes.list()}
+        return sum(1 for t in client.services.get("web").tasks()
+                   if t["Status"]["State"] == "running" and t["DesiredState"] == "running"
+                   and hostnames.get(t.get("NodeID")) != avoid)
+    finally:
+        client.close()
