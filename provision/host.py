@@ -15,12 +15,14 @@ from typing import Callable, Protocol, TypeVar
 
 import paramiko
 from fabric import Config, Connection
+from invoke.exceptions import CommandTimedOut
 
 from provision import keys
 from provision.errors import CommandFailed, HostUnreachable, PartialFailure
 from provision.providers.base import SSHTarget
 
 T = TypeVar("T")
+COMMAND_TIMEOUT = 600  # seconds: no setup command takes this long; a hung one must not hang swarmdeck
 
 
 @dataclass(frozen=True)
@@ -62,8 +64,9 @@ def read_file(host: Host, path: str) -> str | None:
 class SSHHost:
     """A lab node reached over SSH with the lab's key, its host key checked."""
 
-    def __init__(self, lab: str, name: str, target: SSHTarget, *, connect_timeout: int = 10):
-        self.name = name
+    def __init__(self, lab: str, name: str, target: SSHTarget, *, connect_timeout: int = 10,
+                 command_timeout: int = COMMAND_TIMEOUT):
+        self.name, self.command_timeout = name, command_timeout
         config = Config(overrides={"load_ssh_configs": False, "run": {"hide": True, "warn": True}})
         self.connection = Connection(
             target.host, user=target.user, port=target.port, config=config, connect_timeout=connect_timeout,
@@ -79,7 +82,11 @@ class SSHHost:
 
     def run(self, command: str) -> Result:
         try:
-            result = self.connection.run(command, hide=True, warn=True, in_stream=False)
+            result = self.connection.run(command, hide=True, warn=True, in_stream=False,
+                                         timeout=self.command_timeout)
+        except CommandTimedOut as err:
+            raise HostUnreachable(f"{self.name}: `{command[:80]}` did not finish within {self.command_timeout} s",
+                                  hint="the node may be overloaded or hung: `invoke lab.status`, its console log") from err
         except (paramiko.SSHException, OSError) as err:
             raise HostUnreachable(
                 f"{self.name}: SSH to {self.connection.host} failed: {err}",

@@ -32,8 +32,11 @@ PACKAGES = (
     "apparmor", "e2fsprogs", "procps", "iputils-ping", "ipvsadm", "curl",
 )
 VM_FILES = TEMPLATES / "vm"
-ENGINE_DROPIN = TEMPLATES / "docker" / "systemd-dropin.conf"
-DROPIN_PATH = "/etc/systemd/system/docker.service.d/swarmdeck.conf"
+# systemd drop-ins for Debian's docker units: dockerd takes its sockets from daemon.json
+ENGINE_DROPINS = {
+    "/etc/systemd/system/docker.service.d/swarmdeck.conf": TEMPLATES / "docker" / "systemd-dropin.conf",
+    "/etc/systemd/system/docker.socket.d/swarmdeck.conf": TEMPLATES / "docker" / "systemd-socket-dropin.conf",
+}
 ROOT_SIZE = "4G"  # the base filesystem; overlays are bigger and systemd grows it at boot
 SEED_LABEL = "SWDSEED"
 TOOLS = ("debootstrap", "mkfs.ext4", "qemu-img")
@@ -65,7 +68,7 @@ class VMImage:
 
 def recipe_hash() -> str:
     digest = hashlib.sha256(f"{SUITE}\n{' '.join(PACKAGES)}\n{ROOT_SIZE}\n".encode())
-    for path in sorted([*(p for p in VM_FILES.rglob("*") if p.is_file()), ENGINE_DROPIN]):
+    for path in sorted([*(p for p in VM_FILES.rglob("*") if p.is_file()), *ENGINE_DROPINS.values()]):
         digest.update(str(path.relative_to(TEMPLATES)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:12]
 
@@ -99,8 +102,9 @@ def _build(image: VMImage, mirror: str, reporter: Reporter) -> None:
         command = ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(root), mirror]
         images.run_with_progress(command, reporter, "debootstrap")
         shutil.copytree(VM_FILES / "overlay", root, dirs_exist_ok=True, symlinks=True)
-        (root / DROPIN_PATH.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(ENGINE_DROPIN, root / DROPIN_PATH.lstrip("/"))
+        for target, source in ENGINE_DROPINS.items():
+            (root / target.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, root / target.lstrip("/"))
         images.run_with_progress(["sh", str(VM_FILES / "customize.sh"), str(root)], reporter, "customize")
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)

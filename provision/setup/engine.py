@@ -34,7 +34,8 @@ def restart_engine(host: Host) -> None:
 
 def wait_for_engine(host: Host, timeout: float = 60) -> None:
     wait_until(
-        lambda: host.run("docker version --format '{{.Server.Version}}'").ok,
+        # `timeout`: a client must not wait on a socket nobody serves (engine starting)
+        lambda: host.run("timeout 10 docker version --format '{{.Server.Version}}'").ok,
         timeout=timeout,
         interval=0.3,
         describe=f"the Docker engine on {host.name} to answer",
