@@ -7,6 +7,7 @@ backend's own records, not from memory.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
@@ -32,6 +33,15 @@ class SSHTarget:
 
 
 FirstBoot = Callable[[NodePlan], list[File]]
+
+
+def ensure_nodes(plan: LabPlan, ensure: Callable[[NodePlan], str], reporter: Reporter, kind: str) -> None:
+    """Run ``ensure`` on every node of ``plan`` in parallel; it says what it did ("running"
+    when nothing: anything else is a change), and each node is reported."""
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        outcomes = list(pool.map(ensure, plan.nodes))
+    for node, outcome in zip(plan.nodes, outcomes):
+        reporter.result(f"{kind} {node.name} {node.address} {outcome}", outcome != "running")
 
 
 class Provider(Protocol):

@@ -12,7 +12,6 @@ import ipaddress
 import json
 import tarfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import docker
 import docker.errors
@@ -24,7 +23,7 @@ from provision.engine import local_client
 from provision.errors import ProviderError, SpecError
 from provision.firstboot import File
 from provision.machine import CREATED, PAUSED, RUNNING, STOPPED, LabPlan, Machine, NodePlan, plan
-from provision.providers.base import Capabilities, FirstBoot, SSHTarget
+from provision.providers.base import Capabilities, FirstBoot, SSHTarget, ensure_nodes
 from provision.report import Reporter
 
 AUTO_SUBNETS = ipaddress.ip_network("10.199.0.0/16")  # labs get the first free /24 in here
@@ -133,10 +132,7 @@ class DockerProvider:
         if self.image is None or self.profile is None:
             raise ProviderError("DockerProvider.create called before prepare()")
         reporter.result(f"network {labels.network_name(plan.name)} {plan.subnet}", self._ensure_network(plan))
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            outcomes = list(pool.map(lambda n: self._ensure_node(plan, n, first_boot), plan.nodes))
-        for node, outcome in zip(plan.nodes, outcomes):
-            reporter.result(f"node {node.name} {node.address} {outcome}", outcome != "running")
+        ensure_nodes(plan, lambda node: self._ensure_node(plan, node, first_boot), reporter, "node")
         return self.list(plan.name)
 
     def _ensure_node(self, plan: LabPlan, node: NodePlan, first_boot: FirstBoot) -> str:

@@ -19,7 +19,6 @@ import subprocess
 import tempfile
 import time
 import xml.etree.ElementTree as ET
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from provision import config as spec_config
@@ -28,7 +27,7 @@ from provision.errors import ProviderError, ProviderUnavailable, SpecError
 from provision.firstboot import File
 from provision.machine import PAUSED, RUNNING, STOPPED, LabPlan, Machine, NodePlan, plan
 from provision.paths import home, lab_dir
-from provision.providers.base import Capabilities, FirstBoot, SSHTarget
+from provision.providers.base import Capabilities, FirstBoot, SSHTarget, ensure_nodes
 from provision.render import render
 from provision.report import Reporter
 
@@ -189,10 +188,7 @@ class LibvirtProvider:
         if self.image is None or self.domain_type is None:
             raise ProviderError("LibvirtProvider.create called before prepare()")
         reporter.result(f"network {network_name(plan.name)} {plan.subnet}", self._ensure_network(plan))
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            outcomes = list(pool.map(lambda n: self._ensure_node(plan, n, first_boot), plan.nodes))
-        for node, outcome in zip(plan.nodes, outcomes):
-            reporter.result(f"VM {domain_name(plan.name, node.name)} {node.address} {outcome}", outcome != "running")
+        ensure_nodes(plan, lambda node: self._ensure_node(plan, node, first_boot), reporter, "VM")
         return self.list(plan.name)
 
     def _ensure_node(self, plan: LabPlan, node: NodePlan, first_boot: FirstBoot) -> str:
