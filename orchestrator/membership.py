@@ -4,9 +4,9 @@ Adding creates only the new machine, sets up every running host again (the new o
 fully; the others get the new name in their /etc/hosts block), joins it to the
 swarm and puts it behind the lab's entry point. Removing drains the node, makes it
 leave (a manager is demoted first, so Raft shrinks cleanly), removes its machine and
-takes it out of every other host's /etc/hosts and of the entry point. Either way the
-lab's spec in its state folder is updated first, so an interrupted run can be
-finished by running the same command again.
+takes it out of every other host's /etc/hosts and of the entry point. The lab's spec
+in its state folder is updated when re-running the same command can still finish
+an interrupted run: before creating the new node, after removing the old one.
 """
 
 from __future__ import annotations
