@@ -12,6 +12,7 @@ removed at the end, also on failure. Results go to stdout as Markdown.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
@@ -58,8 +59,7 @@ def bring_up(name: str, serial: bool) -> dict[str, float]:
         define_total = boot_total = 0.0
         for node in plan.nodes:
             start = time.monotonic()
-            provider.create(plan.__class__(plan.spec, plan.subnet, plan.mtu, (node,)),
-                            lambda n: firstboot.files(plan, n), reporter)
+            provider.create(dataclasses.replace(plan, nodes=(node,)), lambda n: firstboot.files(plan, n), reporter)
             started = time.monotonic()
             machine = provider.machine(name, node.name)
             hosts[node.name] = SSHHost(name, node.name, provider.ssh_target(machine))
