@@ -59,7 +59,10 @@ def existing_lab(name: str, provider_name: str | None = None) -> tuple[Provider,
 def current_spec(provider: Provider, name: str) -> specs.LabSpec | None:
     """The lab's spec now: the state folder's copy once lab.add or lab.remove changed its
     nodes, else the one the backend recorded when the lab was created (None: no lab)."""
-    created = provider.stored_spec(name)
+    return _current(provider.stored_spec(name), name)
+
+
+def _current(created: specs.LabSpec | None, name: str) -> specs.LabSpec | None:
     path = lab_dir(name) / SPEC_FILE
     if created is None or not path.is_file():
         return created
@@ -78,7 +81,8 @@ def spec_for_up(spec: specs.LabSpec, provider: Provider) -> specs.LabSpec:
     Re-running ``lab.up`` with the spec the lab was created with keeps the nodes that
     lab.add and lab.remove changed since; a spec asking for other nodes is refused.
     """
-    created, current = provider.stored_spec(spec.name), current_spec(provider, spec.name)
+    created = provider.stored_spec(spec.name)
+    current = _current(created, spec.name)
     if created is None or current is None:
         return spec
     shape = _shape(spec)

@@ -148,8 +148,8 @@ def check_vm_tools() -> Finding:
     if missing:
         return Finding("vm image tools", "warn", f"missing {', '.join(missing)} (only VM labs need them)",
                        "apt-get install debootstrap e2fsprogs qemu-utils qemu-system-x86")
-    free = shutil.disk_usage(vm_images.vm_image().folder.parent if vm_images.vm_image().folder.parent.exists()
-                             else Path.home()).free >> 30
+    images_folder = vm_images.vm_image().folder.parent
+    free = shutil.disk_usage(images_folder if images_folder.exists() else Path.home()).free >> 30
     if free < VM_DISK_GB:
         return Finding("vm image tools", "warn", f"{free} GB free for VM images; a VM lab wants {VM_DISK_GB} GB",
                        "free disk space, or set SWARMDECK_HOME to a bigger disk")

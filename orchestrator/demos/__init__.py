@@ -26,8 +26,9 @@ def run_demo(name: str, lab_name: str, reporter: Reporter, run: Callable[..., De
         try:
             with reporter.step(f"demo.{name} on lab {lab_name}"):
                 t = report.timings
-                if viz_control.url(lab_name):
-                    reporter.info(f"watch it live: {viz_control.url(lab_name)}")
+                viz_url = viz_control.url(lab_name)
+                if viz_url:
+                    reporter.info(f"watch it live: {viz_url}")
                 reporter.info(f"timings ({t['profile']} profile): worker heartbeat {t['dispatcher_heartbeat_s']} s, "
                               f"task restart delay {t['task_restart_delay_s']} s, healthcheck every "
                               f"{t['healthcheck_interval_s']} s, Raft election after {t['election_tick']}-"

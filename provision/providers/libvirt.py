@@ -50,6 +50,7 @@ class LibvirtProvider:
     def __init__(self, uri: str | None = None):
         self.uri = uri or os.environ.get(URI_ENV, "qemu:///system")
         self._conn = None
+        self._pool_handle = None
         self.image: vm_images.VMImage | None = None
         self.domain_type: str | None = None
         self.volumes: dict[str, str] = {}  # base disk, kernel, initrd -> paths in the pool
@@ -87,6 +88,9 @@ class LibvirtProvider:
                 reporter.result(f"{path.name} of {self.image.name} uploaded to pool {POOL}", changed=True)
 
     def _pool(self):
+        """The swarmdeck pool, defined and started on first use (then the same handle)."""
+        if self._pool_handle is not None:
+            return self._pool_handle
         libvirt = _libvirt()
         try:
             pool = self.conn.storagePoolLookupByName(POOL)
@@ -97,6 +101,7 @@ class LibvirtProvider:
         if not pool.isActive():
             pool.create(0)
         pool.refresh(0)
+        self._pool_handle = pool
         return pool
 
     def _upload(self, pool, name: str, path: Path, fmt: str):
