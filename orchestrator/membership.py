@@ -32,12 +32,17 @@ def add_node(name: str, node: str, role: str, labels: dict[str, str], reporter: 
              image_method: str = "auto", mirror: str | None = None) -> LabStatus:
     """Create ``node`` with ``role``, set it up, join it; safe to re-run."""
     provider, plan = api.existing_lab(name)
+    if provider.name == "ssh":
+        raise LabError(f"lab {name!r} is made of existing machines: lab.add cannot create {node}",
+                       hint="add the machine to nodes and hosts in lab.yaml, then `invoke lab.down` and `lab.up` "
+                            "(or build a libvirt, vagrant or docker lab)")
     spec = with_node(plan.spec, node, role, labels)
     api.record_spec(spec)
     with reporter.step(f"machine {node} for lab {name}"):
         provider.prepare(reporter, image_method=image_method, mirror=mirror)
         plan = provider.resolve(spec)
-        firstboot.known_hosts(plan)
+        if provider.capabilities.own_host_keys:
+            firstboot.known_hosts(plan)
         new = plan.node(node)
         machines = provider.create(dataclasses.replace(plan, nodes=(new,)), lambda n: firstboot.files(plan, n),
                                    reporter)

@@ -107,7 +107,8 @@ def provision(spec: specs.LabSpec, provider: Provider, reporter: Reporter, *, im
         record_provider(spec)
         for warning in specs.warnings(spec):
             reporter.warn(warning)
-        firstboot.known_hosts(plan)
+        if provider.capabilities.own_host_keys:
+            firstboot.known_hosts(plan)
         machines = provider.create(plan, lambda node: firstboot.files(plan, node), reporter)
     with reporter.step("host setup over SSH"):
         hosts = open_hosts(plan, provider, machines)

@@ -96,9 +96,11 @@ def from_mapping(raw: Mapping[str, Any]) -> specs.LabSpec:
         restart_delay=get.number("demos.restart_delay"), health_interval=get.number("demos.health_interval"),
     )
     profile = get.text("profile")
+    hosts = _hosts(get.table("hosts"), problems)
+    vagrant = specs.VagrantSpec(provider=get.text("vagrant.provider"), box=get.text("vagrant.box"))
     if problems:
         raise SpecError(problems, hint="fix lab.yaml or the command-line flags and run again")
-    return specs.LabSpec(name, provider, nodes, network, registry, swarm, profile, demos)
+    return specs.LabSpec(name, provider, nodes, network, registry, swarm, profile, demos, hosts, vagrant)
 
 
 def to_mapping(spec: specs.LabSpec) -> dict[str, Any]:
@@ -115,7 +117,24 @@ def to_mapping(spec: specs.LabSpec) -> dict[str, Any]:
         },
         "profile": spec.profile,
         "demos": {"restart_delay": spec.demos.restart_delay, "health_interval": spec.demos.health_interval},
+        "hosts": {name: {"address": h.address, "user": h.user, "port": h.port, "key": h.key}
+                  for name, h in spec.hosts.items()},
+        "vagrant": {"provider": spec.vagrant.provider, "box": spec.vagrant.box},
     }
+
+
+def _hosts(raw: dict[str, dict], problems: list[str]) -> dict[str, specs.HostSpec]:
+    hosts = {}
+    for name, entry in raw.items():
+        unknown = sorted(set(entry) - {"address", "user", "port", "key"})
+        problems += [f"hosts.{name} has an unknown key {key!r} (use address, user, port, key)" for key in unknown]
+        port = entry.get("port", 22)
+        if isinstance(port, bool) or not isinstance(port, int):
+            problems.append(f"hosts.{name}.port must be a whole number, not {port!r}")
+            port = 22
+        hosts[name] = specs.HostSpec(address=str(entry.get("address") or ""), user=str(entry.get("user") or "root"),
+                                     port=port, key=str(entry.get("key") or ""))
+    return hosts
 
 
 def _node_mapping(node: specs.NodeSpec) -> dict[str, Any]:
@@ -208,6 +227,14 @@ class _Getter:
             self.problems.append(f"{dotted} must be true or false, not {value!r}")
             return False
         return value
+
+    def table(self, dotted: str) -> dict[str, dict]:
+        """A mapping of names to mappings (``hosts``)."""
+        value = self._value(dotted) or {}
+        if not isinstance(value, Mapping) or not all(isinstance(v, Mapping) for v in value.values()):
+            self.problems.append(f"{dotted} must map node names to {{key: value}} mappings")
+            return {}
+        return {str(k): dict(v) for k, v in value.items()}
 
     def mapping(self, dotted: str) -> dict[str, dict]:
         value = self._value(dotted) or {}

@@ -69,6 +69,10 @@ class HostUnreachable(LabError):
     """A host did not answer over SSH."""
 
 
+class SetupError(LabError):
+    """A host cannot be set up as a lab node (no package manager, root login refused...)."""
+
+
 class WaitTimeout(LabError):
     """Something we waited for did not happen in time."""
 

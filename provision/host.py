@@ -11,6 +11,7 @@ import io
 import shlex
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Protocol, TypeVar
 
 import paramiko
@@ -62,16 +63,16 @@ def read_file(host: Host, path: str) -> str | None:
 
 
 class SSHHost:
-    """A lab node reached over SSH with the lab's key, its host key checked."""
+    """A lab node reached over SSH with the lab's key (or ``key_file``), its host key checked."""
 
     def __init__(self, lab: str, name: str, target: SSHTarget, *, connect_timeout: int = 10,
-                 command_timeout: int = COMMAND_TIMEOUT):
+                 command_timeout: int = COMMAND_TIMEOUT, key_file: Path | None = None):
         self.name, self.command_timeout = name, command_timeout
         config = Config(overrides={"load_ssh_configs": False, "run": {"hide": True, "warn": True}})
         self.connection = Connection(
             target.host, user=target.user, port=target.port, config=config, connect_timeout=connect_timeout,
             connect_kwargs={
-                "key_filename": str(keys.lab_key(lab).private_path),
+                "key_filename": str(key_file or keys.lab_key(lab).private_path),
                 "look_for_keys": False,
                 "allow_agent": False,
             },

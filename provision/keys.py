@@ -84,6 +84,29 @@ def write_known_hosts(lab: str, entries: dict[str, tuple[str, str]]) -> Path:
     return path
 
 
+def read_known_hosts(lab: str) -> dict[str, tuple[str, str]]:
+    """``{node: (address, "type base64")}`` from the lab's known_hosts (empty when none)."""
+    try:
+        text = known_hosts_path(lab).read_text()
+    except OSError:
+        return {}
+    entries = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and "," in parts[0]:
+            address, node = parts[0].split(",", 1)
+            entries[node] = (address, f"{parts[1]} {parts[2]}")
+    return entries
+
+
+def record_host_key(lab: str, node: str, address: str, public_line: str) -> None:
+    """Add or replace one node's entry in the lab's known_hosts (keys learnt on first use)."""
+    with _lock:  # machines are adopted in parallel
+        entries = read_known_hosts(lab)
+        entries[node] = (address, public_line)
+        write_known_hosts(lab, entries)
+
+
 def remove_host_key(lab: str, node: str) -> None:
     """Forget a removed node's host key (a node added later under that name gets a new one)."""
     for path in (ssh_dir(lab) / "hosts").glob(f"{node}_ed25519*"):

@@ -56,9 +56,12 @@ class LabPlan:
         raise AssertionError("unreachable")
 
 
-def plan(spec: LabSpec, subnet: str, mtu: int) -> LabPlan:
+def plan(spec: LabSpec, subnet: str, mtu: int, addresses: Mapping[str, str] | None = None) -> LabPlan:
+    """Nodes get the address of their slot in ``subnet``, or the one ``addresses`` gives
+    (machines whose address the backend decides: existing hosts, Vagrant VMs)."""
     nodes = tuple(
-        NodePlan(spec.name, n.name, n.role, slot, node_address(subnet, slot), dict(n.labels))
+        NodePlan(spec.name, n.name, n.role, slot,
+                 addresses[n.name] if addresses is not None else node_address(subnet, slot), dict(n.labels))
         for n, slot in zip(spec.nodes, slots(spec.nodes))
     )
     return LabPlan(spec, subnet, mtu, nodes)

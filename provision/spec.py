@@ -33,7 +33,10 @@ DEFAULTS: dict[str, Any] = {
     "profile": "default",
     "swarm": {"dispatcher_heartbeat": 5.0, "election_tick": 10},
     "demos": {"restart_delay": 1.0, "health_interval": 2.0},
+    "hosts": {},  # provider ssh: node name -> {address, user, port, key} of an existing machine
+    "vagrant": {"provider": "libvirt", "box": ""},
 }
+VAGRANT_PROVIDERS = ("libvirt", "virtualbox")
 
 # Named timing presets, applied under everything a user sets. "tuned" shortens what can be
 # shortened in stock Docker: the workers' heartbeat (a dead node is noticed in about 3
@@ -91,6 +94,22 @@ class DemoSpec:
 
 
 @dataclass(frozen=True)
+class HostSpec:
+    """An existing machine that a lab of provider ssh sets up (docker-machine's generic driver)."""
+
+    address: str
+    user: str = "root"  # a user with sudo when not root
+    port: int = 22
+    key: str = ""  # private key file; "": the first of ~/.ssh/id_ed25519, id_ecdsa, id_rsa
+
+
+@dataclass(frozen=True)
+class VagrantSpec:
+    provider: str = "libvirt"  # vagrant-libvirt, or virtualbox
+    box: str = ""  # "": swarmdeck's own box, built offline (libvirt); else a box name such as debian/bookworm64
+
+
+@dataclass(frozen=True)
 class LabSpec:
     name: str
     provider: str
@@ -100,6 +119,8 @@ class LabSpec:
     swarm: SwarmSpec = SwarmSpec()
     profile: str = "default"
     demos: DemoSpec = DemoSpec()
+    hosts: Mapping[str, HostSpec] = field(default_factory=dict)
+    vagrant: VagrantSpec = VagrantSpec()
 
     @property
     def managers(self) -> tuple[NodeSpec, ...]:
@@ -161,6 +182,32 @@ def problems(spec: LabSpec) -> list[str]:
         found.append(f"demo restart delay {spec.demos.restart_delay}s is outside 0-60 s")
     if not 0.1 <= spec.demos.health_interval <= 60:
         found.append(f"demo health interval {spec.demos.health_interval}s is outside 0.1-60 s")
+    found += _host_problems(spec)
+    if spec.vagrant.provider not in VAGRANT_PROVIDERS:
+        found.append(f"unknown vagrant provider {spec.vagrant.provider!r}: choose one of {', '.join(VAGRANT_PROVIDERS)}")
+    elif spec.provider == "vagrant" and spec.vagrant.provider == "virtualbox" and not spec.vagrant.box:
+        found.append("VirtualBox cannot boot swarmdeck's own box (made for libvirt): name a box in vagrant.box, "
+                     "such as debian/bookworm64 (host setup then installs the Docker engine)")
+    return found
+
+
+def _host_problems(spec: LabSpec) -> list[str]:
+    """Provider ssh needs an existing machine for every node; others take none."""
+    if spec.provider != "ssh":
+        return [f"hosts are given, but only provider ssh uses them (provider is {spec.provider!r})"] if spec.hosts else []
+    found = [f"node {n.name!r} has no entry in hosts (provider ssh sets up existing machines: "
+             f"give its address, user and key)" for n in spec.nodes if n.name not in spec.hosts]
+    found += [f"hosts has {name!r}, which is not a node of this lab" for name in sorted(spec.hosts)
+              if name not in {n.name for n in spec.nodes}]
+    addresses = [h.address for h in spec.hosts.values()]
+    found += [f"address {a} is given to more than one host" for a in sorted(set(addresses)) if addresses.count(a) > 1]
+    for name, host in sorted(spec.hosts.items()):
+        if not host.address:
+            found.append(f"host {name!r} has no address")
+        if not 1 <= host.port <= 65535:
+            found.append(f"host {name!r} has SSH port {host.port}, not a TCP port (1-65535)")
+        if not re.fullmatch(r"[a-z_][a-z0-9_.-]*", host.user):
+            found.append(f"host {name!r} has an invalid user name {host.user!r}")
     return found
 
 

@@ -23,6 +23,7 @@ class Capabilities:
     firewall: bool  # hosts may run a firewall to open
     engine_preinstalled: bool  # the image ships the Docker engine
     ipvs: bool | None  # the kernel has IPVS (routing mesh); None: unknown until probed
+    own_host_keys: bool = True  # machines boot with swarmdeck's host keys (else learnt on first use)
 
 
 @dataclass(frozen=True)

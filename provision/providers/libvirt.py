@@ -130,7 +130,7 @@ class LibvirtProvider:
 
     def resolve(self, spec: specs.LabSpec) -> LabPlan:
         network = self._network(spec.name)
-        taken = self._taken_subnets(exclude=network_name(spec.name))
+        taken = self._taken_subnets(spec.name)
         specs.validate(spec, taken_subnets=taken)
         if network is not None:
             subnet = _network_subnet(network.XMLDesc(0))
@@ -153,14 +153,16 @@ class LibvirtProvider:
         except libvirt.libvirtError:
             return None
 
-    def _taken_subnets(self, exclude: str) -> dict[str, str]:
+    def _taken_subnets(self, lab: str) -> dict[str, str]:
+        """Subnets of other libvirt networks and of this machine's interfaces, but the lab's own."""
         taken = {}
         for network in self.conn.listAllNetworks(0):
-            if network.name() != exclude:
+            if network.name() != network_name(lab):
                 subnet = _network_subnet(network.XMLDesc(0))
                 if subnet:
                     taken[f"libvirt network {network.name()}"] = subnet
-        taken.update(_host_subnets())
+        own_bridge = f"interface {bridge_name(lab)}"
+        taken.update({name: subnet for name, subnet in _host_subnets().items() if name != own_bridge})
         return taken
 
     def _ensure_network(self, plan: LabPlan) -> bool:

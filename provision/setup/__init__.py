@@ -13,7 +13,8 @@ from provision.firstboot import engine_files
 from provision.host import Host, run_on_all
 from provision.machine import LabPlan, NodePlan
 from provision.report import Reporter
-from provision.setup.engine import ensure_engine_config
+from provision.setup.engine import ensure_engine_config, ensure_engine_service
+from provision.setup.engine_package import ensure_engine_package
 from provision.setup.firewall import ensure_lab_ports
 from provision.setup.hostname import ensure_hostname
 from provision.setup.hosts_file import ensure_hosts_block
@@ -30,9 +31,16 @@ def steps(plan: LabPlan) -> list[Step]:
         ("ssh key", lambda h, n: ensure_authorized_key(h, public_key)),
         ("hostname", lambda h, n: ensure_hostname(h, n.name)),
         ("/etc/hosts", lambda h, n: ensure_hosts_block(h, plan.name, names)),
+        ("engine package", lambda h, n: ensure_engine_package(h, registry=_runs_registry(plan, n))),
+        ("engine service", lambda h, n: ensure_engine_service(h)),
         ("engine config", lambda h, n: ensure_engine_config(h, engine_files(plan, n))),
         ("firewall", lambda h, n: ensure_lab_ports(h)),
     ]
+
+
+def _runs_registry(plan: LabPlan, node: NodePlan) -> bool:
+    """The node that builds the lab registry offline needs Debian's docker-registry binary."""
+    return bool(plan.registry) and node == plan.first_manager and not plan.spec.registry.image
 
 
 def run_setup(plan: LabPlan, hosts: dict[str, Host], reporter: Reporter) -> dict[str, list[str]]:

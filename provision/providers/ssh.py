@@ -1,0 +1,154 @@
+"""ssh provider: existing machines (docker-machine's ``generic`` driver).
+
+The lab's hosts come from the spec's inventory (``hosts: {node: {address, user, port,
+key}}``). swarmdeck does not own these machines: ``create`` adopts them (host key learnt
+on first use, the lab key authorized for root, see ``provision.adopt``) and host setup
+installs and configures the Docker engine; ``stop``/``kill``/``pause`` act on the engine,
+not on the power; ``destroy`` releases them (swarm left, lab config removed), it never
+deletes anything else.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+
+from provision import adopt, config as spec_config, keys, spec as specs
+from provision.errors import HostUnreachable, ProviderError, SpecError
+from provision.host import SSHHost, check
+from provision.machine import RUNNING, STOPPED, LabPlan, Machine, NodePlan, plan
+from provision.paths import home, lab_dir
+from provision.providers.base import Capabilities, FirstBoot, SSHTarget, ensure_nodes
+from provision.report import Reporter
+
+RECORD = "ssh.json"  # in the lab's state folder: the spec the lab was adopted with
+REACH_TIMEOUT = 3
+
+
+class SSHProvider:
+    name = "ssh"
+    capabilities = Capabilities(systemd=True, firewall=True, engine_preinstalled=False, ipvs=None,
+                                own_host_keys=False)
+    boot_timeout = 120  # the engine may be installed first
+    image = None  # the demo images are built on this machine, from the node image
+
+    def check(self) -> None:
+        pass  # nothing to reach before the hosts themselves
+
+    def prepare(self, reporter: Reporter, **_options) -> None:
+        pass  # no image: the machines exist
+
+    def stored_spec(self, lab: str) -> specs.LabSpec | None:
+        record = lab_dir(lab) / RECORD
+        return spec_config.from_mapping(json.loads(record.read_text())) if record.is_file() else None
+
+    def resolve(self, spec: specs.LabSpec) -> LabPlan:
+        specs.validate(spec)
+        if spec.network.subnet != specs.AUTO:
+            raise SpecError([f"network.subnet {spec.network.subnet} cannot be applied to existing machines"],
+                            hint="leave network.subnet at auto: their addresses come from hosts")
+        return plan(spec, "", spec.network.mtu or 1500, {name: h.address for name, h in spec.hosts.items()})
+
+    def create(self, plan: LabPlan, first_boot: FirstBoot, reporter: Reporter) -> list[Machine]:
+        record = lab_dir(plan.name) / RECORD
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps(spec_config.to_mapping(plan.spec), indent=2) + "\n")
+        ensure_nodes(plan, lambda node: self._adopt(plan, node), reporter, "host")
+        return self.list(plan.name)
+
+    def _adopt(self, plan: LabPlan, node: NodePlan) -> str:
+        host = plan.spec.hosts[node.name]
+        target = SSHTarget(host.address, host.port, host.user)
+        return "adopted" if adopt.adopt(plan.name, node.name, target, adopt.user_key(host.key)) else "running"
+
+    def list(self, lab: str) -> list[Machine]:
+        spec = self.stored_spec(lab)
+        if spec is None:
+            return []
+        resolved = plan(spec, "", 1500, {name: h.address for name, h in spec.hosts.items()})
+        return [Machine(lab=lab, name=n.name, role=n.role, index=n.index, address=n.address,
+                        state=RUNNING if _reachable(n.address, spec.hosts[n.name].port) else STOPPED,
+                        provider=self.name, id=n.address) for n in resolved.nodes]
+
+    def machine(self, lab: str, node: str) -> Machine:
+        for found in self.list(lab):
+            if found.name == node:
+                return found
+        raise ProviderError(f"lab {lab!r} has no host {node!r}", hint=f"`invoke lab.status --name {lab}` lists them")
+
+    # The power of these machines is not swarmdeck's: the failure drills act on the engine.
+    def start(self, machine: Machine) -> None:
+        self._engine(machine, "systemctl kill --signal=SIGCONT docker.service 2>/dev/null; systemctl start docker")
+
+    def stop(self, machine: Machine) -> None:
+        self._engine(machine, "systemctl stop docker.service docker.socket")
+
+    def kill(self, machine: Machine) -> None:
+        self._engine(machine, "systemctl kill --signal=SIGKILL docker.service")
+
+    def pause(self, machine: Machine) -> None:
+        self._engine(machine, "systemctl kill --signal=SIGSTOP docker.service")
+
+    def _engine(self, machine: Machine, command: str) -> None:
+        host = self._host(machine)
+        try:
+            check(host, command, hint="these commands need a systemd host")
+        finally:
+            host.close()
+
+    def remove(self, machine: Machine) -> None:
+        self._release(machine)
+        keys.remove_host_key(machine.lab, machine.name)
+
+    def destroy(self, lab: str) -> dict[str, int]:
+        counts = {"hosts released": 0, "hosts not reached (left as they are)": 0}
+        for machine in self.list(lab):
+            try:
+                self._release(machine)
+                counts["hosts released"] += 1
+            except HostUnreachable:
+                counts["hosts not reached (left as they are)"] += 1
+        return counts
+
+    def _release(self, machine: Machine) -> None:
+        if not keys.known_hosts_path(machine.lab).is_file():
+            raise HostUnreachable(f"{machine.name}: never adopted (no host key recorded)")
+        host = self._host(machine)
+        try:
+            adopt.release(host, machine.lab, keys.lab_key(machine.lab).public_line)
+        finally:
+            host.close()
+
+    def labs(self) -> list[str]:
+        folder = home() / "labs"
+        return sorted(p.parent.name for p in folder.glob(f"*/{RECORD}")) if folder.is_dir() else []
+
+    def ssh_target(self, machine: Machine) -> SSHTarget:
+        spec = self.stored_spec(machine.lab)
+        port = spec.hosts[machine.name].port if spec and machine.name in spec.hosts else 22
+        return SSHTarget(machine.address, port, "root")
+
+    def _host(self, machine: Machine) -> SSHHost:
+        return SSHHost(machine.lab, machine.name, self.ssh_target(machine))
+
+    def disconnect(self, machine: Machine) -> None:
+        raise ProviderError("provider ssh cannot cut an existing machine's network",
+                            hint="use a libvirt or docker lab for partition drills")
+
+    def reconnect(self, machine: Machine) -> None:
+        self.disconnect(machine)
+
+    def console(self, machine: Machine, command: str) -> tuple[int, str]:
+        raise ProviderError("provider ssh has no command channel besides SSH",
+                            hint="this demo needs the docker provider (`--provider docker`)")
+
+    def ensure_load_balancer(self, plan: LabPlan) -> bool:
+        return False  # their own kernels: the routing mesh is the entry point
+
+
+def _reachable(address: str, port: int) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=REACH_TIMEOUT):
+            return True
+    except OSError:
+        return False
