@@ -22,9 +22,11 @@ echo swarmdeck > "$R/etc/hostname"
 # per-machine identity: a fresh machine-id at first boot, the host key from the seed disk
 : > "$R/etc/machine-id"
 rm -f "$R/var/lib/dbus/machine-id" "$R"/etc/ssh/ssh_host_*
-# resolv.conf: a plain file; libvirt's dnsmasq at the lab network's gateway answers (DHCP sets it too)
-rm -f "$R/etc/resolv.conf"
-: > "$R/etc/resolv.conf"
+# names: systemd-resolved's stub, fed by DHCP (libvirt's dnsmasq at the lab network's gateway
+# forwards to the host's resolver), so apt and image pulls work on VM nodes
+ln -sf /lib/systemd/system/systemd-resolved.service "$units/sysinit.target.wants/"
+ln -sf /lib/systemd/system/systemd-resolved.service "$units/dbus-org.freedesktop.resolve1.service"
+ln -sf ../run/systemd/resolve/stub-resolv.conf "$R/etc/resolv.conf"
 # a small initrd (conf.d/swarmdeck.conf, modules), made in the tree
 for fs in proc sys dev; do mount --bind "/$fs" "$R/$fs"; done
 trap 'for fs in dev sys proc; do umount "$R/$fs" 2>/dev/null || true; done' EXIT
