@@ -11,6 +11,8 @@ from provision.providers.base import Provider
 REGISTRY = {
     "docker": "provision.providers.docker:DockerProvider",
     "libvirt": "provision.providers.libvirt:LibvirtProvider",
+    "ssh": "provision.providers.ssh:SSHProvider",
+    "vagrant": "provision.providers.vagrant:VagrantProvider",
 }
 
 
