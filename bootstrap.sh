@@ -32,10 +32,11 @@ ensure_system_packages() {
 	python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3 python3-venv
 	engine_answers || apt_install docker.io
 	# the visualizer's browser tests drive Debian's Chromium (no browser download needed);
-	# the VM tests run libvirt + QEMU, and build libvirt-python against libvirt-dev
+	# the VM tests run libvirt + QEMU (and Vagrant with vagrant-libvirt), and build libvirt-python
+	# against libvirt-dev
 	if [ "$action" = test ]; then
 		apt_install chromium fonts-liberation libvirt-daemon-system qemu-system-x86 qemu-utils dnsmasq-base \
-			e2fsprogs libvirt-dev pkg-config gcc python3-dev
+			e2fsprogs libvirt-dev pkg-config gcc python3-dev vagrant vagrant-libvirt
 	fi
 }
 
@@ -88,8 +89,8 @@ ensure_venv() {
 		python3 -m venv .venv
 	fi
 	# libvirt-python (the libvirt provider) is built where libvirt's headers are installed
-	local extras=test
-	pkg-config --exists libvirt 2>/dev/null && extras=test,libvirt
+	local extras=test,vagrant
+	pkg-config --exists libvirt 2>/dev/null && extras=test,vagrant,libvirt
 	if [ "$(cat "$stamp" 2>/dev/null)" != "$extras" ] || [ pyproject.toml -nt "$stamp" ]; then
 		say "installing swarmdeck and its Python packages ($extras) into .venv"
 		.venv/bin/pip install -q --upgrade pip >/dev/null

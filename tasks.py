@@ -26,7 +26,7 @@ from orchestrator.demos import scale as demo_scale
 from orchestrator.demos import run_all, run_demo
 from orchestrator.session import open_lab
 from orchestrator.viz import control as viz_control
-from provision import config, doctor, engine, images, vm_images
+from provision import config, doctor, engine, image_prune, images, vm_images
 from provision.errors import LabError, redact
 from provision.report import ConsoleReporter
 
@@ -69,7 +69,8 @@ def _name(c, name):
 @lab_task(help={
     "name": NAME_HELP, "spec": "a lab.yaml file (default: ./lab.yaml if present)",
     "managers": "number of managers (default 3)", "workers": "number of workers (default 2)",
-    "subnet": "the lab network's IPv4 CIDR, or 'auto'", "provider": "docker (default)",
+    "subnet": "the lab network's IPv4 CIDR, or 'auto'",
+    "provider": "docker (default: containers), libvirt (VMs), vagrant (VMs by Vagrant), ssh (existing hosts)",
     "no_registry": "run no private registry", "keep": "keep what was created if up fails",
     "image_method": "node image build: auto | debootstrap | dockerfile", "mirror": "Debian mirror URL for debootstrap",
     "profile": "timings: default (Swarm's own) or tuned (0.5 s heartbeat, fast task restarts)",
@@ -488,17 +489,30 @@ def registry_ls(c, name=None):
 
 
 @lab_task(help={"method": "auto | debootstrap | dockerfile (docker format)", "mirror": "Debian mirror URL",
-                "rebuild": "build anew", "format": "docker (container nodes, default) or qcow2 (libvirt VMs)"})
+                "rebuild": "build anew",
+                "format": "docker (container nodes, default), qcow2 (libvirt VMs) or box (vagrant-libvirt)"})
 def build(c, method="auto", mirror=None, rebuild=False, format_="docker"):
-    """Build a node image, offline with debootstrap and cached: docker or qcow2."""
+    """Build a node image, offline with debootstrap and cached: docker, qcow2 or box."""
     if format_ == "qcow2":
         image = vm_images.ensure_vm_image(ConsoleReporter(), mirror=mirror, rebuild=rebuild)
         print(image.folder)
+    elif format_ == "box":
+        box = vm_images.ensure_box(ConsoleReporter(), mirror=mirror, rebuild=rebuild)
+        print(f"{box.path}\n  add it: vagrant box add --name {box.name} {box.path}  (lab.up --provider vagrant does)")
     elif format_ == "docker":
         print(images.ensure_node_image(engine.local_client(), ConsoleReporter(), method=method, mirror=mirror,
                                        rebuild=rebuild))
     else:
-        raise Exit(f"error: unknown image format {format_!r}: use docker or qcow2", code=2)
+        raise Exit(f"error: unknown image format {format_!r}: use docker, qcow2 or box", code=2)
+
+
+@lab_task(help={"dry_run": "only list what would go"})
+def prune(c, dry_run=False):
+    """Remove VM images, pool volumes and Vagrant boxes of older recipes (kept: the current one)."""
+    removed = image_prune.prune(dry_run=dry_run)
+    for line in removed:
+        print(("would remove " if dry_run else "removed ") + line)
+    print(f"{len(removed)} old VM artefact(s) {'found' if dry_run else 'removed'}")
 
 
 @lab_task(help={"name": "push to this lab's registry when it is up (default: the spec's lab)"})
@@ -516,7 +530,7 @@ service = Collection("service", service_create, service_ls, service_ps, service_
                      service_rollback, service_rm)
 stack = Collection("stack", stack_deploy, stack_rm)
 registry_ns = Collection("registry", push, registry_ls)
-image = Collection("image", build, demo)
+image = Collection("image", build, demo, prune)
 demo = Collection("demo", failover, leader, rolling_update, scale_demo, drain_demo, constraints_demo, global_demo,
                   quorum_demo, partition_demo, mesh_demo, all_demos)
 viz = Collection("viz", viz_up, viz_down)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -33,7 +34,7 @@ def run_checks(nodes: int = 5) -> list[Finding]:
         findings += [_guard(f, client) for f in (check_node_image, check_runtime, check_cgroup, check_disk)]
     findings += [check_module("ipvs", "ip_vs", "the ingress routing mesh and service VIPs"),
                  check_module("vxlan", "vxlan", "overlay networks"),
-                 check_memory(nodes), check_kvm(), check_libvirt(), check_vm_tools()]
+                 check_memory(nodes), check_kvm(), check_libvirt(), check_vm_tools(), check_vagrant()]
     return findings
 
 
@@ -141,6 +142,26 @@ def check_libvirt() -> Finding:
     version = conn.getLibVersion()
     conn.close()
     return Finding("libvirt", "ok", f"libvirtd {version // 1_000_000}.{version // 1000 % 1000} answers")
+
+
+def check_vagrant() -> Finding:
+    """vagrant, its libvirt plugin and python-vagrant (only the vagrant provider needs them)."""
+    fix = "apt-get install vagrant vagrant-libvirt (Debian), and pip install -e '.[vagrant]'"
+    if shutil.which("vagrant") is None:
+        return Finding("vagrant", "warn", "vagrant is not installed (only the vagrant provider needs it)", fix)
+    try:
+        listed = subprocess.run(["vagrant", "plugin", "list", "--machine-readable"], capture_output=True, text=True,
+                                timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return Finding("vagrant", "warn", f"`vagrant plugin list` failed: {err}", fix)
+    if ",plugin-name,vagrant-libvirt" not in listed.stdout:
+        return Finding("vagrant", "warn", "vagrant is installed without the vagrant-libvirt plugin",
+                       "apt-get install vagrant-libvirt (or `vagrant plugin install vagrant-libvirt`)")
+    try:
+        import vagrant  # noqa: F401, PLC0415 - optional
+    except ImportError:
+        return Finding("vagrant", "warn", "python-vagrant is not installed", "pip install -e '.[vagrant]'")
+    return Finding("vagrant", "ok", "vagrant with vagrant-libvirt, and python-vagrant, are installed")
 
 
 def check_vm_tools() -> Finding:

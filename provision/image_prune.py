@@ -1,0 +1,74 @@
+"""`image.prune`: VM artefacts of older image recipes, which nothing uses any more.
+
+Each change of the VM recipe makes a new image folder (about 0.7 GB), its copy in the
+libvirt pool, and a Vagrant box that Vagrant and vagrant-libvirt each keep a copy of.
+Only those whose recipe is not the current one are removed, and never a volume that a
+domain of some lab still uses.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import xml.etree.ElementTree as ET
+
+from provision import vm_images
+from provision.paths import home
+from provision.providers import libvirt as lv
+
+OLD_IMAGE = re.compile(r"vm-[0-9a-f]{12}")
+
+
+def prune(*, dry_run: bool = False) -> list[str]:
+    """Remove (or, with ``dry_run``, list) the old artefacts; returns what they are."""
+    current = vm_images.vm_image().name
+    found = _image_folders(current, dry_run) + _vagrant_boxes(current, dry_run)
+    return found + _pool_volumes(current, dry_run)
+
+
+def _image_folders(current: str, dry_run: bool) -> list[str]:
+    folder = home() / "images"
+    old = [p for p in folder.glob("vm-*") if p.is_dir() and OLD_IMAGE.fullmatch(p.name) and p.name != current] \
+        if folder.is_dir() else []
+    for path in old:
+        if not dry_run:
+            shutil.rmtree(path)
+    return [f"image folder {p}" for p in old]
+
+
+def _vagrant_boxes(current: str, dry_run: bool) -> list[str]:
+    if shutil.which("vagrant") is None:
+        return []
+    from provision.providers.vagrant import box_command  # noqa: PLC0415
+
+    listed = box_command("list", "--machine-readable")
+    names = re.findall(r",box-name,(swarmdeck/vm-[0-9a-f]{12})$", listed.stdout, re.MULTILINE)
+    old = sorted({n for n in names if n != f"swarmdeck/{current}"})
+    for name in old:
+        if not dry_run:
+            box_command("remove", "--force", "--all", name)
+    return [f"Vagrant box {n}" for n in old]
+
+
+def _pool_volumes(current: str, dry_run: bool) -> list[str]:
+    """vm-<recipe>-* uploads and vagrant-libvirt's copies of old boxes, if no domain uses them."""
+    try:
+        provider = lv.LibvirtProvider()
+        pool = provider.conn.storagePoolLookupByName(lv.POOL)
+    except Exception:  # noqa: BLE001 - no libvirt, no daemon or no pool: nothing of ours there
+        return []
+    pool.refresh(0)
+    volumes = pool.listAllVolumes(0)
+    # a node's disk is an overlay: its base shows in the volume's backing store, not always in the domain
+    backing = [ET.fromstring(v.XMLDesc(0)).findtext("backingStore/path") or "" for v in volumes]
+    in_use = "\n".join([*(d.XMLDesc(0) for d in provider.conn.listAllDomains(0)), *(f">{b}<" for b in backing)])
+    old = []
+    for volume in volumes:
+        recipe = re.search(r"vm-[0-9a-f]{12}", volume.name())
+        ours = volume.name().startswith("vm-") or volume.name().startswith("swarmdeck-VAGRANTSLASH-vm-")
+        if ours and recipe and recipe.group(0) != current and f">{volume.path()}<" not in in_use:
+            old.append(volume)
+    for volume in old:
+        if not dry_run:
+            volume.delete(0)
+    return [f"pool volume {v.name()}" for v in old]

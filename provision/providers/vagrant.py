@@ -1,0 +1,295 @@
+"""vagrant provider: the lab's machines made by Vagrant from the top-level ``Vagrantfile``.
+
+The lab spec is rendered to JSON (``.vagrant/swarmdeck-lab.json`` in the checkout, or
+under ``$SWARMDECK_VAGRANT_DIR``), which the Vagrantfile reads, so plain ``vagrant``
+commands in the checkout see the same machines. With vagrant-libvirt (the default) the
+machines boot swarmdeck's own box on the lab's libvirt network, where each has a DHCP
+reservation (the libvirt provider's network code); with VirtualBox, a public box named in
+``vagrant.box`` on a 192.168.56.0/21 private network. Either way the machines are then
+adopted (``provision.adopt``: Vagrant's login, sudo, the lab key for root) and set up
+like every other node.
+
+python-vagrant runs the commands; it throws their error output away and parses
+``--machine-readable`` output without looking at ``error-exit`` lines, so each call here
+keeps Vagrant's output in the lab's ``vagrant.log`` and reports its real error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from provision import adopt, spec as specs, vm_images
+from provision import config as spec_config
+from provision.errors import ProviderError, ProviderUnavailable
+from provision.machine import PAUSED, RUNNING, STOPPED, LabPlan, Machine, plan
+from provision.paths import REPO, home, lab_dir
+from provision.providers import libvirt as lv
+from provision.providers.base import Capabilities, FirstBoot, SSHTarget, ensure_nodes
+from provision.report import Reporter
+
+DIR_ENV = "SWARMDECK_VAGRANT_DIR"  # where the lab JSON and Vagrant's machine records go
+SPEC_JSON = "swarmdeck-lab.json"
+VIRTUALBOX_SUBNET = "192.168.56.0/24"  # inside VirtualBox's default host-only range 192.168.56.0/21
+CMDLINE = "root=/dev/vda rw console=ttyS0 quiet apparmor=0 mitigations=off"
+STATES = {"running": RUNNING, "paused": PAUSED, "saved": PAUSED}
+
+
+def vagrant_dir() -> Path:
+    return Path(os.environ.get(DIR_ENV) or REPO / ".vagrant")
+
+
+class VagrantProvider:
+    name = "vagrant"
+    capabilities = Capabilities(systemd=True, firewall=True, engine_preinstalled=False, ipvs=True,
+                                own_host_keys=False)
+    boot_timeout = 300
+    image = None  # the demo images come from the container node image
+
+    def __init__(self):
+        self.libvirt = lv.LibvirtProvider()
+        self.box: vm_images.Box | None = None
+
+    # -- Vagrant itself ------------------------------------------------------------------------
+
+    def check(self) -> None:
+        if shutil.which("vagrant") is None:
+            raise ProviderUnavailable("vagrant is not installed",
+                                      hint="`apt-get install vagrant vagrant-libvirt` (Debian), then `invoke lab.doctor`")
+        _vagrant_lib()
+
+    def _client(self, lab: str):
+        """A python-vagrant client whose output goes to the lab's vagrant.log."""
+        vagrant = _vagrant_lib()
+        log = lab_dir(lab) / "vagrant.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "SWARMDECK_LAB_JSON": str(vagrant_dir() / SPEC_JSON), "VAGRANT_NO_COLOR": "1"}
+        if os.environ.get(DIR_ENV):
+            env["VAGRANT_DOTFILE_PATH"] = str(vagrant_dir())
+        return vagrant.Vagrant(root=str(REPO), env=env, out_cm=vagrant.make_file_cm(str(log)),
+                               err_cm=vagrant.make_file_cm(str(log))), log
+
+    def _run(self, lab: str, what: str, call, *args, **kwargs):
+        """``call(client, ...)`` with Vagrant's own error in the exception when it fails."""
+        client, log = self._client(lab)
+        start = log.stat().st_size if log.is_file() else 0
+        try:
+            return call(client, *args, **kwargs)
+        except subprocess.CalledProcessError as err:
+            with log.open(errors="replace") as handle:
+                handle.seek(start)
+                tail = "\n".join(f"    | {line}" for line in handle.read().strip().splitlines()[-15:])
+            raise ProviderError(f"`vagrant {what}` failed (exit {err.returncode}):\n{tail}",
+                                hint=f"the whole output is in {log}") from err
+
+    def _status(self, lab: str) -> dict[str, str]:
+        """``{machine: state}`` from ``vagrant status`` (empty when the lab has no JSON)."""
+        if not (vagrant_dir() / SPEC_JSON).is_file() or _json_lab() != lab:
+            return {}
+        client, _log = self._client(lab)
+        output = self._run(lab, "status", lambda c: c._run_vagrant_command(["status", "--machine-readable"]))
+        rows = client._parse_machine_readable_output(output)
+        errors = [row[-1] for row in rows if len(row) > 3 and row[2] == "error-exit"]  # [.., class, message]
+        if errors:
+            raise ProviderError(f"`vagrant status` failed: {errors[0].replace('%!(VAGRANT_COMMA)', ',')}")
+        return {row[1]: row[3] for row in rows if len(row) > 3 and row[2] == "state"}
+
+    # -- the lab -------------------------------------------------------------------------------
+
+    def prepare(self, reporter: Reporter, *, image_method: str = "auto", mirror: str | None = None) -> None:
+        self.check()
+        self.libvirt.prepare(reporter, image_method=image_method, mirror=mirror)  # pool, kernel, domain type
+        self.box = vm_images.ensure_box(reporter, image=self.libvirt.image)
+        self._ensure_box_added(reporter)
+
+    def _ensure_box_added(self, reporter: Reporter) -> None:
+        assert self.box is not None
+        listed = box_command("list", "--machine-readable")
+        if f",box-name,{self.box.name}" in listed.stdout:
+            reporter.result(f"Vagrant box {self.box.name}", changed=False)
+            return
+        added = box_command("add", "--force", "--name", self.box.name, str(self.box.path))
+        if added.returncode:
+            raise ProviderError(f"`vagrant box add {self.box.name}` failed: {(added.stderr or added.stdout)[-600:]}")
+        reporter.result(f"Vagrant box {self.box.name} added", changed=True)
+
+    def stored_spec(self, lab: str) -> specs.LabSpec | None:
+        record = lab_dir(lab) / "vagrant.json"
+        return spec_config.from_mapping(json.loads(record.read_text())) if record.is_file() else None
+
+    def resolve(self, spec: specs.LabSpec) -> LabPlan:
+        if spec.vagrant.provider == "libvirt":
+            return self.libvirt.resolve(spec)
+        specs.validate(spec)
+        subnet = VIRTUALBOX_SUBNET if spec.network.subnet == specs.AUTO else spec.network.subnet
+        if not ipaddress.ip_network(subnet).subnet_of(ipaddress.ip_network("192.168.56.0/21")):
+            raise ProviderError(f"VirtualBox accepts host-only networks inside 192.168.56.0/21 only, not {subnet}",
+                                hint="leave network.subnet at auto")
+        return plan(spec, subnet, spec.network.mtu or 1500)
+
+    def create(self, plan: LabPlan, first_boot: FirstBoot, reporter: Reporter) -> list[Machine]:
+        owner = _json_lab()
+        if owner not in (None, plan.name) and self._status(owner):
+            raise ProviderError(f"the Vagrantfile in {vagrant_dir()} describes lab {owner!r}, which still has machines",
+                                hint=f"one Vagrant lab per folder: `invoke lab.down --name {owner}`, or set "
+                                     f"{DIR_ENV} to another folder")
+        record = lab_dir(plan.name) / "vagrant.json"  # the spec, with the subnet it got
+        record.parent.mkdir(parents=True, exist_ok=True)
+        resolved = dataclasses.replace(plan.spec, network=specs.NetworkSpec(plan.subnet, plan.spec.network.mtu))
+        record.write_text(json.dumps(spec_config.to_mapping(resolved), indent=2) + "\n")
+        if plan.spec.vagrant.provider == "libvirt":
+            reporter.result(f"network {lv.network_name(plan.name)} {plan.subnet}", self.libvirt._ensure_network(plan))
+        self._write_json(plan)
+        missing = [n.name for n in plan.nodes if self._status(plan.name).get(n.name) != "running"]
+        if missing:
+            with reporter.step(f"vagrant up {' '.join(missing)} ({plan.spec.vagrant.provider}; output in "
+                               f"{lab_dir(plan.name) / 'vagrant.log'})"):
+                self._run(plan.name, "up", lambda c: c._call_vagrant_command(
+                    ["up", f"--provider={plan.spec.vagrant.provider}", "--no-provision", *missing]))
+        def adopted(node) -> str:
+            changed = self._adopt(plan, node.name)
+            return "up" if node.name in missing else "adopted" if changed else "running"
+
+        ensure_nodes(plan, adopted, reporter, "VM")
+        return self.list(plan.name)
+
+    def _adopt(self, plan: LabPlan, node: str) -> bool:
+        """Log in as Vagrant does (its user and key), then make the lab key work for root."""
+        config = self._ssh_config(plan.name, node)
+        address = plan.node(node).address
+        return adopt.adopt(plan.name, node, SSHTarget(address, 22, config["User"]), Path(config["IdentityFile"]))
+
+    def _ssh_config(self, lab: str, node: str) -> dict[str, str]:
+        client, _log = self._client(lab)
+        text = self._run(lab, f"ssh-config {node}", lambda c: c.ssh_config(node))
+        config = client._parse_config(text)
+        if "User" not in config or "IdentityFile" not in config:
+            raise ProviderError(f"`vagrant ssh-config {node}` gave no user or key: {text[-300:]!r}")
+        return config
+
+    def _write_json(self, plan: LabPlan) -> None:
+        libvirt = plan.spec.vagrant.provider == "libvirt"
+        own_box = not plan.spec.vagrant.box
+        box = self.box if own_box else None
+        data = {
+            "lab": plan.name,
+            "provider": plan.spec.vagrant.provider,
+            "box": box.name if box else plan.spec.vagrant.box,
+            "box_key": str(box.key) if box else None,
+            "driver": self.libvirt.domain_type or "qemu",
+            "memory": lv.MEMORY_MIB,
+            "cpus": lv.VCPUS,
+            "pool": lv.POOL,
+            "kernel": self.libvirt.volumes.get("kernel") if libvirt and own_box else None,
+            "initrd": self.libvirt.volumes.get("initrd") if libvirt and own_box else None,
+            "cmdline": CMDLINE,
+            "network": lv.network_name(plan.name),
+            "subnet": plan.subnet,
+            "console_dir": str(lab_dir(plan.name) / "console"),
+            "nodes": [{"name": n.name, "role": n.role, "address": n.address, "mac": lv.mac_address(plan.name, n.name)}
+                      for n in plan.nodes],
+        }
+        (lab_dir(plan.name) / "console").mkdir(parents=True, exist_ok=True)
+        vagrant_dir().mkdir(parents=True, exist_ok=True)
+        (vagrant_dir() / SPEC_JSON).write_text(json.dumps(data, indent=2) + "\n")
+
+    def list(self, lab: str) -> list[Machine]:
+        spec = self.stored_spec(lab)
+        if spec is None:
+            return []
+        states = self._status(lab)
+        resolved = plan(spec, spec.network.subnet, 1500)
+        return [Machine(lab=lab, name=n.name, role=n.role, index=n.index, address=n.address,
+                        state=STATES.get(states.get(n.name, ""), STOPPED), provider=self.name, id=n.name)
+                for n in resolved.nodes if states.get(n.name, "not_created") != "not_created"]
+
+    def machine(self, lab: str, node: str) -> Machine:
+        for found in self.list(lab):
+            if found.name == node:
+                return found
+        raise ProviderError(f"lab {lab!r} has no Vagrant machine {node!r}",
+                            hint=f"`invoke lab.status --name {lab}` lists its nodes")
+
+    def start(self, machine: Machine) -> None:
+        command = ["resume", machine.name] if machine.state == PAUSED else ["up", "--no-provision", machine.name]
+        self._run(machine.lab, " ".join(command), lambda c: c._call_vagrant_command(command))
+
+    def stop(self, machine: Machine) -> None:
+        self._run(machine.lab, f"halt {machine.name}", lambda c: c.halt(vm_name=machine.name))
+
+    def kill(self, machine: Machine) -> None:
+        self._run(machine.lab, f"halt --force {machine.name}", lambda c: c.halt(vm_name=machine.name, force=True))
+
+    def pause(self, machine: Machine) -> None:
+        self._run(machine.lab, f"suspend {machine.name}", lambda c: c.suspend(vm_name=machine.name))
+
+    def remove(self, machine: Machine) -> None:
+        self._run(machine.lab, f"destroy {machine.name}", lambda c: c.destroy(vm_name=machine.name))
+
+    def destroy(self, lab: str) -> dict[str, int]:
+        counts = {"VMs": 0}
+        if _json_lab() == lab:
+            counts["VMs"] = len([s for s in self._status(lab).values() if s != "not_created"])
+            self._run(lab, "destroy", lambda c: c._call_vagrant_command(["destroy", "--force"]))
+            (vagrant_dir() / SPEC_JSON).unlink(missing_ok=True)
+        counts.update({k: v for k, v in self.libvirt.destroy(lab).items() if k != "VMs"})  # network, leftovers
+        return counts
+
+    def labs(self) -> list[str]:
+        folder = home() / "labs"
+        return sorted(p.parent.name for p in folder.glob("*/vagrant.json")) if folder.is_dir() else []
+
+    def ssh_target(self, machine: Machine) -> SSHTarget:
+        return SSHTarget(machine.address)
+
+    def disconnect(self, machine: Machine) -> None:
+        self.libvirt.disconnect(self._as_libvirt(machine))
+
+    def reconnect(self, machine: Machine) -> None:
+        self.libvirt.reconnect(self._as_libvirt(machine))
+
+    def _as_libvirt(self, machine: Machine) -> Machine:
+        domain = self.libvirt.conn.lookupByName(f"{machine.lab}-vagrant-{machine.name}")
+        return Machine(machine.lab, machine.name, machine.role, machine.index, machine.address, machine.state,
+                       "libvirt", domain.UUIDString())
+
+    def console(self, machine: Machine, command: str) -> tuple[int, str]:
+        raise ProviderError("the vagrant provider has no command channel besides SSH",
+                            hint="this demo needs the docker provider (`--provider docker`)")
+
+    def ensure_load_balancer(self, plan: LabPlan) -> bool:
+        return False  # VM kernels have IPVS: the routing mesh is the entry point
+
+
+def box_command(*args: str) -> subprocess.CompletedProcess:
+    """``vagrant box ARGS`` away from any Vagrantfile (ours refuses to load without a lab JSON)."""
+    with tempfile.TemporaryDirectory(prefix="swarmdeck-vagrant-") as empty:
+        return subprocess.run(["vagrant", "box", *args], capture_output=True, text=True, cwd=empty,
+                              env={**os.environ, "VAGRANT_CWD": empty})
+
+
+def _json() -> dict | None:
+    try:
+        return json.loads((vagrant_dir() / SPEC_JSON).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _json_lab() -> str | None:
+    data = _json()
+    return data.get("lab") if data else None
+
+
+def _vagrant_lib():
+    try:
+        import vagrant  # noqa: PLC0415 - optional dependency, imported when used
+    except ImportError as err:
+        raise ProviderUnavailable("the vagrant provider needs python-vagrant",
+                                  hint="`pip install -e '.[vagrant]'`") from err
+    return vagrant

@@ -1,0 +1,36 @@
+"""image.prune removes the VM artefacts of older recipes (image folder, pool volumes) and
+keeps the current recipe's and anything a VM still uses."""
+
+from __future__ import annotations
+
+import pytest
+
+from provision import image_prune, vm_images
+from provision.paths import home
+from provision.providers import libvirt as lv
+from tests.integration.conftest import cli
+
+pytestmark = pytest.mark.vm
+OLD = "vm-000000000000"  # a recipe hash no build makes
+
+
+def test_prune_removes_only_older_recipes(libvirt_conn):
+    provider = lv.LibvirtProvider()
+    pool = provider._pool()
+    old_folder = home() / "images" / OLD
+    old_folder.mkdir(parents=True, exist_ok=True)
+    (old_folder / "vmlinuz").write_bytes(b"old kernel")
+    provider._upload(pool, f"{OLD}-vmlinuz", old_folder / "vmlinuz", "raw")
+    current = vm_images.vm_image().name
+    try:
+        listed = cli("image.prune", "--dry-run").stdout
+        assert f"would remove pool volume {OLD}-vmlinuz" in listed and f"image folder {old_folder}" in listed
+        assert current not in listed
+        assert old_folder.exists()
+        cli("image.prune")
+        pool.refresh(0)
+        names = [v.name() for v in pool.listAllVolumes(0)]
+        assert f"{OLD}-vmlinuz" not in names and not old_folder.exists()
+        assert all(current not in line for line in image_prune.prune(dry_run=True))  # the current recipe stays
+    finally:
+        lv._delete_volume(pool, f"{OLD}-vmlinuz")

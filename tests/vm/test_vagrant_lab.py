@@ -1,0 +1,89 @@
+"""Provider vagrant: `vagrant up` with vagrant-libvirt on swarmdeck's locally built box makes
+the machines of a 1-manager + 1-worker lab, which are set up and form a swarm; plain
+`vagrant` commands on the top-level Vagrantfile see the same machines; lab.down leaves no
+domain or network."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from provision.paths import REPO
+from provision.providers import libvirt as lv, vagrant as vagrant_provider
+from tests.integration.conftest import cli, new_lab_name, status_json, swarm_nodes
+
+pytestmark = pytest.mark.vm
+
+
+@pytest.fixture(scope="module")
+def vagrant_env(tmp_path_factory):
+    """Vagrant's box store and machine records in this session's folders, not the user's."""
+    if shutil.which("vagrant") is None:
+        pytest.fail("vagrant is not installed; ./bootstrap.sh test installs vagrant and vagrant-libvirt")
+    folder = tmp_path_factory.mktemp("vagrant")
+    saved = {k: os.environ.get(k) for k in ("VAGRANT_HOME", vagrant_provider.DIR_ENV)}
+    os.environ["VAGRANT_HOME"] = str(folder / "vagrant.d")
+    os.environ[vagrant_provider.DIR_ENV] = str(folder / "machines")
+    yield folder
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def vagrant_lab(vagrant_env, libvirt_conn):
+    name = new_lab_name("vg")
+    try:
+        result = cli("lab.up", "--name", name, "--provider", "vagrant", "--managers", "1", "--workers", "1",
+                     timeout=2400)
+        yield name, result.stdout + result.stderr
+    finally:
+        cli("lab.down", "--name", name, check=False)
+
+
+def plain_vagrant(*args: str) -> str:
+    """A vagrant command as a user would type it in the checkout (the environment names the lab JSON)."""
+    env = {**os.environ, "SWARMDECK_LAB_JSON": str(vagrant_provider.vagrant_dir() / vagrant_provider.SPEC_JSON),
+           "VAGRANT_DOTFILE_PATH": str(vagrant_provider.vagrant_dir())}
+    result = subprocess.run(["vagrant", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def test_vagrant_machines_from_the_local_box_form_a_swarm(vagrant_lab, libvirt_conn):
+    name, output = vagrant_lab
+    assert "Vagrant box swarmdeck/vm-" in output and "vagrant up manager1 worker1" in output
+    status = status_json(name)
+    assert status["provider"] == "vagrant" and status["entry_point"].startswith("routing mesh")
+    swarm = swarm_nodes(name)
+    assert {h: n["Status"]["State"] for h, n in swarm.items()} == {"manager1": "ready", "worker1": "ready"}
+    leases = {lease["mac"]: lease["ipaddr"]
+              for lease in libvirt_conn.networkLookupByName(lv.network_name(name)).DHCPLeases()}
+    for node in status["nodes"]:  # each on its reserved address, found by its MAC
+        assert leases[lv.mac_address(name, node["name"])] == node["address"]
+        domain = libvirt_conn.lookupByName(f"{name}-vagrant-{node['name']}")
+        assert domain.isActive()
+
+
+def test_plain_vagrant_sees_the_same_machines(vagrant_lab):
+    name, _output = vagrant_lab
+    states = plain_vagrant("status", "--machine-readable")
+    assert ",manager1,state,running" in states and ",worker1,state,running" in states
+    nodes = plain_vagrant("ssh", "manager1", "-c", "sudo docker node ls --format '{{.Hostname}} {{.Status}}'")
+    assert "manager1 Ready" in nodes and "worker1 Ready" in nodes
+
+
+def test_down_leaves_no_domain_or_network(vagrant_lab, libvirt_conn):
+    name, _output = vagrant_lab
+    cli("lab.down", "--name", name)
+    assert not [d.name() for d in libvirt_conn.listAllDomains(0) if d.name().startswith(f"{name}-")]
+    assert lv.network_name(name) not in [n.name() for n in libvirt_conn.listAllNetworks(0)]
+    pool = libvirt_conn.storagePoolLookupByName(lv.POOL)
+    pool.refresh(0)
+    assert not [v.name() for v in pool.listAllVolumes(0) if v.name().startswith(f"{name}-")]
+    assert not (vagrant_provider.vagrant_dir() / vagrant_provider.SPEC_JSON).exists()
