@@ -41,8 +41,7 @@ def add_node(name: str, node: str, role: str, labels: dict[str, str], reporter: 
     with reporter.step(f"machine {node} for lab {name}"):
         provider.prepare(reporter, image_method=image_method, mirror=mirror)
         plan = provider.resolve(spec)
-        if provider.capabilities.own_host_keys:
-            firstboot.known_hosts(plan)
+        api.known_hosts(plan, provider)
         new = plan.node(node)
         machines = provider.create(dataclasses.replace(plan, nodes=(new,)), lambda n: firstboot.files(plan, n),
                                    reporter)
@@ -87,7 +86,7 @@ def remove_node(name: str, node: str, reporter: Reporter) -> LabStatus:
         reporter.result(f"machine {node} removed", machine is not None)
     api.record_spec(spec)
     plan = provider.resolve(spec)
-    firstboot.known_hosts(plan)
+    api.known_hosts(plan, provider)
     _set_up_running_hosts(plan, provider, provider.list(name), reporter)
     ensure_entry_point(plan, provider, reporter)
     with ClientPool(plan) as clients:

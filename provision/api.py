@@ -107,13 +107,19 @@ def provision(spec: specs.LabSpec, provider: Provider, reporter: Reporter, *, im
         record_provider(spec)
         for warning in specs.warnings(spec):
             reporter.warn(warning)
-        if provider.capabilities.own_host_keys:
-            firstboot.known_hosts(plan)
+        known_hosts(plan, provider)
         machines = provider.create(plan, lambda node: firstboot.files(plan, node), reporter)
     with reporter.step("host setup over SSH"):
         hosts = open_hosts(plan, provider, machines)
         run_setup(plan, hosts, reporter)
     return plan, hosts
+
+
+def known_hosts(plan: LabPlan, provider: Provider) -> None:
+    """The lab's known_hosts from the host keys swarmdeck gives its machines; providers that
+    adopt machines record each key on first use instead (``provision.adopt``)."""
+    if provider.capabilities.own_host_keys:
+        firstboot.known_hosts(plan)
 
 
 def open_hosts(plan: LabPlan, provider: Provider, machines: list[Machine]) -> dict[str, Host]:

@@ -96,7 +96,7 @@ def from_mapping(raw: Mapping[str, Any]) -> specs.LabSpec:
         restart_delay=get.number("demos.restart_delay"), health_interval=get.number("demos.health_interval"),
     )
     profile = get.text("profile")
-    hosts = _hosts(get.table("hosts"), problems)
+    hosts = _hosts(get.mapping("hosts", "entries (address, user, port, key)"), problems)
     vagrant = specs.VagrantSpec(provider=get.text("vagrant.provider"), box=get.text("vagrant.box"))
     if problems:
         raise SpecError(problems, hint="fix lab.yaml or the command-line flags and run again")
@@ -228,17 +228,10 @@ class _Getter:
             return False
         return value
 
-    def table(self, dotted: str) -> dict[str, dict]:
-        """A mapping of names to mappings (``hosts``)."""
+    def mapping(self, dotted: str, what: str = "labels") -> dict[str, dict]:
+        """Node names mapped to mappings (``labels``, ``hosts``)."""
         value = self._value(dotted) or {}
         if not isinstance(value, Mapping) or not all(isinstance(v, Mapping) for v in value.values()):
-            self.problems.append(f"{dotted} must map node names to {{key: value}} mappings")
-            return {}
-        return {str(k): dict(v) for k, v in value.items()}
-
-    def mapping(self, dotted: str) -> dict[str, dict]:
-        value = self._value(dotted) or {}
-        if not isinstance(value, Mapping) or not all(isinstance(v, Mapping) for v in value.values()):
-            self.problems.append(f"{dotted} must map node names to {{key: value}} labels")
+            self.problems.append(f"{dotted} must map node names to {{key: value}} {what}")
             return {}
         return {str(k): dict(v) for k, v in value.items()}

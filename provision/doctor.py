@@ -151,7 +151,7 @@ def check_vagrant() -> Finding:
         return Finding("vagrant", "warn", "vagrant is not installed (only the vagrant provider needs it)", fix)
     try:
         listed = subprocess.run(["vagrant", "plugin", "list", "--machine-readable"], capture_output=True, text=True,
-                                timeout=120)
+                                timeout=120, env={**os.environ, "VAGRANT_CHECKPOINT_DISABLE": "1"})
     except (OSError, subprocess.TimeoutExpired) as err:
         return Finding("vagrant", "warn", f"`vagrant plugin list` failed: {err}", fix)
     if ",plugin-name,vagrant-libvirt" not in listed.stdout:

@@ -111,3 +111,7 @@ def remove_host_key(lab: str, node: str) -> None:
     """Forget a removed node's host key (a node added later under that name gets a new one)."""
     for path in (ssh_dir(lab) / "hosts").glob(f"{node}_ed25519*"):
         path.unlink()
+    with _lock:
+        entries = read_known_hosts(lab)
+        if entries.pop(node, None) is not None:
+            write_known_hosts(lab, entries)

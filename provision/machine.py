@@ -58,7 +58,7 @@ class LabPlan:
 
 def plan(spec: LabSpec, subnet: str, mtu: int, addresses: Mapping[str, str] | None = None) -> LabPlan:
     """Nodes get the address of their slot in ``subnet``, or the one ``addresses`` gives
-    (machines whose address the backend decides: existing hosts, Vagrant VMs)."""
+    (machines whose address is not the lab's to choose: existing hosts)."""
     nodes = tuple(
         NodePlan(spec.name, n.name, n.role, slot,
                  addresses[n.name] if addresses is not None else node_address(subnet, slot), dict(n.labels))

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
+from provision.errors import ProviderError
 from provision.firstboot import File
 from provision.machine import LabPlan, Machine, NodePlan
 from provision.report import Reporter
@@ -34,6 +35,20 @@ class SSHTarget:
 
 
 FirstBoot = Callable[[NodePlan], list[File]]
+
+
+def find_machine(machines: list[Machine], lab: str, node: str, what: str) -> Machine:
+    """The machine called ``node`` among ``machines``; else an error naming ``what`` is missing."""
+    for found in machines:
+        if found.name == node:
+            return found
+    raise ProviderError(f"lab {lab!r} has no {what}", hint=f"`invoke lab.status --name {lab}` lists its nodes")
+
+
+def no_console(provider: str) -> ProviderError:
+    """The error of providers whose machines are reached by SSH only (no ``docker exec``)."""
+    return ProviderError(f"the {provider} provider has no command channel besides SSH",
+                         hint="this demo needs the docker provider (`--provider docker`)")
 
 
 def ensure_nodes(plan: LabPlan, ensure: Callable[[NodePlan], str], reporter: Reporter, kind: str) -> None:

@@ -27,7 +27,7 @@ from provision.errors import ProviderError, ProviderUnavailable, SpecError
 from provision.firstboot import File
 from provision.machine import PAUSED, RUNNING, STOPPED, LabPlan, Machine, NodePlan, plan
 from provision.paths import home, lab_dir
-from provision.providers.base import Capabilities, FirstBoot, SSHTarget, ensure_nodes
+from provision.providers.base import Capabilities, FirstBoot, SSHTarget, ensure_nodes, find_machine, no_console
 from provision.render import render
 from provision.report import Reporter
 
@@ -165,7 +165,7 @@ class LibvirtProvider:
         taken.update({name: subnet for name, subnet in _host_subnets().items() if name != own_bridge})
         return taken
 
-    def _ensure_network(self, plan: LabPlan) -> bool:
+    def ensure_network(self, plan: LabPlan) -> bool:
         """The lab network with a DHCP reservation per node; True when anything changed."""
         libvirt = _libvirt()
         network = self._network(plan.name)
@@ -194,7 +194,7 @@ class LibvirtProvider:
     def create(self, plan: LabPlan, first_boot: FirstBoot, reporter: Reporter) -> list[Machine]:
         if self.image is None or self.domain_type is None:
             raise ProviderError("LibvirtProvider.create called before prepare()")
-        reporter.result(f"network {network_name(plan.name)} {plan.subnet}", self._ensure_network(plan))
+        reporter.result(f"network {network_name(plan.name)} {plan.subnet}", self.ensure_network(plan))
         ensure_nodes(plan, lambda node: self._ensure_node(plan, node, first_boot), reporter, "VM")
         return self.list(plan.name)
 
@@ -263,11 +263,7 @@ class LibvirtProvider:
         return {lease["mac"].lower(): lease["ipaddr"] for lease in leases if lease.get("type") == 0}
 
     def machine(self, lab: str, node: str) -> Machine:
-        for found in self.list(lab):
-            if found.name == node:
-                return found
-        raise ProviderError(f"lab {lab!r} has no VM {domain_name(lab, node)}",
-                            hint=f"`invoke lab.status --name {lab}` lists its nodes")
+        return find_machine(self.list(lab), lab, node, f"VM {domain_name(lab, node)}")
 
     def _domain(self, machine: Machine):
         return self.conn.lookupByUUIDString(machine.id)
@@ -304,10 +300,14 @@ class LibvirtProvider:
 
     def remove(self, machine: Machine) -> None:
         self._remove_domain(self._domain(machine), machine.lab, machine.name)
-        network = self._network(machine.lab)
+        self.forget_reservation(machine.lab, machine.name)
+
+    def forget_reservation(self, lab: str, node: str) -> None:
+        """Drop the node's DHCP reservation from the lab network (if both are there)."""
+        network = self._network(lab)
         if network is not None:
             libvirt = _libvirt()
-            entry = f"<host mac='{mac_address(machine.lab, machine.name)}'/>"
+            entry = f"<host mac='{mac_address(lab, node)}'/>"
             try:
                 network.update(libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE, libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST,
                                -1, entry, libvirt.VIR_NETWORK_UPDATE_AFFECT_LIVE | libvirt.VIR_NETWORK_UPDATE_AFFECT_CONFIG)
@@ -369,8 +369,7 @@ class LibvirtProvider:
         self._domain(machine).updateDeviceFlags(xml, libvirt.VIR_DOMAIN_AFFECT_LIVE)
 
     def console(self, machine: Machine, command: str) -> tuple[int, str]:
-        raise ProviderError("the libvirt provider has no command channel besides SSH",
-                            hint="this demo needs the docker provider (`--provider docker`)")
+        raise no_console(self.name)
 
     def ensure_load_balancer(self, plan: LabPlan) -> bool:
         return False  # VM kernels have IPVS: the routing mesh is the entry point

@@ -18,7 +18,7 @@ from provision.errors import HostUnreachable, ProviderError, SpecError
 from provision.host import SSHHost, check
 from provision.machine import RUNNING, STOPPED, LabPlan, Machine, NodePlan, plan
 from provision.paths import home, lab_dir
-from provision.providers.base import Capabilities, FirstBoot, SSHTarget, ensure_nodes
+from provision.providers.base import Capabilities, FirstBoot, SSHTarget, ensure_nodes, find_machine, no_console
 from provision.report import Reporter
 
 RECORD = "ssh.json"  # in the lab's state folder: the spec the lab was adopted with
@@ -71,10 +71,7 @@ class SSHProvider:
                         provider=self.name, id=n.address) for n in resolved.nodes]
 
     def machine(self, lab: str, node: str) -> Machine:
-        for found in self.list(lab):
-            if found.name == node:
-                return found
-        raise ProviderError(f"lab {lab!r} has no host {node!r}", hint=f"`invoke lab.status --name {lab}` lists them")
+        return find_machine(self.list(lab), lab, node, f"host {node!r}")
 
     # The power of these machines is not swarmdeck's: the failure drills act on the engine.
     def start(self, machine: Machine) -> None:
@@ -139,8 +136,7 @@ class SSHProvider:
         self.disconnect(machine)
 
     def console(self, machine: Machine, command: str) -> tuple[int, str]:
-        raise ProviderError("provider ssh has no command channel besides SSH",
-                            hint="this demo needs the docker provider (`--provider docker`)")
+        raise no_console(self.name)
 
     def ensure_load_balancer(self, plan: LabPlan) -> bool:
         return False  # their own kernels: the routing mesh is the entry point

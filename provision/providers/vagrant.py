@@ -31,7 +31,7 @@ from provision.errors import ProviderError, ProviderUnavailable
 from provision.machine import PAUSED, RUNNING, STOPPED, LabPlan, Machine, plan
 from provision.paths import REPO, home, lab_dir
 from provision.providers import libvirt as lv
-from provision.providers.base import Capabilities, FirstBoot, SSHTarget, ensure_nodes
+from provision.providers.base import Capabilities, FirstBoot, SSHTarget, ensure_nodes, find_machine, no_console
 from provision.report import Reporter
 
 DIR_ENV = "SWARMDECK_VAGRANT_DIR"  # where the lab JSON and Vagrant's machine records go
@@ -39,6 +39,11 @@ SPEC_JSON = "swarmdeck-lab.json"
 VIRTUALBOX_SUBNET = "192.168.56.0/24"  # inside VirtualBox's default host-only range 192.168.56.0/21
 CMDLINE = "root=/dev/vda rw console=ttyS0 quiet apparmor=0 mitigations=off"
 STATES = {"running": RUNNING, "paused": PAUSED, "saved": PAUSED}
+
+
+def vagrant_env() -> dict[str, str]:
+    """The environment for vagrant: no call home to HashiCorp's version check."""
+    return {**os.environ, "VAGRANT_CHECKPOINT_DISABLE": "1"}
 
 
 def vagrant_dir() -> Path:
@@ -55,6 +60,7 @@ class VagrantProvider:
     def __init__(self):
         self.libvirt = lv.LibvirtProvider()
         self.box: vm_images.Box | None = None
+        self.mirror: str | None = None
 
     # -- Vagrant itself ------------------------------------------------------------------------
 
@@ -69,7 +75,7 @@ class VagrantProvider:
         vagrant = _vagrant_lib()
         log = lab_dir(lab) / "vagrant.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "SWARMDECK_LAB_JSON": str(vagrant_dir() / SPEC_JSON), "VAGRANT_NO_COLOR": "1"}
+        env = {**vagrant_env(), "SWARMDECK_LAB_JSON": str(vagrant_dir() / SPEC_JSON), "VAGRANT_NO_COLOR": "1"}
         if os.environ.get(DIR_ENV):
             env["VAGRANT_DOTFILE_PATH"] = str(vagrant_dir())
         return vagrant.Vagrant(root=str(REPO), env=env, out_cm=vagrant.make_file_cm(str(log)),
@@ -104,9 +110,16 @@ class VagrantProvider:
 
     def prepare(self, reporter: Reporter, *, image_method: str = "auto", mirror: str | None = None) -> None:
         self.check()
-        self.libvirt.prepare(reporter, image_method=image_method, mirror=mirror)  # pool, kernel, domain type
-        self.box = vm_images.ensure_box(reporter, image=self.libvirt.image)
-        self._ensure_box_added(reporter)
+        self.mirror = mirror  # the image and box are made in create, once the spec says which are needed
+
+    def _prepare_machines(self, spec: specs.LabSpec, reporter: Reporter) -> None:
+        """vagrant-libvirt: the pool, kernel and domain type; swarmdeck's own box, added."""
+        if spec.vagrant.provider != "libvirt":
+            return
+        self.libvirt.prepare(reporter, mirror=self.mirror)
+        if not spec.vagrant.box:
+            self.box = vm_images.ensure_box(reporter, image=self.libvirt.image)
+            self._ensure_box_added(reporter)
 
     def _ensure_box_added(self, reporter: Reporter) -> None:
         assert self.box is not None
@@ -139,19 +152,22 @@ class VagrantProvider:
             raise ProviderError(f"the Vagrantfile in {vagrant_dir()} describes lab {owner!r}, which still has machines",
                                 hint=f"one Vagrant lab per folder: `invoke lab.down --name {owner}`, or set "
                                      f"{DIR_ENV} to another folder")
+        self._prepare_machines(plan.spec, reporter)
         record = lab_dir(plan.name) / "vagrant.json"  # the spec, with the subnet it got
         record.parent.mkdir(parents=True, exist_ok=True)
         resolved = dataclasses.replace(plan.spec, network=specs.NetworkSpec(plan.subnet, plan.spec.network.mtu))
         record.write_text(json.dumps(spec_config.to_mapping(resolved), indent=2) + "\n")
         if plan.spec.vagrant.provider == "libvirt":
-            reporter.result(f"network {lv.network_name(plan.name)} {plan.subnet}", self.libvirt._ensure_network(plan))
-        self._write_json(plan)
-        missing = [n.name for n in plan.nodes if self._status(plan.name).get(n.name) != "running"]
+            reporter.result(f"network {lv.network_name(plan.name)} {plan.subnet}", self.libvirt.ensure_network(plan))
+        self._write_json(plan_all(plan))
+        states = self._status(plan.name)
+        missing = [n.name for n in plan.nodes if states.get(n.name) != "running"]
         if missing:
             with reporter.step(f"vagrant up {' '.join(missing)} ({plan.spec.vagrant.provider}; output in "
                                f"{lab_dir(plan.name) / 'vagrant.log'})"):
                 self._run(plan.name, "up", lambda c: c._call_vagrant_command(
                     ["up", f"--provider={plan.spec.vagrant.provider}", "--no-provision", *missing]))
+
         def adopted(node) -> str:
             changed = self._adopt(plan, node.name)
             return "up" if node.name in missing else "adopted" if changed else "running"
@@ -210,11 +226,7 @@ class VagrantProvider:
                 for n in resolved.nodes if states.get(n.name, "not_created") != "not_created"]
 
     def machine(self, lab: str, node: str) -> Machine:
-        for found in self.list(lab):
-            if found.name == node:
-                return found
-        raise ProviderError(f"lab {lab!r} has no Vagrant machine {node!r}",
-                            hint=f"`invoke lab.status --name {lab}` lists its nodes")
+        return find_machine(self.list(lab), lab, node, f"Vagrant machine {node!r}")
 
     def start(self, machine: Machine) -> None:
         command = ["resume", machine.name] if machine.state == PAUSED else ["up", "--no-provision", machine.name]
@@ -231,15 +243,41 @@ class VagrantProvider:
 
     def remove(self, machine: Machine) -> None:
         self._run(machine.lab, f"destroy {machine.name}", lambda c: c.destroy(vm_name=machine.name))
+        data = _json()
+        if data and data.get("lab") == machine.lab:  # the Vagrantfile forgets it too, and the network
+            if data.get("provider") == "libvirt":
+                self.libvirt.forget_reservation(machine.lab, machine.name)
+            data["nodes"] = [n for n in data["nodes"] if n["name"] != machine.name]
+            (vagrant_dir() / SPEC_JSON).write_text(json.dumps(data, indent=2) + "\n")
 
     def destroy(self, lab: str) -> dict[str, int]:
+        """`vagrant destroy`; then, for vagrant-libvirt, what Vagrant left: the lab network,
+        disks, and the domains themselves when Vagrant fails (a broken Vagrantfile must not
+        keep a lab's VMs running)."""
         counts = {"VMs": 0}
+        spec = self.stored_spec(lab)
+        on_libvirt = spec is None or spec.vagrant.provider == "libvirt"
         if _json_lab() == lab:
-            counts["VMs"] = len([s for s in self._status(lab).values() if s != "not_created"])
-            self._run(lab, "destroy", lambda c: c._call_vagrant_command(["destroy", "--force"]))
+            try:
+                counts["VMs"] = len([s for s in self._status(lab).values() if s != "not_created"])
+                self._run(lab, "destroy", lambda c: c._call_vagrant_command(["destroy", "--force"]))
+            except ProviderError:
+                if not on_libvirt:
+                    raise  # VirtualBox: nothing else here can remove its machines
             (vagrant_dir() / SPEC_JSON).unlink(missing_ok=True)
-        counts.update({k: v for k, v in self.libvirt.destroy(lab).items() if k != "VMs"})  # network, leftovers
+        if on_libvirt:
+            counts["VMs"] += self._remove_domains(lab)
+            counts.update({k: v for k, v in self.libvirt.destroy(lab).items() if k != "VMs"})
         return counts
+
+    def _remove_domains(self, lab: str) -> int:
+        """Power off and undefine the lab's vagrant-libvirt domains that are still there."""
+        left = [d for d in self.libvirt.conn.listAllDomains(0) if d.name().startswith(f"{lab}-vagrant-")]
+        for domain in left:
+            if domain.isActive():
+                domain.destroy()
+            domain.undefine()
+        return len(left)
 
     def labs(self) -> list[str]:
         folder = home() / "labs"
@@ -260,18 +298,23 @@ class VagrantProvider:
                        "libvirt", domain.UUIDString())
 
     def console(self, machine: Machine, command: str) -> tuple[int, str]:
-        raise ProviderError("the vagrant provider has no command channel besides SSH",
-                            hint="this demo needs the docker provider (`--provider docker`)")
+        raise no_console(self.name)
 
     def ensure_load_balancer(self, plan: LabPlan) -> bool:
         return False  # VM kernels have IPVS: the routing mesh is the entry point
+
+
+def plan_all(part: LabPlan) -> LabPlan:
+    """The plan of every node of the lab (``create`` may get only new ones: lab.add), since
+    the Vagrantfile must describe them all."""
+    return plan(part.spec, part.subnet, part.mtu)
 
 
 def box_command(*args: str) -> subprocess.CompletedProcess:
     """``vagrant box ARGS`` away from any Vagrantfile (ours refuses to load without a lab JSON)."""
     with tempfile.TemporaryDirectory(prefix="swarmdeck-vagrant-") as empty:
         return subprocess.run(["vagrant", "box", *args], capture_output=True, text=True, cwd=empty,
-                              env={**os.environ, "VAGRANT_CWD": empty})
+                              env={**vagrant_env(), "VAGRANT_CWD": empty})
 
 
 def _json() -> dict | None:

@@ -7,6 +7,7 @@ Set UPDATE_GOLDEN=1 to rewrite the golden files after a deliberate template chan
 from __future__ import annotations
 
 import os
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -155,3 +156,30 @@ def test_the_domain_type_can_be_forced_and_is_cached(monkeypatch, tmp_path):
     assert lv.domain_type(VMImage(tmp_path)) == "qemu"
     monkeypatch.setattr(lv, "_kvm_runs", lambda kernel: True)
     assert lv.domain_type(VMImage(tmp_path)) == "qemu"  # decided once per machine
+
+
+def test_vagrant_lab_down_removes_its_domains_even_when_vagrant_fails(provider, monkeypatch, tmp_path):
+    from provision.errors import ProviderError
+    from provision.providers import vagrant as vg
+
+    lab = provider.resolve(lab_plan().spec)
+    provider.create(lab, first_boot, Quiet())  # a network and disks as a vagrant-libvirt lab has them
+    for node in ("manager1", "worker1"):  # the same VMs, named as vagrant-libvirt names them
+        domain = provider.conn.lookupByName(f"vmlab-{node}")
+        xml = re.sub(r"<uuid>.*</uuid>", "", domain.XMLDesc(0)).replace(f">vmlab-{node}<", f">vmlab-vagrant-{node}<")
+        domain.destroy()
+        domain.undefine()
+        provider.conn.defineXML(xml).create()
+    monkeypatch.setenv(vg.DIR_ENV, str(tmp_path))
+    (tmp_path / vg.SPEC_JSON).write_text('{"lab": "vmlab", "provider": "libvirt", "nodes": []}')
+    vagrant = vg.VagrantProvider()
+    vagrant.libvirt = provider
+
+    def broken(lab, what, call):
+        raise ProviderError("`vagrant status` failed (exit 1): network not found")
+
+    monkeypatch.setattr(vagrant, "_run", broken)
+    counts = vagrant.destroy("vmlab")
+    assert counts["VMs"] == 2 and counts["networks"] == 1
+    assert not [d.name() for d in provider.conn.listAllDomains(0) if "vagrant" in d.name()]
+    assert not (tmp_path / vg.SPEC_JSON).exists()

@@ -1,8 +1,8 @@
 """Provider ssh on machines it did not make: two VMs, made here outside any swarmdeck lab,
 stand in for a user's servers. One has no Docker engine (swarmdeck installs it from the
-VM's Debian mirror); the other is reached as a non-root user with sudo. Both are adopted
-(host keys learnt on first use), set up, and form a swarm; lab.down releases them and
-leaves the machines running."""
+VM's Debian mirror); the other is reached as a non-root user with sudo, behind a firewall
+that lets in SSH only. Both are adopted (host keys learnt on first use), set up, and form a
+swarm; lab.down releases them and leaves the machines running."""
 
 from __future__ import annotations
 
@@ -47,7 +47,8 @@ class Machines:
 @pytest.fixture(scope="module")
 def servers(libvirt_conn, tmp_path_factory):
     """Two running VMs that no lab knows: srv1 without Docker (root logs in with the test's
-    key), srv2 with a user ``admin`` who has sudo (root does not take the test's key)."""
+    key), srv2 with a user ``admin`` who has sudo (root does not take the test's key) and an
+    iptables firewall that drops all but SSH."""
     folder = tmp_path_factory.mktemp("servers")
     user_key = keys.ensure_keypair(folder / "id_ed25519", "test")
     host_keys = {n: keys.ensure_keypair(folder / f"{n}_host", f"root@{n}") for n in ("srv1", "srv2")}
@@ -76,7 +77,11 @@ def servers(libvirt_conn, tmp_path_factory):
                           f"echo {shlex.quote(user_key.public_line)} > /home/admin/.ssh/authorized_keys && "
                           "chown admin:admin /home/admin/.ssh/authorized_keys && "
                           "echo 'admin ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/admin && "
-                          ": > /root/.ssh/authorized_keys")
+                          ": > /root/.ssh/authorized_keys && "
+                          # a firewall that lets in SSH only: host setup must open the lab's ports
+                          "iptables -A INPUT -i lo -j ACCEPT && "
+                          "iptables -A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT && "
+                          "iptables -A INPUT -p tcp --dport 22 -j ACCEPT && iptables -P INPUT DROP")
         yield found
     finally:
         api.destroy(name, "libvirt")
@@ -103,6 +108,7 @@ def test_existing_machines_are_set_up_and_form_a_swarm(ssh_lab, servers):
     name, _spec_file, output = ssh_lab
     assert "host manager1" in output and "adopted" in output
     assert "engine package" in output  # srv1 got its engine from Debian's packages
+    assert "setup worker1: 7 steps, changed: hostname, /etc/hosts, engine config, firewall" in output
     assert "dockerd" in servers.run("srv1", "command -v dockerd")
     status = status_json(name)
     assert status["provider"] == "ssh" and status["entry_point"].startswith("routing mesh")
@@ -111,6 +117,9 @@ def test_existing_machines_are_set_up_and_form_a_swarm(ssh_lab, servers):
     swarm = swarm_nodes(name)
     assert {h: n["Status"]["State"] for h, n in swarm.items()} == {"manager1": "ready", "worker1": "ready"}
     assert swarm["manager1"]["Spec"]["Role"] == "manager" and swarm["worker1"]["Spec"]["Role"] == "worker"
+    opened = servers.run("srv2", "sudo -n iptables -S INPUT", user="admin")
+    for port in ("2377", "7946", "4789", "2376"):
+        assert f"--dport {port} -j ACCEPT" in opened, opened
     # the host keys were learnt on first use and are the machines' own
     recorded = keys.read_known_hosts(name)
     assert recorded["manager1"][1] == adopt.scan_host_key(servers.addresses["srv1"])

@@ -1,7 +1,7 @@
 """Provider vagrant: `vagrant up` with vagrant-libvirt on swarmdeck's locally built box makes
 the machines of a 1-manager + 1-worker lab, which are set up and form a swarm; plain
-`vagrant` commands on the top-level Vagrantfile see the same machines; lab.down leaves no
-domain or network."""
+`vagrant` commands on the top-level Vagrantfile see the same machines; a machine added later
+joins the lab (and leaves it); lab.down leaves no domain or network."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.vm
 
 
 @pytest.fixture(scope="module")
-def vagrant_env(tmp_path_factory):
+def vagrant_folders(tmp_path_factory):
     """Vagrant's box store and machine records in this session's folders, not the user's."""
     if shutil.which("vagrant") is None:
         pytest.fail("vagrant is not installed; ./bootstrap.sh test installs vagrant and vagrant-libvirt")
@@ -36,7 +36,7 @@ def vagrant_env(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def vagrant_lab(vagrant_env, libvirt_conn):
+def vagrant_lab(vagrant_folders, libvirt_conn):
     name = new_lab_name("vg")
     try:
         result = cli("lab.up", "--name", name, "--provider", "vagrant", "--managers", "1", "--workers", "1",
@@ -48,8 +48,9 @@ def vagrant_lab(vagrant_env, libvirt_conn):
 
 def plain_vagrant(*args: str) -> str:
     """A vagrant command as a user would type it in the checkout (the environment names the lab JSON)."""
-    env = {**os.environ, "SWARMDECK_LAB_JSON": str(vagrant_provider.vagrant_dir() / vagrant_provider.SPEC_JSON),
-           "VAGRANT_DOTFILE_PATH": str(vagrant_provider.vagrant_dir())}
+    folder = vagrant_provider.vagrant_dir()
+    env = {**vagrant_provider.vagrant_env(), "SWARMDECK_LAB_JSON": str(folder / vagrant_provider.SPEC_JSON),
+           "VAGRANT_DOTFILE_PATH": str(folder)}
     result = subprocess.run(["vagrant", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
@@ -76,6 +77,17 @@ def test_plain_vagrant_sees_the_same_machines(vagrant_lab):
     assert ",manager1,state,running" in states and ",worker1,state,running" in states
     nodes = plain_vagrant("ssh", "manager1", "-c", "sudo docker node ls --format '{{.Hostname}} {{.Status}}'")
     assert "manager1 Ready" in nodes and "worker1 Ready" in nodes
+
+
+def test_a_machine_added_later_joins_and_leaves_again(vagrant_lab, libvirt_conn):
+    name, _output = vagrant_lab
+    cli("lab.add", "worker2", "--name", name, timeout=1200)
+    assert swarm_nodes(name)["worker2"]["Status"]["State"] == "ready"
+    assert ",worker2,state,running" in plain_vagrant("status", "--machine-readable")
+    cli("lab.remove", "worker2", "--name", name, timeout=600)
+    assert "worker2" not in swarm_nodes(name)
+    assert "worker2" not in plain_vagrant("status", "--machine-readable")  # the Vagrantfile forgot it
+    assert f"{name}-vagrant-worker2" not in [d.name() for d in libvirt_conn.listAllDomains(0)]
 
 
 def test_down_leaves_no_domain_or_network(vagrant_lab, libvirt_conn):
