@@ -149,6 +149,7 @@ def release(host: Host, lab: str, public_line: str) -> None:
                 "docker volume rm registry-data >/dev/null 2>&1; "
                 f"rm -rf /etc/docker/daemon.json /etc/docker/tls {dropins}; "
                 f"sed -i {shlex.quote(f'/^{begin}$/,/^{end}$/d')} /etc/hosts; "
-                "if [ -d /run/systemd/system ]; then systemctl daemon-reload; systemctl restart docker.socket docker; fi; "
+                "if [ -d /run/systemd/system ]; then "
+                "systemctl daemon-reload; systemctl restart docker.socket docker; fi; "
                 f"grep -vxF {shlex.quote(public_line)} {AUTHORIZED_KEYS} > {AUTHORIZED_KEYS}.swd || true; "
                 f"cat {AUTHORIZED_KEYS}.swd > {AUTHORIZED_KEYS}; rm -f {AUTHORIZED_KEYS}.swd")

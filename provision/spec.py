@@ -184,7 +184,8 @@ def problems(spec: LabSpec) -> list[str]:
         found.append(f"demo health interval {spec.demos.health_interval}s is outside 0.1-60 s")
     found += _host_problems(spec)
     if spec.vagrant.provider not in VAGRANT_PROVIDERS:
-        found.append(f"unknown vagrant provider {spec.vagrant.provider!r}: choose one of {', '.join(VAGRANT_PROVIDERS)}")
+        found.append(f"unknown vagrant provider {spec.vagrant.provider!r}: "
+                     f"choose one of {', '.join(VAGRANT_PROVIDERS)}")
     elif spec.provider == "vagrant" and spec.vagrant.provider == "virtualbox" and not spec.vagrant.box:
         found.append("VirtualBox cannot boot swarmdeck's own box (made for libvirt): name a box in vagrant.box, "
                      "such as debian/bookworm64 (host setup then installs the Docker engine)")
@@ -194,7 +195,9 @@ def problems(spec: LabSpec) -> list[str]:
 def _host_problems(spec: LabSpec) -> list[str]:
     """Provider ssh needs an existing machine for every node; others take none."""
     if spec.provider != "ssh":
-        return [f"hosts are given, but only provider ssh uses them (provider is {spec.provider!r})"] if spec.hosts else []
+        if spec.hosts:
+            return [f"hosts are given, but only provider ssh uses them (provider is {spec.provider!r})"]
+        return []
     found = [f"node {n.name!r} has no entry in hosts (provider ssh sets up existing machines: "
              f"give its address, user and key)" for n in spec.nodes if n.name not in spec.hosts]
     found += [f"hosts has {name!r}, which is not a node of this lab" for name in sorted(spec.hosts)

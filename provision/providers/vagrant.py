@@ -66,8 +66,9 @@ class VagrantProvider:
 
     def check(self) -> None:
         if shutil.which("vagrant") is None:
-            raise ProviderUnavailable("vagrant is not installed",
-                                      hint="`apt-get install vagrant vagrant-libvirt` (Debian), then `invoke lab.doctor`")
+            raise ProviderUnavailable(
+                "vagrant is not installed",
+                hint="`apt-get install vagrant vagrant-libvirt` (Debian), then `invoke lab.doctor`")
         _vagrant_lib()
 
     def _client(self, lab: str):

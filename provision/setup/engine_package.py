@@ -17,7 +17,7 @@ ENGINE_PACKAGES = ("docker.io", "apparmor")  # dockerd needs AppArmor's parser w
 REGISTRY_PACKAGE = "docker-registry"
 HAS_ENGINE = "command -v dockerd >/dev/null"
 HAS_APT = "command -v apt-get >/dev/null"
-INSTALL_TIMEOUT_HINT = "the host needs its package sources (apt) reachable; see the output above"
+INSTALL_HINT = "the host needs its package sources (apt) reachable; see the output above"
 
 
 def ensure_engine_package(host: Host, *, registry: bool = False) -> bool:
@@ -35,7 +35,7 @@ def ensure_engine_package(host: Host, *, registry: bool = False) -> bool:
                               "registry.image), then run again")
     packages = " ".join(shlex.quote(p) for p in wanted)
     check(host, "export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && "
-                f"apt-get install -y -qq --no-install-recommends {packages}", hint=INSTALL_TIMEOUT_HINT)
+                f"apt-get install -y -qq --no-install-recommends {packages}", hint=INSTALL_HINT)
     if REGISTRY_PACKAGE in wanted:
         # Debian starts the package's own registry service on port 5000; only its binary is wanted
         check(host, "systemctl disable --now docker-registry.service >/dev/null 2>&1 || true")
