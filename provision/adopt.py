@@ -80,18 +80,19 @@ def trust_host_key(lab: str, node: str, address: str, port: int = 22) -> tuple[s
     return fingerprint(offered), True
 
 
-def adopt(lab: str, node: str, target: SSHTarget, key_file: Path, *, timeout: float = 120) -> bool:
-    """Make ``node`` reachable as root with the lab key; True when anything changed.
+def adopt(lab: str, node: str, target: SSHTarget, key_file: Path, *, timeout: float = 120) -> str:
+    """Make ``node`` reachable as root with the lab key; say what was done ("running": nothing).
 
     The machine must answer SSH for ``target.user`` with ``key_file`` (that user needs
     passwordless sudo when not root) and allow root to log in with a key.
     """
     wait_until(lambda: _answers(target), timeout=timeout, interval=1, describe=f"SSH on {node} ({target.host})",
                hint="is the machine up, and the address and port right?")
-    _fingerprint, learnt = trust_host_key(lab, node, target.host, target.port)
+    fingerprint, learnt = trust_host_key(lab, node, target.host, target.port)
+    outcome = f"adopted, host key {fingerprint} learnt on first use" if learnt else "adopted"
     public_line = keys.lab_key(lab).public_line
     if _root_login_works(lab, node, target):
-        return learnt
+        return outcome if learnt else "running"
     user_host = SSHHost(lab, node, target, key_file=key_file)
     try:
         _authorize_for_root(user_host, target.user, public_line)
@@ -101,7 +102,7 @@ def adopt(lab: str, node: str, target: SSHTarget, key_file: Path, *, timeout: fl
         raise SetupError(f"{node} ({target.host}) refuses root logins with a key, even with the lab key authorized",
                          hint="allow them in its sshd_config: `PermitRootLogin prohibit-password`, "
                               "then `systemctl reload ssh`")
-    return True
+    return outcome
 
 
 def _answers(target: SSHTarget) -> bool:

@@ -59,7 +59,7 @@ class SSHProvider:
     def _adopt(self, plan: LabPlan, node: NodePlan) -> str:
         host = plan.spec.hosts[node.name]
         target = SSHTarget(host.address, host.port, host.user)
-        return "adopted" if adopt.adopt(plan.name, node.name, target, adopt.user_key(host.key)) else "running"
+        return adopt.adopt(plan.name, node.name, target, adopt.user_key(host.key))
 
     def list(self, lab: str) -> list[Machine]:
         spec = self.stored_spec(lab)

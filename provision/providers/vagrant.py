@@ -170,13 +170,13 @@ class VagrantProvider:
                     ["up", f"--provider={plan.spec.vagrant.provider}", "--no-provision", *missing]))
 
         def adopted(node) -> str:
-            changed = self._adopt(plan, node.name)
-            return "up" if node.name in missing else "adopted" if changed else "running"
+            outcome = self._adopt(plan, node.name)
+            return f"up, {outcome}" if node.name in missing else outcome
 
         ensure_nodes(plan, adopted, reporter, "VM")
         return self.list(plan.name)
 
-    def _adopt(self, plan: LabPlan, node: str) -> bool:
+    def _adopt(self, plan: LabPlan, node: str) -> str:
         """Log in as Vagrant does (its user and key), then make the lab key work for root."""
         config = self._ssh_config(plan.name, node)
         address = plan.node(node).address
