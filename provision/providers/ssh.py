@@ -81,7 +81,8 @@ class SSHProvider:
         self._engine(machine, "systemctl stop docker.service docker.socket")
 
     def kill(self, machine: Machine) -> None:
-        self._engine(machine, "systemctl kill --signal=SIGKILL docker.service")
+        # SIGKILL, then stop: Debian's unit restarts a dead dockerd after 2 s (Restart=always)
+        self._engine(machine, "systemctl kill --signal=SIGKILL docker.service; systemctl stop docker.service")
 
     def pause(self, machine: Machine) -> None:
         self._engine(machine, "systemctl kill --signal=SIGSTOP docker.service")

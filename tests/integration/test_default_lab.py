@@ -105,7 +105,7 @@ def test_changed_engine_config_is_restored_with_an_engine_restart(default_lab):
     name, _ = default_lab
     cli("lab.ssh", "worker2", "--name", name, "--command", "sed -i 's/\"mtu\"/\"debug\": false, \"mtu\"/' /etc/docker/daemon.json")
     result = cli("lab.up", "--name", name)
-    assert "setup worker2: 5 steps, changed: engine config" in result.stderr
+    assert "setup worker2: 7 steps, changed: engine config" in result.stderr
     assert '"debug"' not in cli("lab.ssh", "worker2", "--name", name, "--command", "cat /etc/docker/daemon.json").stdout
     wait_until(lambda: swarm_nodes(name)["worker2"]["Status"]["State"] == "ready", timeout=60,
                describe="worker2 to be ready after its engine restarted")
@@ -144,12 +144,12 @@ def test_a_host_firewall_gets_the_swarm_ports_opened(default_lab):
     cli("lab.ssh", "worker2", "--name", name, "--command", close)
     try:
         result = cli("lab.up", "--name", name)
-        assert "setup worker2: 5 steps, changed: firewall" in result.stderr
+        assert "setup worker2: 7 steps, changed: firewall" in result.stderr
         rules = cli("lab.ssh", "worker2", "--name", name, "--command", "iptables -S INPUT").stdout
         for rule in ("-p tcp -m tcp --dport 2377", "-p tcp -m tcp --dport 7946", "-p udp -m udp --dport 7946",
                      "-p udp -m udp --dport 4789", "-p tcp -m tcp --dport 2376"):
             assert f"-A INPUT {rule} -j ACCEPT" in rules
-        assert "setup worker2: 5 steps, all ok" in cli("lab.up", "--name", name).stderr
+        assert "setup worker2: 7 steps, all ok" in cli("lab.up", "--name", name).stderr
     finally:
         cli("lab.ssh", "worker2", "--name", name, "--command", "iptables -P INPUT ACCEPT")
 

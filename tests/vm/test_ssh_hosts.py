@@ -126,6 +126,17 @@ def test_existing_machines_are_set_up_and_form_a_swarm(ssh_lab, servers):
     assert recorded["worker1"][1] == adopt.scan_host_key(servers.addresses["srv2"])
 
 
+def test_kill_and_start_act_on_the_engine_not_the_machine(ssh_lab):
+    name = ssh_lab[0]
+    cli("lab.kill", "worker1", "--name", name)
+    wait_until(lambda: swarm_nodes(name)["worker1"]["Status"]["State"] == "down", timeout=120, interval=2,
+               describe="the swarm to see worker1 down")
+    assert {n["name"]: n["machine"] for n in status_json(name)["nodes"]}["worker1"] == "running"  # still up
+    cli("lab.start", "worker1", "--name", name, timeout=600)
+    wait_until(lambda: swarm_nodes(name)["worker1"]["Status"]["State"] == "ready", timeout=180, interval=2,
+               describe="worker1 ready again")
+
+
 def test_a_rerun_changes_nothing_and_down_releases_the_machines(ssh_lab, servers):
     name, spec_file, _output = ssh_lab
     rerun = cli("lab.up", "--spec", str(spec_file), timeout=900)
