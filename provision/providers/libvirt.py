@@ -38,6 +38,7 @@ POOL_PATH = "/var/lib/libvirt/images/swarmdeck"
 NAMESPACE = "https://github.com/swarmdeck/swarmdeck/libvirt"
 AUTO_SUBNETS = ipaddress.ip_network("10.201.0.0/16")
 MEMORY_MIB, VCPUS, DISK_GIB = 768, 1, 8
+KERNEL_CMDLINE = "root=/dev/vda rw console=ttyS0 quiet apparmor=0 mitigations=off"  # the image has no bootloader
 SHUTDOWN_TIMEOUT = 60
 KVM_PROBE_SECONDS = 10
 
@@ -230,7 +231,8 @@ class LibvirtProvider:
         console.parent.mkdir(parents=True, exist_ok=True)
         return render("libvirt/domain.xml.j2", domain_type=self.domain_type, name=domain_name(plan.name, node.name),
                       namespace=NAMESPACE, lab=plan.name, node=node, memory_mib=MEMORY_MIB, vcpus=VCPUS,
-                      kernel=self.volumes["kernel"], initrd=self.volumes["initrd"], disk=disk.path(),
+                      kernel=self.volumes["kernel"], initrd=self.volumes["initrd"], cmdline=KERNEL_CMDLINE,
+                      disk=disk.path(),
                       seed=seed.path(), network=network_name(plan.name), mac=mac_address(plan.name, node.name),
                       console_log=str(console))
 

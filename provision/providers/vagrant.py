@@ -37,7 +37,6 @@ from provision.report import Reporter
 DIR_ENV = "SWARMDECK_VAGRANT_DIR"  # where the lab JSON and Vagrant's machine records go
 SPEC_JSON = "swarmdeck-lab.json"
 VIRTUALBOX_SUBNET = "192.168.56.0/24"  # inside VirtualBox's default host-only range 192.168.56.0/21
-CMDLINE = "root=/dev/vda rw console=ttyS0 quiet apparmor=0 mitigations=off"
 STATES = {"running": RUNNING, "paused": PAUSED, "saved": PAUSED}
 
 
@@ -205,7 +204,7 @@ class VagrantProvider:
             "pool": lv.POOL,
             "kernel": self.libvirt.volumes.get("kernel") if libvirt and own_box else None,
             "initrd": self.libvirt.volumes.get("initrd") if libvirt and own_box else None,
-            "cmdline": CMDLINE,
+            "cmdline": lv.KERNEL_CMDLINE,
             "network": lv.network_name(plan.name),
             "subnet": plan.subnet,
             "console_dir": str(lab_dir(plan.name) / "console"),

@@ -58,7 +58,8 @@ def test_domain_volume_and_pool_xml():
     for domain_type in ("qemu", "kvm"):
         xml = render("libvirt/domain.xml.j2", domain_type=domain_type, name="vmlab-worker1", namespace=lv.NAMESPACE,
                      lab="vmlab", node=lab.node("worker1"), memory_mib=768, vcpus=1, kernel="/pool/k",
-                     initrd="/pool/i", disk="/pool/vmlab-worker1.qcow2", seed="/pool/vmlab-worker1-seed.img",
+                     initrd="/pool/i", cmdline=lv.KERNEL_CMDLINE, disk="/pool/vmlab-worker1.qcow2",
+                     seed="/pool/vmlab-worker1-seed.img",
                      network="swarmdeck-vmlab", mac=lv.mac_address("vmlab", "worker1"), console_log="/state/w1.log")
         golden(f"libvirt-domain-{domain_type}.xml", xml)
         assert ET.fromstring(xml).get("type") == domain_type
