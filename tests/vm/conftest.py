@@ -21,3 +21,14 @@ def libvirt_conn():
         pytest.fail(f"libvirtd does not answer ({err}); ./bootstrap.sh test starts it")
     yield conn
     conn.close()
+
+
+def libvirt_leftovers(conn, lab: str) -> list[str]:
+    """The lab's domains, network and pool volumes that are still there (after lab.down: none)."""
+    from provision.providers import libvirt as lv
+
+    found = [f"domain {d.name()}" for d in conn.listAllDomains(0) if d.name().startswith(f"{lab}-")]
+    found += [f"network {n.name()}" for n in conn.listAllNetworks(0) if n.name() == lv.network_name(lab)]
+    pool = conn.storagePoolLookupByName(lv.POOL)
+    pool.refresh(0)
+    return found + [f"volume {v.name()}" for v in pool.listAllVolumes(0) if v.name().startswith(f"{lab}-")]

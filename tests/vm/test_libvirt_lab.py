@@ -14,6 +14,7 @@ from provision.paths import lab_dir
 from provision.providers import libvirt as lv
 from provision.wait import wait_until
 from tests.integration.conftest import cli, new_lab_name, status_json, swarm_nodes
+from tests.vm.conftest import libvirt_leftovers
 
 pytestmark = pytest.mark.vm
 _direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -94,11 +95,7 @@ def test_a_worker_power_off_is_survived(vm_lab):
 
 def test_down_leaves_no_domain_volume_or_network(vm_lab, libvirt_conn):
     cli("lab.down", "--name", vm_lab)
-    assert not [d.name() for d in libvirt_conn.listAllDomains(0) if d.name().startswith(f"{vm_lab}-")]
-    assert lv.network_name(vm_lab) not in [n.name() for n in libvirt_conn.listAllNetworks(0)]
-    pool = libvirt_conn.storagePoolLookupByName(lv.POOL)
-    pool.refresh(0)
-    assert not [v.name() for v in pool.listAllVolumes(0) if v.name().startswith(f"{vm_lab}-")]
+    assert libvirt_leftovers(libvirt_conn, vm_lab) == []
 
 
 def _running_web_tasks(lab: str, avoid: str) -> int:

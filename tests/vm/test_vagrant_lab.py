@@ -14,6 +14,7 @@ import pytest
 from provision.paths import REPO
 from provision.providers import libvirt as lv, vagrant as vagrant_provider
 from tests.integration.conftest import cli, new_lab_name, status_json, swarm_nodes
+from tests.vm.conftest import libvirt_leftovers
 
 pytestmark = pytest.mark.vm
 
@@ -93,9 +94,5 @@ def test_a_machine_added_later_joins_and_leaves_again(vagrant_lab, libvirt_conn)
 def test_down_leaves_no_domain_or_network(vagrant_lab, libvirt_conn):
     name, _output = vagrant_lab
     cli("lab.down", "--name", name)
-    assert not [d.name() for d in libvirt_conn.listAllDomains(0) if d.name().startswith(f"{name}-")]
-    assert lv.network_name(name) not in [n.name() for n in libvirt_conn.listAllNetworks(0)]
-    pool = libvirt_conn.storagePoolLookupByName(lv.POOL)
-    pool.refresh(0)
-    assert not [v.name() for v in pool.listAllVolumes(0) if v.name().startswith(f"{name}-")]
+    assert libvirt_leftovers(libvirt_conn, name) == []
     assert not (vagrant_provider.vagrant_dir() / vagrant_provider.SPEC_JSON).exists()
