@@ -20,6 +20,8 @@ from provision import keys
 from provision.errors import HostUnreachable, SetupError
 from provision.host import Host, SSHHost, check
 from provision.providers.base import SSHTarget
+from provision.setup.engine import SYSTEMD_DROPINS
+from provision.setup.hosts_file import markers
 from provision.wait import NotYet, wait_until
 
 DEFAULT_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
@@ -141,9 +143,6 @@ def release(host: Host, lab: str, public_line: str) -> None:
     """Undo what adopting and host setup did, on a machine that stays (provider ssh's
     ``destroy``): leave the swarm, drop the lab's registry, engine config and
     key. The Docker engine package and any opened firewall ports stay."""
-    from provision.setup.engine import SYSTEMD_DROPINS  # noqa: PLC0415 - setup imports host, as this module
-    from provision.setup.hosts_file import markers  # noqa: PLC0415
-
     begin, end = markers(lab)
     dropins = " ".join(shlex.quote(p) for p in SYSTEMD_DROPINS)
     check(host, "docker swarm leave --force >/dev/null 2>&1; docker rm -f registry >/dev/null 2>&1; "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 
 import requests
@@ -63,16 +62,13 @@ def current_spec(provider: Provider, name: str) -> specs.LabSpec | None:
 
 
 def _current(created: specs.LabSpec | None, name: str) -> specs.LabSpec | None:
-    path = lab_dir(name) / SPEC_FILE
-    if created is None or not path.is_file():
-        return created
-    return spec_config.from_mapping(json.loads(path.read_text()))
+    if created is None:
+        return None
+    return spec_config.read_spec_json(lab_dir(name) / SPEC_FILE) or created
 
 
 def record_spec(spec: specs.LabSpec) -> None:
-    path = lab_dir(spec.name) / SPEC_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(spec_config.to_mapping(spec), indent=2) + "\n")
+    spec_config.write_spec_json(spec, lab_dir(spec.name) / SPEC_FILE)
 
 
 def spec_for_up(spec: specs.LabSpec, provider: Provider) -> specs.LabSpec:

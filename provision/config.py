@@ -8,6 +8,7 @@ variables (the ``lab`` section); the spec file is ``--spec FILE``, else the
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -121,6 +122,17 @@ def to_mapping(spec: specs.LabSpec) -> dict[str, Any]:
                   for name, h in spec.hosts.items()},
         "vagrant": {"provider": spec.vagrant.provider, "box": spec.vagrant.box},
     }
+
+
+def write_spec_json(spec: specs.LabSpec, path: Path) -> None:
+    """Store ``spec`` as JSON at ``path`` (the records in a lab's state folder)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(to_mapping(spec), indent=2) + "\n")
+
+
+def read_spec_json(path: Path) -> specs.LabSpec | None:
+    """The spec stored at ``path`` by ``write_spec_json``; None when there is none."""
+    return from_mapping(json.loads(path.read_text())) if path.is_file() else None
 
 
 def _hosts(raw: dict[str, dict], problems: list[str]) -> dict[str, specs.HostSpec]:

@@ -15,6 +15,7 @@ import xml.etree.ElementTree as ET
 from provision import vm_images
 from provision.paths import home
 from provision.providers import libvirt as lv
+from provision.providers.vagrant import box_command
 
 OLD_IMAGE = re.compile(r"vm-[0-9a-f]{12}")
 
@@ -39,8 +40,6 @@ def _image_folders(current: str, dry_run: bool) -> list[str]:
 def _vagrant_boxes(current: str, dry_run: bool) -> list[str]:
     if shutil.which("vagrant") is None:
         return []
-    from provision.providers.vagrant import box_command  # noqa: PLC0415
-
     listed = box_command("list", "--machine-readable")
     names = re.findall(r",box-name,(swarmdeck/vm-[0-9a-f]{12})$", listed.stdout, re.MULTILINE)
     old = sorted({n for n in names if n != f"swarmdeck/{current}"})

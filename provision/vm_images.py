@@ -19,7 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from provision import images, mirror as mirrors
+from provision import images, keys, mirror as mirrors
 from provision.errors import ImageError
 from provision.firstboot import File
 from provision.paths import TEMPLATES, home
@@ -195,8 +195,6 @@ def ensure_box(reporter: Reporter, *, mirror: str | None = None, rebuild: bool =
 
 
 def _build_box(box: Box) -> None:
-    from provision import keys  # noqa: PLC0415 - keys pulls in cryptography, needed only here
-
     login = keys.ensure_keypair(box.key, "vagrant@swarmdeck-box")
     workdir = Path(tempfile.mkdtemp(prefix="swarmdeck-box-", dir="/var/tmp"))
     raw, mount = workdir / "root.raw", workdir / "root"

@@ -124,10 +124,9 @@ class LibvirtProvider:
     # -- the lab's spec and network -----------------------------------------------------------
 
     def stored_spec(self, lab: str) -> specs.LabSpec | None:
-        record = lab_dir(lab) / "libvirt.json"
-        if self._network(lab) is None or not record.is_file():
+        if self._network(lab) is None:
             return None
-        return spec_config.from_mapping(json.loads(record.read_text()))
+        return spec_config.read_spec_json(lab_dir(lab) / "libvirt.json")
 
     def resolve(self, spec: specs.LabSpec) -> LabPlan:
         network = self._network(spec.name)
@@ -171,9 +170,7 @@ class LibvirtProvider:
         libvirt = _libvirt()
         network = self._network(plan.name)
         if network is None:
-            record = lab_dir(plan.name) / "libvirt.json"
-            record.parent.mkdir(parents=True, exist_ok=True)
-            record.write_text(json.dumps(spec_config.to_mapping(plan.spec), indent=2))
+            spec_config.write_spec_json(plan.spec, lab_dir(plan.name) / "libvirt.json")
             network = self.conn.networkDefineXML(network_xml(plan))
             network.create()
             return True

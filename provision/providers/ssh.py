@@ -10,7 +10,6 @@ deletes anything else.
 
 from __future__ import annotations
 
-import json
 import socket
 
 from provision import adopt, config as spec_config, keys, spec as specs
@@ -39,20 +38,17 @@ class SSHProvider:
         pass  # no image: the machines exist
 
     def stored_spec(self, lab: str) -> specs.LabSpec | None:
-        record = lab_dir(lab) / RECORD
-        return spec_config.from_mapping(json.loads(record.read_text())) if record.is_file() else None
+        return spec_config.read_spec_json(lab_dir(lab) / RECORD)
 
     def resolve(self, spec: specs.LabSpec) -> LabPlan:
         specs.validate(spec)
         if spec.network.subnet != specs.AUTO:
             raise SpecError([f"network.subnet {spec.network.subnet} cannot be applied to existing machines"],
                             hint="leave network.subnet at auto: their addresses come from hosts")
-        return plan(spec, "", spec.network.mtu or 1500, {name: h.address for name, h in spec.hosts.items()})
+        return _plan(spec)
 
     def create(self, plan: LabPlan, first_boot: FirstBoot, reporter: Reporter) -> list[Machine]:
-        record = lab_dir(plan.name) / RECORD
-        record.parent.mkdir(parents=True, exist_ok=True)
-        record.write_text(json.dumps(spec_config.to_mapping(plan.spec), indent=2) + "\n")
+        spec_config.write_spec_json(plan.spec, lab_dir(plan.name) / RECORD)
         ensure_nodes(plan, lambda node: self._adopt(plan, node), reporter, "host")
         return self.list(plan.name)
 
@@ -65,10 +61,9 @@ class SSHProvider:
         spec = self.stored_spec(lab)
         if spec is None:
             return []
-        resolved = plan(spec, "", 1500, {name: h.address for name, h in spec.hosts.items()})
         return [Machine(lab=lab, name=n.name, role=n.role, index=n.index, address=n.address,
                         state=RUNNING if _reachable(n.address, spec.hosts[n.name].port) else STOPPED,
-                        provider=self.name, id=n.address) for n in resolved.nodes]
+                        provider=self.name, id=n.address) for n in _plan(spec).nodes]
 
     def machine(self, lab: str, node: str) -> Machine:
         return find_machine(self.list(lab), lab, node, f"host {node!r}")
@@ -141,6 +136,11 @@ class SSHProvider:
 
     def ensure_load_balancer(self, plan: LabPlan) -> bool:
         return False  # their own kernels: the routing mesh is the entry point
+
+
+def _plan(spec: specs.LabSpec) -> LabPlan:
+    """Existing machines keep their own addresses: no lab subnet."""
+    return plan(spec, "", spec.network.mtu or 1500, {name: h.address for name, h in spec.hosts.items()})
 
 
 def _reachable(address: str, port: int) -> bool:

@@ -133,8 +133,7 @@ class VagrantProvider:
         reporter.result(f"Vagrant box {self.box.name} added", changed=True)
 
     def stored_spec(self, lab: str) -> specs.LabSpec | None:
-        record = lab_dir(lab) / "vagrant.json"
-        return spec_config.from_mapping(json.loads(record.read_text())) if record.is_file() else None
+        return spec_config.read_spec_json(lab_dir(lab) / "vagrant.json")
 
     def resolve(self, spec: specs.LabSpec) -> LabPlan:
         if spec.vagrant.provider == "libvirt":
@@ -153,10 +152,8 @@ class VagrantProvider:
                                 hint=f"one Vagrant lab per folder: `invoke lab.down --name {owner}`, or set "
                                      f"{DIR_ENV} to another folder")
         self._prepare_machines(plan.spec, reporter)
-        record = lab_dir(plan.name) / "vagrant.json"  # the spec, with the subnet it got
-        record.parent.mkdir(parents=True, exist_ok=True)
         resolved = dataclasses.replace(plan.spec, network=specs.NetworkSpec(plan.subnet, plan.spec.network.mtu))
-        record.write_text(json.dumps(spec_config.to_mapping(resolved), indent=2) + "\n")
+        spec_config.write_spec_json(resolved, lab_dir(plan.name) / "vagrant.json")  # with the subnet it got
         if plan.spec.vagrant.provider == "libvirt":
             reporter.result(f"network {lv.network_name(plan.name)} {plan.subnet}", self.libvirt.ensure_network(plan))
         self._write_json(plan_all(plan))
