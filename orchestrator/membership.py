@@ -12,15 +12,18 @@ an interrupted run: before creating the new node, after removing the old one.
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
 import docker.errors
+import requests
 
 from orchestrator import nodes, swarm
 from orchestrator.clients import ClientPool
-from orchestrator.inspect import LabStatus, lab_status, swarm_nodes
+from orchestrator.inspect import LabStatus, SwarmNode, lab_status, swarm_nodes
 from orchestrator.lab import ensure_entry_point
 from orchestrator.session import LabSession, require_manager
 from provision import api, firstboot, keys, tls
+from provision.engine import node_client
 from provision import spec as specs
 from provision.errors import LabError, SwarmError
 from provision.machine import RUNNING, LabPlan
@@ -131,16 +134,47 @@ def without_node(plan: LabPlan, node: str) -> specs.LabSpec:
 
 
 def _check_removable(lab: LabSession, node: str) -> None:
+    check_removable(node, [n for n in swarm_nodes(lab.manager) if n.role == "manager"],
+                    lambda name: engine_answers(lab.plan, name))
+
+
+def check_removable(node: str, managers: list[SwarmNode], answers: Callable[[str], bool]) -> None:
     """Refuse to remove the last manager, or a manager while Raft has no majority to
-    agree on the smaller membership."""
-    managers = [n for n in swarm_nodes(lab.manager) if n.role == "manager"]
+    agree on the smaller membership.
+
+    A manager counts as reachable only if Swarm says so *and* its engine ``answers``
+    now: Swarm notices a dead manager only seconds later, and a demotion proposed in
+    that window is not refused but kept in the leader's log, to take effect when the
+    dead manager comes back (which then finds itself demoted).
+
+    Raises:
+        SwarmError: with how many managers answer and what to do.
+    """
     if [n.hostname for n in managers] == [node]:
         raise SwarmError(f"{node} is the swarm's last manager: without it nobody runs the swarm",
                          hint="promote another node first: `invoke swarm.promote NODE`")
     if node in {n.hostname for n in managers}:
-        reachable = [n for n in managers if n.reachability == "reachable"]
+        reachable = [n for n in managers if n.reachability == "reachable" and answers(n.hostname)]
         if len(reachable) <= len(managers) // 2:
-            raise SwarmError(*_majority_text(node, len(reachable), len(managers)))
+            raise SwarmError(
+                f"only {len(reachable)} of {len(managers)} managers are reachable: Raft needs a majority "
+                f"({len(managers) // 2 + 1}) to agree on a smaller membership, so {node} cannot be removed now",
+                hint="start the managers that are down (`invoke lab.start NODE`), or rebuild the control plane "
+                     "from a survivor (see `invoke demo.quorum`)")
+
+
+def engine_answers(plan: LabPlan, node: str, timeout: int = 3) -> bool:
+    """Whether the engine of ``node`` answers a ping within ``timeout`` seconds."""
+    target = next((n for n in plan.nodes if n.name == node), None)
+    if target is None:
+        return False
+    client = node_client(plan.name, target.address, timeout=timeout)
+    try:
+        return bool(client.ping())
+    except (docker.errors.DockerException, requests.RequestException):
+        return False
+    finally:
+        client.close()
 
 
 def _raft_error(node: str, err: docker.errors.APIError) -> LabError:
@@ -148,15 +182,9 @@ def _raft_error(node: str, err: docker.errors.APIError) -> LabError:
     if "leader" in text or "quorum" in text:
         return SwarmError(f"the swarm could not change its membership to remove {node}: {text}",
                           hint="Raft needs a majority of the managers up to agree on any change; start the "
-                               "managers that are down (`invoke lab.start NODE`) and try again")
+                               "managers that are down (`invoke lab.start NODE`) and try again (a demotion the "
+                               "leader already logged takes effect once they are back)")
     return SwarmError(f"removing {node} from the swarm failed: {text}")
-
-
-def _majority_text(node: str, reachable: int, managers: int) -> tuple[str, str]:
-    return (f"only {reachable} of {managers} managers are reachable: Raft needs a majority "
-            f"({managers // 2 + 1}) to agree on a smaller membership, so {node} cannot be removed now",
-            "start the managers that are down (`invoke lab.start NODE`), or rebuild the control plane "
-            "from a survivor (see `invoke demo.quorum`)")
 
 
 def _set_up_running_hosts(plan: LabPlan, provider, machines, reporter: Reporter) -> None:

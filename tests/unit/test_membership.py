@@ -4,9 +4,10 @@ import dataclasses
 
 import pytest
 
-from orchestrator.membership import with_node, without_node
+from orchestrator.inspect import SwarmNode
+from orchestrator.membership import check_removable, with_node, without_node
 from provision import api, config, spec as specs
-from provision.errors import LabError, SpecError
+from provision.errors import LabError, SpecError, SwarmError
 from provision.machine import plan
 
 
@@ -86,3 +87,23 @@ def test_up_keeps_the_nodes_add_and_remove_gave_an_existing_lab():
     assert api.spec_for_up(load(name="fresh"), _Provider(None)) == load(name="fresh")
     changed = dataclasses.replace(created, swarm=dataclasses.replace(created.swarm, dispatcher_heartbeat=1.0))
     assert api.spec_for_up(changed, provider).swarm.dispatcher_heartbeat == 1.0
+
+
+def manager(name, reachability="reachable"):
+    return SwarmNode(id=name, hostname=name, role="manager", state="ready", availability="active", leader=False,
+                     reachability=reachability, address="", labels={})
+
+
+def test_a_manager_is_removed_only_while_a_majority_answers():
+    pair = [manager("manager1"), manager("manager2")]
+    # Swarm still calls manager2 reachable seconds after it died: its silent engine decides
+    with pytest.raises(SwarmError, match=r"only 1 of 2 managers are reachable.*manager2 cannot be removed now"):
+        check_removable("manager2", pair, lambda name: name != "manager2")
+    check_removable("manager2", pair, lambda name: True)
+    trio = pair + [manager("manager3", "unreachable")]
+    check_removable("manager3", trio, lambda name: name != "manager3")  # 2 of 3 agree
+    with pytest.raises(SwarmError, match="only 1 of 3"):
+        check_removable("manager3", trio, lambda name: name == "manager1")
+    with pytest.raises(SwarmError, match="last manager"):
+        check_removable("manager1", [manager("manager1")], lambda name: True)
+    check_removable("worker1", [manager("manager1", "unreachable"), manager("manager2")], lambda name: False)
