@@ -8,6 +8,7 @@ key is an error, never silently accepted.
 from __future__ import annotations
 
 import io
+import logging
 import shlex
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,6 +24,11 @@ from provision.errors import CommandFailed, HostUnreachable, PartialFailure
 from provision.providers.base import SSHTarget
 
 T = TypeVar("T")
+# paramiko logs a failed handshake (an sshd still starting) with its traceback and then
+# raises the same error, which swarmdeck retries or reports. Without a handler of its own
+# that log lands on stderr through Python's last-resort handler: keep it for applications
+# that configure logging, off the console otherwise.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 COMMAND_TIMEOUT = 600  # seconds: no setup command takes this long; a hung one must not hang swarmdeck
 
 

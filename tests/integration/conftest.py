@@ -35,6 +35,8 @@ def cli(*args: str, check: bool = True, timeout: float = 600) -> subprocess.Comp
     argv = [INVOKE, *args]
     result = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=os.environ.copy())
     OUTPUTS.append((argv, result.stdout + result.stderr))
+    # expected failures are LabErrors, shown as a message and a hint: a traceback is a bug
+    assert "Traceback (most recent call last)" not in result.stderr, f"{' '.join(args)} crashed:\n{result.stderr}"
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
     return result

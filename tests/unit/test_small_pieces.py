@@ -1,6 +1,9 @@
 import io
 import stat
+import subprocess
+import sys
 import tarfile
+from pathlib import Path
 
 import pytest
 from invoke import Context, Exit
@@ -155,3 +158,29 @@ def test_swarmdeck_command_works_outside_the_checkout(tmp_path):
     missing = subprocess.run([str(command), "lab.up", "--managers", "0", "--name", "x"], cwd=tmp_path,
                              capture_output=True, text=True)
     assert missing.returncode == 2 and "at least one manager" in missing.stderr
+
+
+HANDSHAKE_FAILS = """
+import socket, threading
+import paramiko
+import provision.host  # noqa: F401 - what is tested: importing it keeps paramiko's log off stderr
+server = socket.socket()
+server.bind(("127.0.0.1", 0))
+server.listen(1)
+def close_every_connection():
+    while True:
+        server.accept()[0].close()
+threading.Thread(target=close_every_connection, daemon=True).start()
+client = paramiko.SSHClient()
+try:
+    client.connect("127.0.0.1", port=server.getsockname()[1], username="x", password="x", banner_timeout=2)
+except paramiko.SSHException as err:
+    print("raised:", err)
+"""
+
+
+def test_an_sshd_still_starting_prints_no_paramiko_traceback():
+    result = subprocess.run([sys.executable, "-c", HANDSHAKE_FAILS], capture_output=True, text=True, timeout=60,
+                            cwd=Path(__file__).resolve().parents[2])
+    assert "raised: Error reading SSH protocol banner" in result.stdout, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and "Exception (client)" not in result.stderr, result.stderr
