@@ -15,7 +15,6 @@ import dataclasses
 from typing import Callable
 
 import docker.errors
-import requests
 
 from orchestrator import nodes, swarm
 from orchestrator.clients import ClientPool
@@ -23,7 +22,6 @@ from orchestrator.inspect import LabStatus, SwarmNode, lab_status, swarm_nodes
 from orchestrator.lab import ensure_entry_point
 from orchestrator.session import LabSession, require_manager
 from provision import api, firstboot, keys, tls
-from provision.engine import node_client
 from provision import spec as specs
 from provision.errors import LabError, SwarmError
 from provision.machine import RUNNING, LabPlan
@@ -135,46 +133,20 @@ def without_node(plan: LabPlan, node: str) -> specs.LabSpec:
 
 def _check_removable(lab: LabSession, node: str) -> None:
     check_removable(node, [n for n in swarm_nodes(lab.manager) if n.role == "manager"],
-                    lambda name: engine_answers(lab.plan, name))
+                    lambda name: nodes.engine_answers(lab.plan, name))
 
 
 def check_removable(node: str, managers: list[SwarmNode], answers: Callable[[str], bool]) -> None:
     """Refuse to remove the last manager, or a manager while Raft has no majority to
-    agree on the smaller membership.
-
-    A manager counts as reachable only if Swarm says so *and* its engine ``answers``
-    now: Swarm notices a dead manager only seconds later, and a demotion proposed in
-    that window is not refused but kept in the leader's log, to take effect when the
-    dead manager comes back (which then finds itself demoted).
+    agree on the smaller membership (see ``nodes.check_majority``).
 
     Raises:
-        SwarmError: with how many managers answer and what to do.
+        SwarmError: saying which and what to do.
     """
     if [n.hostname for n in managers] == [node]:
         raise SwarmError(f"{node} is the swarm's last manager: without it nobody runs the swarm",
                          hint="promote another node first: `invoke swarm.promote NODE`")
-    if node in {n.hostname for n in managers}:
-        reachable = [n for n in managers if n.reachability == "reachable" and answers(n.hostname)]
-        if len(reachable) <= len(managers) // 2:
-            raise SwarmError(
-                f"only {len(reachable)} of {len(managers)} managers are reachable: Raft needs a majority "
-                f"({len(managers) // 2 + 1}) to agree on a smaller membership, so {node} cannot be removed now",
-                hint="start the managers that are down (`invoke lab.start NODE`), or rebuild the control plane "
-                     "from a survivor (see `invoke demo.quorum`)")
-
-
-def engine_answers(plan: LabPlan, node: str, timeout: int = 3) -> bool:
-    """Whether the engine of ``node`` answers a ping within ``timeout`` seconds."""
-    target = next((n for n in plan.nodes if n.name == node), None)
-    if target is None:
-        return False
-    client = node_client(plan.name, target.address, timeout=timeout)
-    try:
-        return bool(client.ping())
-    except (docker.errors.DockerException, requests.RequestException):
-        return False
-    finally:
-        client.close()
+    nodes.check_majority(node, managers, answers, "removed")
 
 
 def _raft_error(node: str, err: docker.errors.APIError) -> LabError:

@@ -1,11 +1,14 @@
 """Node operations on a formed swarm: promote, demote, availability, labels, leave, join.
 
 Every change reads the node's spec and writes it back whole (the SDK replaces the
-spec), refuses what would break the lab (demoting the last manager, draining the
-last active node), and reports whether anything changed.
+spec), refuses what would break the lab (demoting the last manager, or a manager
+while no majority of managers answers; draining the last active node), and reports
+whether anything changed.
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import docker
 import docker.errors
@@ -14,7 +17,9 @@ import requests
 from orchestrator import swarm
 from orchestrator.inspect import SwarmNode, swarm_nodes
 from orchestrator.session import LabSession
+from provision.engine import node_client
 from provision.errors import LabError, SwarmError
+from provision.machine import LabPlan
 from provision.wait import NotYet, wait_until
 
 AVAILABILITIES = ("active", "pause", "drain")
@@ -55,6 +60,7 @@ def demote(lab: LabSession, name: str) -> bool:
     if len(managers) == 1:
         raise SwarmError(f"{name} is the last manager: demoting it would leave nobody to run the swarm",
                          hint="promote another node first: `invoke swarm.promote worker1`")
+    check_majority(name, managers, lambda other: engine_answers(lab.plan, other), "demoted")
     speaking_to_it = lab.manager.info()["Swarm"]["NodeID"] == node.id
     swarm.update_node(lab.manager, node.id, lambda spec: spec.update(Role="worker"))
     if speaking_to_it or node.leader:
@@ -62,6 +68,42 @@ def demote(lab: LabSession, name: str) -> bool:
                                  describe=f"a new leader after demoting {name}")
     wait_until(lambda: find(lab.manager, name).role == "worker", timeout=30, describe=f"{name} to be a worker")
     return True
+
+
+def check_majority(node: str, managers: list[SwarmNode], answers: Callable[[str], bool], change: str) -> None:
+    """Refuse to change manager ``node``'s membership while Raft has no majority to agree.
+
+    A manager counts as reachable only if Swarm says so *and* its engine ``answers``
+    now: Swarm notices a dead manager only seconds later, and a demotion proposed in
+    that window is not refused but kept in the leader's log, to take effect when the
+    dead manager comes back (which then finds itself demoted).
+
+    Raises:
+        SwarmError: with how many managers answer, when fewer than a majority do.
+    """
+    if node not in {n.hostname for n in managers}:
+        return
+    reachable = [n for n in managers if n.reachability == "reachable" and answers(n.hostname)]
+    if len(reachable) <= len(managers) // 2:
+        raise SwarmError(
+            f"only {len(reachable)} of {len(managers)} managers are reachable: Raft needs a majority "
+            f"({len(managers) // 2 + 1}) to agree on a smaller membership, so {node} cannot be {change} now",
+            hint="start the managers that are down (`invoke lab.start NODE`), or rebuild the control plane "
+                 "from a survivor (see `invoke demo.quorum`)")
+
+
+def engine_answers(plan: LabPlan, node: str, timeout: int = 3) -> bool:
+    """Whether the engine of lab node ``node`` answers a ping within ``timeout`` seconds."""
+    target = next((n for n in plan.nodes if n.name == node), None)
+    if target is None:
+        return False
+    client = node_client(plan.name, target.address, timeout=timeout)
+    try:
+        return bool(client.ping())
+    except (docker.errors.DockerException, requests.RequestException):
+        return False
+    finally:
+        client.close()
 
 
 def set_availability(lab: LabSession, name: str, availability: str) -> bool:

@@ -109,6 +109,8 @@ def test_remove_a_killed_manager_but_not_without_a_majority(grow_lab):
     refused = cli("lab.remove", "manager2", "--name", grow_lab, check=False)
     assert refused.returncode != 0 and "Traceback" not in refused.stderr, refused.stderr
     assert "only 1 of 2 managers are reachable" in refused.stderr and "cannot be removed now" in refused.stderr
+    demote = cli("swarm.demote", "manager2", "--name", grow_lab, check=False)
+    assert demote.returncode != 0 and "cannot be demoted now" in demote.stderr, demote.stderr
     assert "manager2" in addresses(grow_lab)
     cli("lab.start", "manager2", "--name", grow_lab)
     wait_until(lambda: swarm_nodes(grow_lab)["manager2"]["ManagerStatus"]["Reachability"] == "reachable",
