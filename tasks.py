@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 
 import docker.errors
 import requests
 from invoke import Collection, Exit, Program, task
+from invoke.parser import Parser
 
 from orchestrator import lab as labs
 from orchestrator import membership, nodes, services, stacks
@@ -26,20 +28,28 @@ from orchestrator.demos import scale as demo_scale
 from orchestrator.demos import run_all, run_demo
 from orchestrator.session import open_lab
 from orchestrator.viz import control as viz_control
-from provision import config, doctor, engine, image_prune, images, vm_images
+from provision import cli, config, doctor, engine, image_prune, images, vm_images
 from provision.errors import LabError, redact
 from provision.report import ConsoleReporter
 
-DEFAULT_LAB = "swarmdeck"
-NAME_HELP = "the lab's name (default: the spec's, else 'swarmdeck')"
+ACTIVE_LAB = "SWARMDECK_LAB"  # exported by `lab.env`: the lab this shell works with
+LAB_HELP = "the lab (default: lab.yaml's name, else the lab that `lab.env` set in this shell, else 'swarmdeck')"
+OLD_NAME_HELP = "deprecated spelling of --lab"
+HELP_FLAGS = ("--help", "-h")
 
 
 def lab_task(*args, **kwargs):
-    """@task that turns LabError into a clean exit with a hint: no traceback for expected failures."""
+    """@task that turns LabError into a clean exit with a hint: no traceback for expected failures.
+
+    Invoke gives ``TASK --help`` to a task's first positional argument as its value; such a
+    call prints the task's help instead of running it.
+    """
 
     def decorate(fn):
         @functools.wraps(fn)
         def wrapper(c, *a, **kw):
+            if any(isinstance(v, str) and v in HELP_FLAGS for v in (*a, *kw.values())):
+                return print_help(wrapper)
             try:
                 return fn(c, *a, **kw)
             except LabError as err:
@@ -55,30 +65,73 @@ def lab_task(*args, **kwargs):
     return decorate(args[0]) if args and callable(args[0]) else decorate
 
 
+def print_help(body) -> None:
+    """The help of the task whose body is ``body``, as `swarmdeck --help TASK` prints it."""
+    name = next(n for n in ns.task_names if ns[n].body is body)
+    program = Program(namespace=ns, name="swarmdeck", binary=cli.program())
+    program.collection, program.parser = ns, Parser(contexts=ns.to_contexts())
+    program.print_task_help(name)
+
+
+def _config(c) -> dict:
+    """The ``lab`` section of Invoke's config (invoke.yaml, INVOKE_LAB_* variables), unset keys left out."""
+    def plain(value):
+        if hasattr(value, "keys"):
+            found = {k: plain(value[k]) for k in value.keys()}
+            return {k: v for k, v in found.items() if v is not None and v != {}}
+        return value
+
+    return plain(c.config.get("lab") or {})
+
+
 def _spec(c, spec=None, **overrides):
-    return config.load_spec(spec, dict(c.config.get("lab") or {}), overrides)
+    return config.load_spec(spec, _config(c), overrides, default_name=os.environ.get(ACTIVE_LAB) or None)
 
 
-def _name(c, name):
-    return name or _spec(c).name
+def _lab(c, lab=None, name=None) -> str:
+    """The lab a task acts on: ``--lab``, else the spec's name (see LAB_HELP).
+
+    ``--name`` was the flag's old spelling: it still works, with a warning.
+    """
+    if name is not None:
+        ConsoleReporter().warn("--name is deprecated for the lab: use --lab (-l)")
+        lab = name if lab is None else lab
+    if lab is None:
+        return _spec(c).name
+    if not lab.strip():
+        raise Exit("error: --lab needs a lab's name (an empty one would silently mean the default lab)", code=2)
+    return lab
+
+
+def _not_the_lab(task_name: str, name) -> None:
+    """Refuse ``--name`` where it would be read as something else than the lab."""
+    if name is not None:
+        raise Exit(f"error: {task_name} has no --name: the lab is --lab (-l), and the service or stack is "
+                   "the task's first argument", code=2)
 
 
 # -- lab ---------------------------------------------------------------------------------------
 
 
 @lab_task(help={
-    "name": NAME_HELP, "spec": "a lab.yaml file (default: ./lab.yaml if present)",
+    "lab": "the new lab's name (default: lab.yaml's, else 'swarmdeck')", "spec": "a lab.yaml file (default: ./lab.yaml if present)",
     "managers": "number of managers (default 3)", "workers": "number of workers (default 2)",
     "subnet": "the lab network's IPv4 CIDR, or 'auto'",
     "provider": "docker (default: containers), libvirt (VMs), vagrant (VMs by Vagrant), ssh (existing hosts)",
     "no_registry": "run no private registry", "keep": "keep what was created if up fails",
     "image_method": "node image build: auto | debootstrap | dockerfile", "mirror": "Debian mirror URL for debootstrap",
     "profile": "timings: default (Swarm's own) or tuned (0.5 s heartbeat, fast task restarts)",
+    "name": OLD_NAME_HELP,
 })
-def up(c, name=None, spec=None, managers=None, workers=None, subnet=None, provider=None, no_registry=False,
-       keep=False, image_method="auto", mirror=None, profile=None):
+def up(c, lab=None, spec=None, managers=None, workers=None, subnet=None, provider=None, no_registry=False,
+       keep=False, image_method="auto", mirror=None, profile=None, name=None):
     """Create the lab (3 managers + 2 workers + registry); safe to re-run."""
-    overrides = {"name": name, "managers": managers, "workers": workers, "provider": provider, "profile": profile}
+    if name is not None:
+        ConsoleReporter().warn("--name is deprecated for the lab: use --lab (-l)")
+    if lab is not None and not lab.strip():
+        raise Exit("error: --lab needs a lab's name (an empty one would silently mean the default lab)", code=2)
+    overrides = {"name": lab if lab is not None else name, "managers": managers, "workers": workers,
+                 "provider": provider, "profile": profile}
     if subnet:
         overrides["network"] = {"subnet": subnet}
     if no_registry:
@@ -89,79 +142,85 @@ def up(c, name=None, spec=None, managers=None, workers=None, subnet=None, provid
     print(status_table(result))
 
 
-@lab_task(help={"name": NAME_HELP})
-def down(c, name=None):
+@lab_task(help={"lab": LAB_HELP, "name": OLD_NAME_HELP})
+def down(c, lab=None, name=None):
     """Remove the lab's containers, networks, volumes and state; nothing else."""
-    lab = _name(c, name)
-    counts = labs.down(lab)
-    print(f"lab {lab} removed: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    chosen = _lab(c, lab, name)
+    counts = labs.down(chosen)
+    print(f"lab {chosen} removed: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
 
 
-@lab_task(help={"name": NAME_HELP, "json": "print JSON for scripts"})
-def status(c, name=None, json_=False):
+@lab_task(help={"lab": LAB_HELP, "json": "print JSON for scripts", "name": OLD_NAME_HELP})
+def status(c, lab=None, json_=False, name=None):
     """Show nodes, roles, leader, addresses and the registry."""
-    result = labs.status(_name(c, name))
+    result = labs.status(_lab(c, lab, name))
     print(json.dumps(result.to_json(), indent=2) if json_ else status_table(result))
 
 
-@lab_task(help={"node": "node name, e.g. manager1", "name": NAME_HELP, "command": "run this instead of a shell"})
-def ssh(c, node, name=None, command=None):
+@lab_task(help={"node": "node name, e.g. manager1", "lab": LAB_HELP, "command": "run this instead of a shell",
+                "name": OLD_NAME_HELP})
+def ssh(c, node, lab=None, command=None, name=None):
     """Log into a node with the lab's SSH key (or run --command there)."""
-    code = labs.ssh(_name(c, name), node, command)
+    code = labs.ssh(_lab(c, lab, name), node, command)
     if code:
         raise Exit(code=code)
 
 
-@lab_task(help={"node": "node name, e.g. manager1", "name": NAME_HELP})
-def env(c, node, name=None):
-    """Print exports that point `docker` at a node: eval "$(invoke lab.env manager1)"."""
-    print(labs.env(_name(c, name), node), end="")
+@lab_task(help={"node": "node name, e.g. manager1; or -u (--unset): the lines that undo it", "lab": LAB_HELP,
+                "shell": "bash, zsh, sh, fish or powershell (default: your login shell's kind)",
+                "name": OLD_NAME_HELP})
+def env(c, node, lab=None, shell=None, name=None):
+    """Point `docker` at a node: eval "$(swarmdeck lab.env manager1)"; undo: eval "$(swarmdeck lab.env -u)"."""
+    if node in ("-u", "--unset"):
+        print(labs.env_unset(shell), end="")
+    else:
+        print(labs.env(_lab(c, lab, name), node, shell), end="")
 
 
-@lab_task(name="stop", help={"node": "node name", "name": NAME_HELP})
-def stop_node(c, node, name=None):
+@lab_task(name="stop", help={"node": "node name", "lab": LAB_HELP, "name": OLD_NAME_HELP})
+def stop_node(c, node, lab=None, name=None):
     """Shut a node down cleanly (its engine stops first)."""
-    labs.power(_name(c, name), node, "stop", ConsoleReporter())
+    labs.power(_lab(c, lab, name), node, "stop", ConsoleReporter())
 
 
-@lab_task(name="start", help={"node": "node name", "name": NAME_HELP})
-def start_node(c, node, name=None):
+@lab_task(name="start", help={"node": "node name", "lab": LAB_HELP, "name": OLD_NAME_HELP})
+def start_node(c, node, lab=None, name=None):
     """Start a stopped (or killed) node again."""
-    labs.power(_name(c, name), node, "start", ConsoleReporter())
+    labs.power(_lab(c, lab, name), node, "start", ConsoleReporter())
 
 
-@lab_task(name="kill", help={"node": "node name", "name": NAME_HELP})
-def kill_node(c, node, name=None):
+@lab_task(name="kill", help={"node": "node name", "lab": LAB_HELP, "name": OLD_NAME_HELP})
+def kill_node(c, node, lab=None, name=None):
     """Power a node off hard (SIGKILL), as for a failover demo."""
-    labs.power(_name(c, name), node, "kill", ConsoleReporter())
+    labs.power(_lab(c, lab, name), node, "kill", ConsoleReporter())
 
 
-@lab_task(name="pause", help={"node": "node name", "name": NAME_HELP})
-def pause_node(c, node, name=None):
+@lab_task(name="pause", help={"node": "node name", "lab": LAB_HELP, "name": OLD_NAME_HELP})
+def pause_node(c, node, lab=None, name=None):
     """Freeze a node (a hung machine: up but silent); `lab.start` resumes it."""
-    labs.power(_name(c, name), node, "pause", ConsoleReporter())
+    labs.power(_lab(c, lab, name), node, "pause", ConsoleReporter())
 
 
 @lab_task(name="add", iterable=["label"], help={
-    "node": "the new node's hostname", "role": "worker (default) or manager", "name": NAME_HELP,
-    "label": "a node label key=value for Swarm (repeatable)",
+    "node": "the new node's hostname", "role": "worker (default) or manager", "lab": LAB_HELP,
+    "label": "a node label key=value for Swarm (repeatable)", "name": OLD_NAME_HELP,
 })
-def add_node(c, node, role="worker", name=None, label=None):
+def add_node(c, node, role="worker", lab=None, label=None, name=None):
     """Add a node to a running lab: create, set up, join, put behind the entry point."""
-    status = membership.add_node(_name(c, name), node, role, dict(_key_value(item) for item in label or []),
-                                    ConsoleReporter())
-    print(status_table(status))
+    result = membership.add_node(_lab(c, lab, name), node, role, dict(_key_value(item) for item in label or []),
+                                 ConsoleReporter())
+    print(status_table(result))
 
 
-@lab_task(name="remove", help={"node": "node name", "name": NAME_HELP})
-def remove_node(c, node, name=None):
+@lab_task(name="remove", help={"node": "node name", "lab": LAB_HELP, "name": OLD_NAME_HELP})
+def remove_node(c, node, lab=None, name=None):
     """Remove a node from a running lab: drain, leave the swarm, delete the machine."""
-    status = membership.remove_node(_name(c, name), node, ConsoleReporter())
-    print(status_table(status))
+    result = membership.remove_node(_lab(c, lab, name), node, ConsoleReporter())
+    print(status_table(result))
 
 
-@lab_task(name="doctor", help={"name": NAME_HELP})
-def doctor_(c, name=None):
+@lab_task(name="doctor")
+def doctor_(c):
     """Check this machine for what labs need, each with a fix-it line."""
     results = doctor.run_checks()
     print(doctor.render(results))
@@ -172,82 +231,83 @@ def doctor_(c, name=None):
 # -- swarm -------------------------------------------------------------------------------------
 
 
-@lab_task(name="init", help={"name": NAME_HELP})
-def swarm_init(c, name=None):
+@lab_task(name="init", help={"lab": LAB_HELP, "name": OLD_NAME_HELP})
+def swarm_init(c, lab=None, name=None):
     """Form the swarm on an existing lab (no change if formed)."""
-    print(status_table(labs.swarm_init(_name(c, name), ConsoleReporter())))
+    print(status_table(labs.swarm_init(_lab(c, lab, name), ConsoleReporter())))
 
 
-@lab_task(name="status", help={"name": NAME_HELP, "json": "print JSON for scripts"})
-def swarm_status(c, name=None, json_=False):
+@lab_task(name="status", help={"lab": LAB_HELP, "json": "print JSON for scripts", "name": OLD_NAME_HELP})
+def swarm_status(c, lab=None, json_=False, name=None):
     """Show the swarm's nodes: role, leader, availability, state, running tasks."""
-    result, running = labs.swarm_status(_name(c, name))
+    result, running = labs.swarm_status(_lab(c, lab, name))
     print(json.dumps({**result.to_json(), "running_tasks": running}, indent=2) if json_
           else status_table(result, running))
 
 
-@lab_task(help={"name": NAME_HELP, "rotate": "rotate both tokens first"})
-def tokens(c, name=None, rotate=False):
+@lab_task(help={"lab": LAB_HELP, "rotate": "rotate both tokens first", "name": OLD_NAME_HELP})
+def tokens(c, lab=None, rotate=False, name=None):
     """Print the worker and manager join tokens (secrets: handle with care)."""
-    found = labs.join_tokens(_name(c, name), rotate=rotate)
+    found = labs.join_tokens(_lab(c, lab, name), rotate=rotate)
     print(f"worker  {found.worker}\nmanager {found.manager}")
 
 
-def _node_op(c, name, what, operation, *args):
-    with open_lab(_name(c, name)) as lab:
-        changed = operation(lab, *args)
+def _node_op(c, lab, name, what, operation, *args):
+    with open_lab(_lab(c, lab, name)) as session:
+        changed = operation(session, *args)
     ConsoleReporter().result(what, changed)
 
 
-@lab_task(help={"node": "node name", "name": NAME_HELP})
-def promote(c, node, name=None):
+@lab_task(help={"node": "node name", "lab": LAB_HELP, "name": OLD_NAME_HELP})
+def promote(c, node, lab=None, name=None):
     """Make a worker a manager."""
-    _node_op(c, name, f"promote {node}", nodes.promote, node)
+    _node_op(c, lab, name, f"promote {node}", nodes.promote, node)
 
 
-@lab_task(help={"node": "node name", "name": NAME_HELP})
-def demote(c, node, name=None):
+@lab_task(help={"node": "node name", "lab": LAB_HELP, "name": OLD_NAME_HELP})
+def demote(c, node, lab=None, name=None):
     """Make a manager a worker (never the last one; the leader hands over first)."""
-    _node_op(c, name, f"demote {node}", nodes.demote, node)
+    _node_op(c, lab, name, f"demote {node}", nodes.demote, node)
 
 
-@lab_task(help={"node": "node name", "name": NAME_HELP})
-def drain(c, node, name=None):
+@lab_task(help={"node": "node name", "lab": LAB_HELP, "name": OLD_NAME_HELP})
+def drain(c, node, lab=None, name=None):
     """Move a node's tasks away and give it no new ones."""
-    _node_op(c, name, f"drain {node}", nodes.set_availability, node, "drain")
+    _node_op(c, lab, name, f"drain {node}", nodes.set_availability, node, "drain")
 
 
-@lab_task(help={"node": "node name", "name": NAME_HELP})
-def activate(c, node, name=None):
+@lab_task(help={"node": "node name", "lab": LAB_HELP, "name": OLD_NAME_HELP})
+def activate(c, node, lab=None, name=None):
     """Let a drained or paused node take tasks again."""
-    _node_op(c, name, f"activate {node}", nodes.set_availability, node, "active")
+    _node_op(c, lab, name, f"activate {node}", nodes.set_availability, node, "active")
 
 
-@lab_task(help={"node": "node name", "name": NAME_HELP})
-def pause(c, node, name=None):
+@lab_task(help={"node": "node name", "lab": LAB_HELP, "name": OLD_NAME_HELP})
+def pause(c, node, lab=None, name=None):
     """Keep a node's tasks but give it no new ones."""
-    _node_op(c, name, f"pause {node}", nodes.set_availability, node, "pause")
+    _node_op(c, lab, name, f"pause {node}", nodes.set_availability, node, "pause")
 
 
 @lab_task(iterable=["add", "remove"], help={
     "node": "node name", "add": "key=value to add (repeatable)", "remove": "key to remove (repeatable)",
-    "name": NAME_HELP})
-def label(c, node, add=None, remove=None, name=None):
+    "lab": LAB_HELP, "name": OLD_NAME_HELP})
+def label(c, node, add=None, remove=None, lab=None, name=None):
     """Add or remove node labels (for placement constraints)."""
     pairs = dict(_key_value(item) for item in add or [])
-    _node_op(c, name, f"labels of {node}", nodes.set_labels, node, pairs, list(remove or []))
+    _node_op(c, lab, name, f"labels of {node}", nodes.set_labels, node, pairs, list(remove or []))
 
 
-@lab_task(help={"node": "node name", "name": NAME_HELP})
-def leave(c, node, name=None):
+@lab_task(help={"node": "node name", "lab": LAB_HELP, "name": OLD_NAME_HELP})
+def leave(c, node, lab=None, name=None):
     """Make a node leave the swarm and remove it from the node list."""
-    _node_op(c, name, f"{node} left", nodes.leave, node)
+    _node_op(c, lab, name, f"{node} left", nodes.leave, node)
 
 
-@lab_task(help={"node": "node name", "role": "worker (default) or manager", "name": NAME_HELP})
-def join(c, node, role="worker", name=None):
+@lab_task(help={"node": "node name", "role": "worker (default) or manager", "lab": LAB_HELP,
+                "name": OLD_NAME_HELP})
+def join(c, node, role="worker", lab=None, name=None):
     """Join a lab node to the swarm as a worker or manager."""
-    _node_op(c, name, f"{node} joined as {role}", nodes.join, node, role)
+    _node_op(c, lab, name, f"{node} joined as {role}", nodes.join, node, role)
 
 
 def _key_value(text: str) -> tuple[str, str]:
@@ -260,64 +320,69 @@ def _key_value(text: str) -> tuple[str, str]:
 # -- visualizer --------------------------------------------------------------------------------
 
 
-@lab_task(name="up", help={"name": NAME_HELP, "port": "port to serve on (default 8000)",
-                           "host": "address to listen on (default 127.0.0.1; 0.0.0.0 to show it to a class)"})
-def viz_up(c, name=None, port=8000, host="127.0.0.1"):
+@lab_task(name="up", help={"lab": LAB_HELP, "port": "port to serve on (default 8000)",
+                           "host": "address to listen on (default 127.0.0.1; 0.0.0.0 to show it to a class)",
+                           "name": OLD_NAME_HELP})
+def viz_up(c, lab=None, port=8000, host="127.0.0.1", name=None):
     """Serve the live visualizer of the lab's nodes and tasks (in the background)."""
-    viz, started = viz_control.up(_name(c, name), int(port), host)
+    viz, started = viz_control.up(_lab(c, lab, name), int(port), host)
     print(f"visualizer {'started' if started else 'runs already'}: {viz.url}")
 
 
-@lab_task(name="down", help={"name": NAME_HELP})
-def viz_down(c, name=None):
+@lab_task(name="down", help={"lab": LAB_HELP, "name": OLD_NAME_HELP})
+def viz_down(c, lab=None, name=None):
     """Stop the lab's visualizer."""
-    print("visualizer stopped" if viz_control.down(_name(c, name)) else "no visualizer was running")
+    print("visualizer stopped" if viz_control.down(_lab(c, lab, name)) else "no visualizer was running")
 
 
 # -- services ----------------------------------------------------------------------------------
 
 
 @lab_task(name="create", iterable=["publish", "constraint", "env"], help={
-    "service": "service name", "image": "image (swarmdeck/web:1 means the lab registry's copy)",
+    "image": "image (swarmdeck/web:1 means the lab registry's copy)",
+    "name": "the service's name, as in `docker service create --name` (default: from the image, e.g. web)",
     "replicas": "number of tasks (default 1)", "global_": "one task per node instead of replicas",
     "publish": "PUBLISHED:TARGET[/udp][:host] (repeatable)", "constraint": "e.g. node.role==worker (repeatable)",
     "env": "KEY=VALUE (repeatable)", "endpoint_mode": "vip (default) or dnsrr",
     "update_parallelism": "tasks updated at once", "update_delay": "seconds between update batches",
     "update_order": "stop-first or start-first", "update_failure_action": "pause, continue or rollback",
-    "health_cmd": "a shell healthcheck command", "name": NAME_HELP})
-def service_create(c, service, image, replicas=1, global_=False, publish=None, constraint=None, env=None,
+    "health_cmd": "a shell healthcheck command", "lab": LAB_HELP})
+def service_create(c, image, name=None, replicas=1, global_=False, publish=None, constraint=None, env=None,
                    endpoint_mode="vip", update_parallelism=1, update_delay=0.0, update_order="stop-first",
-                   update_failure_action="pause", health_cmd=None, name=None):
-    """Create a service (replicated or global) from an image."""
+                   update_failure_action="pause", health_cmd=None, lab=None):
+    """Create a service (replicated or global) from an image: service.create --name web IMAGE."""
+    service = name or services.default_name(image)
     request = services.ServiceRequest(
-        service, image, None if global_ else int(replicas), tuple(services.Publish.parse(p) for p in publish or []),
-        tuple(constraint or []), tuple(env or []), endpoint_mode, int(update_parallelism), float(update_delay),
+        service, image, None if global_ else _whole(replicas), tuple(services.Publish.parse(p) for p in publish or []),
+        tuple(constraint or []), tuple(env or []), endpoint_mode, _whole(update_parallelism), float(update_delay),
         update_order, update_failure_action, health_cmd)
-    with open_lab(_name(c, name)) as lab:
-        services.create(lab.manager, lab.plan, request)
+    with open_lab(_lab(c, lab)) as session:
+        services.create(session.manager, session.plan, request)
     ConsoleReporter().result(f"service {service} created", True)
 
 
-@lab_task(name="ls", help={"name": NAME_HELP})
-def service_ls(c, name=None):
+@lab_task(name="ls", help={"lab": LAB_HELP, "name": OLD_NAME_HELP})
+def service_ls(c, lab=None, name=None):
     """List services with their mode, replicas and image."""
-    with open_lab(_name(c, name)) as lab:
-        print(service_table(lab.manager))
+    with open_lab(_lab(c, lab, name)) as session:
+        print(service_table(session.manager))
 
 
-@lab_task(name="ps", help={"service": "service name", "name": NAME_HELP})
-def service_ps(c, service, name=None):
+@lab_task(name="ps", help={"service": "service name", "lab": LAB_HELP, "name": "(not the lab: use --lab)"})
+def service_ps(c, service, lab=None, name=None):
     """List a service's tasks: slot, node, state, image."""
-    with open_lab(_name(c, name)) as lab:
-        print(task_table(services.tasks(lab.manager, service)))
+    _not_the_lab("service.ps", name)
+    with open_lab(_lab(c, lab)) as session:
+        print(task_table(services.tasks(session.manager, service)))
 
 
-@lab_task(name="scale", help={"target": "NAME=REPLICAS", "name": NAME_HELP})
-def service_scale(c, target, name=None):
+@lab_task(name="scale", help={"target": "NAME=REPLICAS", "lab": LAB_HELP, "name": "(not the lab: use --lab)"})
+def service_scale(c, target, lab=None, name=None):
     """Set a replicated service's number of tasks: service.scale web=9."""
+    _not_the_lab("service.scale", name)
     service, replicas = _key_value(target)
-    with open_lab(_name(c, name)) as lab:
-        changed = services.scale(lab.manager, service, _whole(replicas))
+    with open_lab(_lab(c, lab)) as session:
+        changed = services.scale(session.manager, service, _whole(replicas))
     ConsoleReporter().result(f"{service} scaled to {replicas}", changed)
 
 
@@ -325,12 +390,14 @@ def service_scale(c, target, name=None):
     "service": "service name", "image": "new image", "replicas": "new number of tasks",
     "parallelism": "tasks updated at once", "delay": "seconds between batches",
     "order": "stop-first or start-first", "failure_action": "pause, continue or rollback",
-    "force": "restart every task even without a change (rebalances)", "name": NAME_HELP})
+    "force": "restart every task even without a change (rebalances)", "lab": LAB_HELP,
+    "name": "(not the lab: use --lab)"})
 def service_update(c, service, image=None, replicas=None, parallelism=None, delay=None, order=None,
-                   failure_action=None, force=False, name=None):
+                   failure_action=None, force=False, lab=None, name=None):
     """Change a service's image, replicas or update settings (rolling update)."""
-    with open_lab(_name(c, name)) as lab:
-        services.update(lab.manager, lab.plan, service, image=image,
+    _not_the_lab("service.update", name)
+    with open_lab(_lab(c, lab)) as session:
+        services.update(session.manager, session.plan, service, image=image,
                         replicas=None if replicas is None else _whole(replicas),
                         parallelism=None if parallelism is None else _whole(parallelism),
                         delay=None if delay is None else float(delay), order=order,
@@ -338,19 +405,21 @@ def service_update(c, service, image=None, replicas=None, parallelism=None, dela
     ConsoleReporter().result(f"service {service} updated", True)
 
 
-@lab_task(name="rollback", help={"service": "service name", "name": NAME_HELP})
-def service_rollback(c, service, name=None):
+@lab_task(name="rollback", help={"service": "service name", "lab": LAB_HELP, "name": "(not the lab: use --lab)"})
+def service_rollback(c, service, lab=None, name=None):
     """Go back to a service's previous version."""
-    with open_lab(_name(c, name)) as lab:
-        services.rollback(lab.manager, service)
+    _not_the_lab("service.rollback", name)
+    with open_lab(_lab(c, lab)) as session:
+        services.rollback(session.manager, service)
     ConsoleReporter().result(f"service {service} rolled back", True)
 
 
-@lab_task(name="rm", help={"service": "service name", "name": NAME_HELP})
-def service_rm(c, service, name=None):
+@lab_task(name="rm", help={"service": "service name", "lab": LAB_HELP, "name": "(not the lab: use --lab)"})
+def service_rm(c, service, lab=None, name=None):
     """Remove a service and its tasks."""
-    with open_lab(_name(c, name)) as lab:
-        services.remove(lab.manager, service)
+    _not_the_lab("service.rm", name)
+    with open_lab(_lab(c, lab)) as session:
+        services.remove(session.manager, service)
     ConsoleReporter().result(f"service {service} removed", True)
 
 
@@ -365,88 +434,93 @@ def _whole(text) -> int:
 
 
 @lab_task(name="deploy", help={"file": "a compose file, or a shipped stack: " + ", ".join(stacks.shipped()),
-                               "stack": "the stack's name", "name": NAME_HELP})
-def stack_deploy(c, file, stack, name=None):
+                               "stack": "the stack's name", "lab": LAB_HELP, "name": "(not the lab: use --lab)"})
+def stack_deploy(c, file, stack, lab=None, name=None):
     """Deploy (or update) a stack from a compose file."""
-    with open_lab(_name(c, name)) as lab:
-        print(stacks.deploy(lab, stack, file).strip())
+    _not_the_lab("stack.deploy", name)
+    with open_lab(_lab(c, lab)) as session:
+        print(stacks.deploy(session, stack, file).strip())
 
 
-@lab_task(name="rm", help={"stack": "the stack's name", "name": NAME_HELP})
-def stack_rm(c, stack, name=None):
+@lab_task(name="rm", help={"stack": "the stack's name", "lab": LAB_HELP, "name": "(not the lab: use --lab)"})
+def stack_rm(c, stack, lab=None, name=None):
     """Remove a stack's services and networks."""
-    with open_lab(_name(c, name)) as lab:
-        print(stacks.remove(lab, stack).strip())
+    _not_the_lab("stack.rm", name)
+    with open_lab(_lab(c, lab)) as session:
+        print(stacks.remove(session, stack).strip())
 
 
 # -- demos -------------------------------------------------------------------------------------
 
 
-def _demo(c, name, demo, run, **options):
-    report = run_demo(demo, _name(c, name), ConsoleReporter(), run, **options)
+def _demo(c, lab, name, demo, run, **options):
+    report = run_demo(demo, _lab(c, lab, name), ConsoleReporter(), run, **options)
     if not report.passed:
         raise Exit(code=1)
 
 
-@lab_task(help={"name": NAME_HELP, "node": "the worker to kill (default: one that runs tasks)",
-                "replicas": "replicas of the demo service (default 10)"})
-def failover(c, name=None, node=None, replicas=10):
+@lab_task(help={"lab": LAB_HELP, "node": "the worker to kill (default: one that runs tasks)",
+                "replicas": "replicas of the demo service (default 10)", "name": OLD_NAME_HELP})
+def failover(c, lab=None, node=None, replicas=10, name=None):
     """Kill a worker: watch Swarm reschedule; timeline, figures, verdict."""
-    _demo(c, name, "failover", demo_failover.run, node=node, replicas=_whole(replicas))
+    _demo(c, lab, name, "failover", demo_failover.run, node=node, replicas=_whole(replicas))
 
 
-@lab_task(help={"name": NAME_HELP, "replicas": "replicas of the demo service (default 10)"})
-def leader(c, name=None, replicas=10):
+@lab_task(help={"lab": LAB_HELP, "replicas": "replicas of the demo service (default 10)", "name": OLD_NAME_HELP})
+def leader(c, lab=None, replicas=10, name=None):
     """Kill the leader manager: election, writes, serving; timeline and verdict."""
-    _demo(c, name, "leader", demo_leader.run, replicas=_whole(replicas))
+    _demo(c, lab, name, "leader", demo_leader.run, replicas=_whole(replicas))
 
 
-@lab_task(name="rolling-update", help={"name": NAME_HELP, "replicas": "replicas (default 6)"})
-def rolling_update(c, name=None, replicas=6):
+@lab_task(name="rolling-update", help={"lab": LAB_HELP, "replicas": "replicas (default 6)", "name": OLD_NAME_HELP})
+def rolling_update(c, lab=None, replicas=6, name=None):
     """v1 -> v2 with zero failed requests, rollback, then a broken v3 that Swarm stops."""
-    _demo(c, name, "rolling-update", demo_rolling.run, replicas=_whole(replicas))
+    _demo(c, lab, name, "rolling-update", demo_rolling.run, replicas=_whole(replicas))
 
 
-@lab_task(name="scale", help={"name": NAME_HELP})
-def scale_demo(c, name=None):
+@lab_task(name="scale", help={"lab": LAB_HELP, "name": OLD_NAME_HELP})
+def scale_demo(c, lab=None, name=None):
     """Scale a service 6 -> 9 -> 3 and time each step."""
-    _demo(c, name, "scale", demo_scale.run)
+    _demo(c, lab, name, "scale", demo_scale.run)
 
 
-@lab_task(name="drain", help={"name": NAME_HELP, "node": "the node to drain (default manager1)"})
-def drain_demo(c, name=None, node=None):
+@lab_task(name="drain", help={"lab": LAB_HELP, "node": "the node to drain (default manager1)", "name": OLD_NAME_HELP})
+def drain_demo(c, lab=None, node=None, name=None):
     """Drain a node: its tasks move, it takes no new ones; then activate it."""
-    _demo(c, name, "drain", demo_drain.run, node=node)
+    _demo(c, lab, name, "drain", demo_drain.run, node=node)
 
 
-@lab_task(name="constraints", help={"name": NAME_HELP, "node": "the node to label mem=max (default: last worker)"})
-def constraints_demo(c, name=None, node=None):
+@lab_task(name="constraints", help={"lab": LAB_HELP, "node": "the node to label mem=max (default: last worker)",
+                                    "name": OLD_NAME_HELP})
+def constraints_demo(c, lab=None, node=None, name=None):
     """Place tasks by node label (mem=max) and by hostname."""
-    _demo(c, name, "constraints", demo_constraints.run, node=node)
+    _demo(c, lab, name, "constraints", demo_constraints.run, node=node)
 
 
-@lab_task(name="global", help={"name": NAME_HELP, "node": "the node that leaves and joins (default: last worker)"})
-def global_demo(c, name=None, node=None):
+@lab_task(name="global", help={"lab": LAB_HELP, "node": "the node that leaves and joins (default: last worker)",
+                               "name": OLD_NAME_HELP})
+def global_demo(c, lab=None, node=None, name=None):
     """A global service: one task per node, and one for a node that joins later."""
-    _demo(c, name, "global", demo_global.run, node=node)
+    _demo(c, lab, name, "global", demo_global.run, node=node)
 
 
-@lab_task(name="quorum", help={"name": NAME_HELP})
-def quorum_demo(c, name=None):
+@lab_task(name="quorum", help={"lab": LAB_HELP, "name": OLD_NAME_HELP})
+def quorum_demo(c, lab=None, name=None):
     """Lose 2 of 3 managers: writes refused, tasks serve; recover two ways."""
-    _demo(c, name, "quorum", demo_quorum.run)
+    _demo(c, lab, name, "quorum", demo_quorum.run)
 
 
-@lab_task(name="partition", help={"name": NAME_HELP, "node": "the worker to cut off (default: one with tasks)"})
-def partition_demo(c, name=None, node=None):
+@lab_task(name="partition", help={"lab": LAB_HELP, "node": "the worker to cut off (default: one with tasks)",
+                                  "name": OLD_NAME_HELP})
+def partition_demo(c, lab=None, node=None, name=None):
     """Cut a worker off the network: duplicates, then convergence after healing."""
-    _demo(c, name, "partition", demo_partition.run, node=node)
+    _demo(c, lab, name, "partition", demo_partition.run, node=node)
 
 
-@lab_task(name="mesh", help={"name": NAME_HELP})
-def mesh_demo(c, name=None):
+@lab_task(name="mesh", help={"lab": LAB_HELP, "name": OLD_NAME_HELP})
+def mesh_demo(c, lab=None, name=None):
     """Ask every node's published port: routing mesh, or why not and what instead."""
-    _demo(c, name, "mesh", demo_mesh.run)
+    _demo(c, lab, name, "mesh", demo_mesh.run)
 
 
 WORKSHOP = (("scale", demo_scale.run), ("drain", demo_drain.run), ("constraints", demo_constraints.run),
@@ -455,16 +529,18 @@ WORKSHOP = (("scale", demo_scale.run), ("drain", demo_drain.run), ("constraints"
             ("quorum", demo_quorum.run))
 
 
-@lab_task(name="all", iterable=["only"], help={"name": NAME_HELP, "only": "run just this demo (repeatable)"})
-def all_demos(c, name=None, only=None):
+@lab_task(name="all", iterable=["only"], help={"lab": LAB_HELP, "only": "run just this demo (repeatable)",
+                                               "name": OLD_NAME_HELP})
+def all_demos(c, lab=None, only=None, name=None):
     """The workshop sequence of every demo, with a summary table."""
     chosen = [(n, run) for n, run in WORKSHOP if not only or n in only]
     unknown = sorted(set(only or []) - {n for n, _ in WORKSHOP})
     if unknown:
         raise Exit(f"error: unknown demo(s) {', '.join(unknown)}: choose from {', '.join(n for n, _ in WORKSHOP)}",
                    code=2)
-    reports = run_all(_name(c, name), ConsoleReporter(), chosen)
-    print(demo_summary(_name(c, name), reports))
+    chosen_lab = _lab(c, lab, name)
+    reports = run_all(chosen_lab, ConsoleReporter(), chosen)
+    print(demo_summary(chosen_lab, reports))
     if not all(r.passed for r in reports):
         raise Exit(code=1)
 
@@ -472,16 +548,17 @@ def all_demos(c, name=None, only=None):
 # -- registry ----------------------------------------------------------------------------------
 
 
-@lab_task(help={"image": "an image on this machine's engine, e.g. swarmdeck/web:1", "name": NAME_HELP})
-def push(c, image, name=None):
+@lab_task(help={"image": "an image on this machine's engine, e.g. swarmdeck/web:1", "lab": LAB_HELP,
+                "name": OLD_NAME_HELP})
+def push(c, image, lab=None, name=None):
     """Side-load an image from this machine into the lab registry."""
-    print(labs.push_image(_name(c, name), image))
+    print(labs.push_image(_lab(c, lab, name), image))
 
 
-@lab_task(name="ls", help={"name": NAME_HELP})
-def registry_ls(c, name=None):
+@lab_task(name="ls", help={"lab": LAB_HELP, "name": OLD_NAME_HELP})
+def registry_ls(c, lab=None, name=None):
     """List the lab registry's repositories and tags."""
-    for repository, tags in sorted(labs.registry_catalog(_name(c, name)).items()):
+    for repository, tags in sorted(labs.registry_catalog(_lab(c, lab, name)).items()):
         print(f"{repository}: {', '.join(tags) or '-'}")
 
 
@@ -500,7 +577,7 @@ def build(c, method="auto", mirror=None, rebuild=False, format_="docker"):
         box = vm_images.ensure_box(ConsoleReporter(), mirror=mirror, rebuild=rebuild)
         print(f"{box.path}\n  add it: vagrant box add --name {box.name} {box.path}  (lab.up --provider vagrant does)")
     elif format_ == "docker":
-        print(images.ensure_node_image(engine.local_client(), ConsoleReporter(), method=method, mirror=mirror,
+        print(images.ensure_node_image(engine.host_client(), ConsoleReporter(), method=method, mirror=mirror,
                                        rebuild=rebuild))
     else:
         raise Exit(f"error: unknown image format {format_!r}: use docker, qcow2 or box", code=2)
@@ -515,15 +592,16 @@ def prune(c, dry_run=False):
     print(f"{len(removed)} old VM artefact(s) {'found' if dry_run else 'removed'}")
 
 
-@lab_task(help={"name": "push to this lab's registry when it is up (default: the spec's lab)"})
-def demo(c, name=None):
+@lab_task(help={"lab": "push to this lab's registry when it is up (default: as for every task)",
+                "name": OLD_NAME_HELP})
+def demo(c, lab=None, name=None):
     """Build swarmdeck/web:1,2,3 and push them to the lab registry if it is up."""
-    for line in labs.demo_images_for(_name(c, name), ConsoleReporter()):
+    for line in labs.demo_images_for(_lab(c, lab, name), ConsoleReporter()):
         print(line)
 
 
-lab = Collection("lab", up, down, status, ssh, env, add_node, remove_node, stop_node, start_node, kill_node, pause_node,
-                 doctor_)
+lab_ns = Collection("lab", up, down, status, ssh, env, add_node, remove_node, stop_node, start_node, kill_node,
+                    pause_node, doctor_)
 swarm = Collection("swarm", swarm_init, swarm_status, tokens, promote, demote, drain, activate, pause, label, leave,
                    join)
 service = Collection("service", service_create, service_ls, service_ps, service_scale, service_update,
@@ -534,12 +612,20 @@ image = Collection("image", build, demo, prune)
 demo = Collection("demo", failover, leader, rolling_update, scale_demo, drain_demo, constraints_demo, global_demo,
                   quorum_demo, partition_demo, mesh_demo, all_demos)
 viz = Collection("viz", viz_up, viz_down)
-ns = Collection(lab, swarm, service, stack, demo, registry_ns, image, viz)
-ns.configure({"lab": {}})
+ns = Collection(lab_ns, swarm, service, stack, demo, registry_ns, image, viz)
+# Every spec key a plain value can set, so that INVOKE_LAB_* environment variables are read
+# (Invoke reads only variables whose keys its config declares).
+ns.configure({"lab": config.settable_keys()})
 
 program = Program(namespace=ns, name="swarmdeck", version="0.1.0")
 
 
 def main() -> None:
     """The `swarmdeck` command: the same task tree as `invoke` in the checkout."""
-    program.run(sys.argv)
+    try:
+        program.run(sys.argv)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # the reader went away (`swarmdeck --list | head`): stop quietly, as `ls | head` does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)

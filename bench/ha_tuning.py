@@ -34,7 +34,7 @@ def invoke(*args: str) -> subprocess.CompletedProcess:
 
 
 def run_demo(lab: str, demo: str) -> dict:
-    result = invoke(f"demo.{demo}", "--name", lab)
+    result = invoke(f"demo.{demo}", "--lab", lab)
     reports = sorted((Path(os.environ["SWARMDECK_HOME"]) / "labs" / lab / "reports").glob(f"{demo}-*.json"))
     if not reports:
         raise SystemExit(f"demo.{demo} on {lab} wrote no report:\n{result.stdout}\n{result.stderr}")
@@ -68,7 +68,7 @@ def main() -> None:
     results: dict[str, dict[str, list[dict]]] = {p: {d: [] for d in DEMOS} for p in PROFILES}
     try:
         for profile, lab in labs.items():
-            up = invoke("lab.up", "--name", lab, "--profile", profile, "--managers", "3", "--workers", "4")
+            up = invoke("lab.up", "--lab", lab, "--profile", profile, "--managers", "3", "--workers", "4")
             if up.returncode:
                 raise SystemExit(f"lab.up {lab} failed:\n{up.stdout}\n{up.stderr}")
         for round_ in range(1, args.rounds + 1):
@@ -79,7 +79,7 @@ def main() -> None:
                     results[profile][demo].append(run_demo(labs[profile], demo))
     finally:
         for lab in labs.values():
-            invoke("lab.down", "--name", lab)
+            invoke("lab.down", "--lab", lab)
     timings = {p: results[p]["failover"][0]["timings"] for p in PROFILES if results[p]["failover"]}
     print(f"{args.rounds} rounds; timings per profile: {json.dumps(timings)}\n")
     print(table(results))

@@ -7,7 +7,7 @@ session, so the ratio is fair on a noisy machine; results go to stdout as Markdo
 raw:       docker network create; 5 x docker run (same image and runtime profile); wait for
            each inner engine; swarm init on the first; join-token; 2 managers join one at a
            time, 2 workers in parallel. Nothing else: no SSH, TLS, registry or verification.
-swarmdeck: `invoke lab.up --name ...`: all of that plus SSH host setup, TLS engines, the
+swarmdeck: `invoke lab.up --lab ...`: all of that plus SSH host setup, TLS engines, the
            registry, the demo images in it, and waiting until every node is Ready.
 """
 
@@ -51,7 +51,7 @@ def raw_swarm(image: str, flags: list[str]) -> float:
     start = time.monotonic()
     sh("docker", "network", "create", "--subnet", "10.198.0.0/24", "rawnet")
     for i, name in enumerate(names):
-        sh("docker", "run", "-d", "--name", name, "--hostname", name, "--network", "rawnet",
+        sh("docker", "run", "-d", "--lab", name, "--hostname", name, "--network", "rawnet",
            "--ip", f"10.198.0.{10 + i}", *flags, image)
     for name in names:
         while subprocess.run(["docker", "exec", name, "docker", "info"], capture_output=True).returncode:
@@ -73,12 +73,12 @@ def raw_swarm(image: str, flags: list[str]) -> float:
 
 def swarmdeck_up(name: str, *flags: str) -> float:
     start = time.monotonic()
-    subprocess.run([INVOKE, "lab.up", "--name", name, *flags], check=True, capture_output=True, cwd=REPO)
+    subprocess.run([INVOKE, "lab.up", "--lab", name, *flags], check=True, capture_output=True, cwd=REPO)
     return time.monotonic() - start
 
 
 def swarmdeck_down(name: str) -> None:
-    subprocess.run([INVOKE, "lab.down", "--name", name], check=True, capture_output=True, cwd=REPO)
+    subprocess.run([INVOKE, "lab.down", "--lab", name], check=True, capture_output=True, cwd=REPO)
 
 
 def node_memory_mb(client: docker.DockerClient, lab: str) -> list[float]:

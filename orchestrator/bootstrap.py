@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from orchestrator import swarm
 from orchestrator.clients import ClientPool
 from orchestrator.inspect import swarm_nodes
+from provision import cli
 from provision.errors import PartialFailure
 from provision.machine import LabPlan, NodePlan
 from provision.report import Reporter
@@ -91,7 +92,7 @@ def wait_ready(ctx: BootstrapContext) -> None:
         return True
 
     wait_until(all_ready, timeout=READY_TIMEOUT, describe="every node to be Ready (and every manager reachable)",
-               hint="`invoke lab.status` shows which node lags; `invoke lab.doctor` checks the host")
+               hint=f"{cli.command('lab.status')} shows which node lags; {cli.command('lab.doctor')} checks the host")
     ctx.reporter.result(f"{len(expected)} nodes ready", False)
 
 

@@ -17,7 +17,7 @@ from orchestrator.inspect import LabStatus, lab_status, reachable_manager
 from orchestrator import chaos
 from orchestrator.session import LabSession, open_lab
 from orchestrator.viz import control as viz_control
-from provision import api, demo_images, engine, entrypoint, images, keys, registry, tls
+from provision import api, cli, demo_images, engine, entrypoint, images, keys, registry, tls
 from provision import spec as specs
 from provision.errors import LabError
 from provision.machine import LabPlan
@@ -133,20 +133,62 @@ def swarm_status(name: str) -> tuple[LabStatus, dict[str, int]]:
         return result, services.running_per_node(manager) if manager else {}
 
 
-def env(name: str, node: str) -> str:
+ENV_VARIABLES = ("DOCKER_TLS_VERIFY", "DOCKER_HOST", "DOCKER_CERT_PATH", "SWARMDECK_LAB", "SWARMDECK_NODE")
+SHELLS = ("bash", "zsh", "sh", "fish", "powershell")
+
+
+def env(name: str, node: str, shell: str | None = None) -> str:
     """Shell lines that point the docker CLI at ``node``'s engine (docker-machine's `env`)."""
     _, plan = api.existing_lab(name)
     address = plan.node(node).address
     certs = tls.client_certs(name)
-    return "\n".join([
-        'export DOCKER_TLS_VERIFY="1"',
-        f'export DOCKER_HOST="tcp://{address}:{tls.ENGINE_PORT}"',
-        f'export DOCKER_CERT_PATH="{certs.folder}"',
-        "unset DOCKER_CONTEXT",
-        f'export SWARMDECK_LAB="{name}" SWARMDECK_NODE="{node}"',
-        "# Run this command to configure your shell:",
-        f'# eval "$(invoke lab.env {node} --name {name})"',
-    ]) + "\n"
+    values = dict(zip(ENV_VARIABLES, ("1", f"tcp://{address}:{tls.ENGINE_PORT}", str(certs.folder), name, node)))
+    shell = choose_shell(shell)
+    lines = [_set(shell, key, value) for key, value in values.items()] + [_unset(shell, "DOCKER_CONTEXT")]
+    flags = ("--lab", name) + (("--shell", shell) if shell != _detected_shell() else ())
+    return "\n".join(lines + _usage(shell, "lab.env", node, *flags)) + "\n"
+
+
+def env_unset(shell: str | None = None) -> str:
+    """The lines that undo ``env`` (docker-machine's `env -u`): docker talks to the local engine again."""
+    shell = choose_shell(shell)
+    flags = ("--shell", shell) if shell != _detected_shell() else ()
+    return "\n".join([_unset(shell, key) for key in ENV_VARIABLES] + _usage(shell, "lab.env", "-u", *flags)) + "\n"
+
+
+def choose_shell(shell: str | None) -> str:
+    """``shell``, else this user's login shell (fish, or a POSIX shell)."""
+    if shell is None:
+        return _detected_shell()
+    if shell not in SHELLS:
+        raise LabError(f"unknown shell {shell!r}: choose one of {', '.join(SHELLS)}")
+    return shell
+
+
+def _detected_shell() -> str:
+    return "fish" if os.path.basename(os.environ.get("SHELL", "")) == "fish" else "bash"
+
+
+def _set(shell: str, key: str, value: str) -> str:
+    if shell == "fish":
+        return f'set -gx {key} "{value}";'
+    if shell == "powershell":
+        return f'$Env:{key} = "{value}"'
+    return f'export {key}="{value}"'
+
+
+def _unset(shell: str, key: str) -> str:
+    if shell == "fish":
+        return f"set -e {key};"
+    if shell == "powershell":
+        return f"Remove-Item Env:\\{key} -ErrorAction SilentlyContinue"
+    return f"unset {key}"
+
+
+def _usage(shell: str, task: str, *args: str) -> list[str]:
+    words = " ".join([cli.program(), task, *args])
+    run = {"fish": f"eval ({words})", "powershell": f"& {words} | Invoke-Expression"}.get(shell, f'eval "$({words})"')
+    return ["# Run this command to configure your shell:", f"# {run}"]
 
 
 def ssh_command(name: str, node: str, command: str | None = None) -> list[str]:

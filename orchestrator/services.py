@@ -6,13 +6,14 @@ Images of the lab registry may be named without it: ``swarmdeck/web:1`` becomes
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import docker
 import docker.errors
 from docker.types import EndpointSpec, Healthcheck, RestartPolicy, ServiceMode, UpdateConfig
 
-from provision import registry
+from provision import cli, registry
 from provision.errors import LabError
 from provision.machine import LabPlan
 
@@ -78,6 +79,14 @@ class ServiceRequest:
         return found
 
 
+def default_name(image: str) -> str:
+    """A service name from its image when none is given: ``swarmdeck/web:1`` -> ``web``."""
+    repository = image.split("@", 1)[0]
+    last = repository.rsplit("/", 1)[-1]
+    base = last.split(":", 1)[0]
+    return re.sub(r"[^a-z0-9-]", "-", base.lower()).strip("-") or "service"
+
+
 def lab_image(plan: LabPlan, image: str) -> str:
     """``image`` in the lab registry when the registry holds its repository, else unchanged."""
     if not plan.registry or image.startswith(plan.registry + "/"):
@@ -103,7 +112,7 @@ def create(manager: docker.DockerClient, plan: LabPlan, request: ServiceRequest)
     if problems:
         raise LabError("cannot create service " + request.name + ": " + "; ".join(problems))
     if any(s.name == request.name for s in manager.services.list()):
-        raise LabError(f"service {request.name!r} exists already", hint=f"`invoke service.rm {request.name}` first")
+        raise LabError(f"service {request.name!r} exists already", hint=f"{cli.command('service.rm', request.name)} first")
     ports = {p.published: (p.target, p.protocol, p.mode) for p in request.publish}
     mode = ServiceMode("global") if request.replicas is None else ServiceMode("replicated", request.replicas)
     kwargs = dict(

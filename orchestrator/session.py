@@ -10,7 +10,7 @@ import docker
 
 from orchestrator.clients import ClientPool
 from orchestrator.inspect import reachable_manager
-from provision import api
+from provision import api, cli
 from provision.errors import SwarmError
 from provision.machine import LabPlan
 
@@ -33,7 +33,7 @@ def require_manager(plan: LabPlan, clients: ClientPool, provider) -> docker.Dock
     if manager is None:
         raise SwarmError(
             f"no manager of lab {plan.name!r} answers as a swarm manager",
-            hint="`invoke lab.status` shows the managers; with too few of them Raft has lost its majority",
+            hint=f"{cli.command('lab.status', lab=plan.name)} shows the managers; with too few of them Raft has lost its majority",
         )
     return manager
 

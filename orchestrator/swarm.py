@@ -12,6 +12,7 @@ from typing import Callable
 import docker
 import docker.errors
 
+from provision import cli
 from provision.errors import SwarmError
 from provision.spec import SwarmSpec
 
@@ -102,7 +103,7 @@ def join(client: docker.DockerClient, name: str, address: str, manager_address: 
         )
     except docker.errors.APIError as err:
         raise SwarmError(f"{name} could not join the swarm at {manager_address}: {err.explanation or err}",
-                         hint="check that the nodes reach each other on 2377/tcp (`invoke lab.doctor`)") from err
+                         hint=f"check that the nodes reach each other on 2377/tcp ({cli.command('lab.doctor')})") from err
     return True
 
 

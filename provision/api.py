@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import shutil
 
 import requests
 
+from provision import cli
 from provision import config as spec_config
-from provision import firstboot, spec as specs
+from provision import engine, firstboot, state, spec as specs
 from provision.errors import HostUnreachable, LabError, SpecError
 from provision.host import Host, SSHHost, run_on_all
 from provision.machine import RUNNING, LabPlan, Machine
@@ -20,24 +20,19 @@ from provision.setup import run_setup
 from provision.wait import NotYet, wait_until
 
 BOOT_TIMEOUT = 90
-SPEC_FILE = "spec.json"  # in the lab's state folder: the spec as lab.add / lab.remove left it
-
-
-PROVIDER_FILE = "provider"  # in the lab's state folder: which provider made the lab
+SPEC_FILE = state.SPEC_FILE  # in the lab's state folder: the spec as lab.add / lab.remove left it
 
 
 def provider_of(name: str) -> str:
     """The provider that made lab ``name`` (labs made before this record existed: docker)."""
-    try:
-        return (lab_dir(name) / PROVIDER_FILE).read_text().strip() or "docker"
-    except OSError:
-        return "docker"
+    return state.read_provider(name)
 
 
 def record_provider(spec: specs.LabSpec) -> None:
-    path = lab_dir(spec.name) / PROVIDER_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(spec.provider + "\n")
+    """Remember the lab's provider and, the first time, the engine that hosts it."""
+    state.write_provider(spec.name, spec.provider)
+    if state.read_engine(spec.name) is None:
+        state.write_engine(spec.name, engine.environment_settings())
 
 
 def existing_lab(name: str, provider_name: str | None = None) -> tuple[Provider, LabPlan]:
@@ -46,12 +41,12 @@ def existing_lab(name: str, provider_name: str | None = None) -> tuple[Provider,
     Raises:
         LabError: when there is no such lab, naming the labs there are.
     """
-    provider = get_provider(provider_name or provider_of(name))
+    provider = get_provider(provider_name or provider_of(name), lab=name)
     current = current_spec(provider, name)
     if current is None:
         others = ", ".join(provider.labs()) or "none"
         raise LabError(f"there is no lab named {name!r} (labs here: {others})",
-                       hint=f"create it with `invoke lab.up --name {name}`")
+                       hint=f"create it with {cli.command('lab.up', lab=name)}")
     return provider, provider.resolve(current)
 
 
@@ -85,8 +80,8 @@ def spec_for_up(spec: specs.LabSpec, provider: Provider) -> specs.LabSpec:
     if shape not in (_shape(created), _shape(current)):
         have = ", ".join(f"{n}({r})" for n, r in _shape(current))
         raise SpecError([f"lab {spec.name!r} exists with other nodes: {have}"],
-                        hint="change a running lab's nodes with `invoke lab.add` / `invoke lab.remove`, "
-                             f"or remove it first: `invoke lab.down --name {spec.name}`")
+                        hint=f"change a running lab's nodes with {cli.command('lab.add')} / {cli.command('lab.remove')}, "
+                             f"or remove it first: {cli.command('lab.down', lab=spec.name)}")
     return dataclasses.replace(spec, nodes=current.nodes)
 
 
@@ -136,7 +131,7 @@ def wait_for_ssh(host: Host, timeout: float = BOOT_TIMEOUT) -> None:
             raise NotYet(str(err)) from err
 
     wait_until(answers, timeout=timeout, interval=0.3, describe=f"SSH on {host.name}",
-               hint="the node may have failed to boot: `invoke lab.status`, `docker logs` of its container")
+               hint=f"the node may have failed to boot: {cli.command('lab.status')}, `docker logs` of its container")
 
 
 def wait_for_engines(plan: LabPlan, clients, names: list[str], timeout: float = BOOT_TIMEOUT) -> None:
@@ -147,21 +142,19 @@ def wait_for_engines(plan: LabPlan, clients, names: list[str], timeout: float = 
             return clients[name].ping()
         except requests.exceptions.SSLError as err:  # will not heal by waiting
             raise LabError(f"TLS to the engine of {name} failed: {err}",
-                           hint=f"the lab's certificates do not match: `invoke lab.down --name {plan.name}` "
+                           hint=f"the lab's certificates do not match: {cli.command('lab.down', lab=plan.name)} "
                            "and up again") from err
 
     for name in names:
         wait_until(lambda: answers(name), timeout=timeout, interval=0.3,
                    describe=f"the Docker engine of {name} on {plan.node(name).address}:2376",
-                   hint="see /var/log/dockerd.log on the node (`invoke lab.ssh NODE`)")
+                   hint=f"see /var/log/dockerd.log on the node ({cli.command('lab.ssh', 'NODE')})")
 
 
 def destroy(name: str, provider_name: str | None = None) -> dict[str, int]:
     """Remove every resource of lab ``name`` and its state folder; no error if none is left."""
-    counts = get_provider(provider_name or provider_of(name)).destroy(name)
-    folder = lab_dir(name)
-    if folder.exists():
-        shutil.rmtree(folder)
+    counts = get_provider(provider_name or provider_of(name), lab=name).destroy(name)
+    if state.remove(name):
         counts["state folders"] = 1
     return counts
 

@@ -25,15 +25,21 @@ def load_spec(
     spec_file: str | Path | None = None,
     config: Mapping[str, Any] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    *,
+    default_name: str | None = None,
 ) -> specs.LabSpec:
     """Merge the layers and build a LabSpec (not yet validated against a backend).
+
+    ``default_name`` replaces the built-in lab name (the lab that ``lab.env`` chose for this
+    shell); a name from any layer wins over it.
 
     Raises:
         SpecError: listing every value of the wrong type or shape.
     """
     config = dict(config or {})
     path = spec_file or config.pop("spec", None) or _default_spec_file()
-    layers = [read_spec_file(path) if path else {}, {k: v for k, v in config.items() if k != "spec"},
+    layers = [{"name": default_name} if default_name else {}, read_spec_file(path) if path else {},
+              {k: v for k, v in config.items() if k != "spec"},
               {k: v for k, v in (overrides or {}).items() if v is not None}]
     raw = copy.deepcopy(specs.DEFAULTS)
     for layer in layers:
@@ -44,6 +50,18 @@ def load_spec(
         for layer in layers:
             raw = merge(raw, layer)
     return from_mapping(raw)
+
+
+def settable_keys() -> dict[str, Any]:
+    """Every spec key that holds a plain value, mapped to None, nested as in the spec, plus
+    ``spec`` (the spec file): what Invoke's config must declare for INVOKE_LAB_* variables."""
+    keys: dict[str, Any] = {"spec": None}
+    for key, default in specs.DEFAULTS.items():
+        if isinstance(default, dict) and key not in ("labels", "hosts"):
+            keys[key] = {inner: None for inner in default}
+        elif not isinstance(default, dict) and key != "nodes":
+            keys[key] = None
+    return keys
 
 
 def read_spec_file(path: str | Path) -> dict[str, Any]:

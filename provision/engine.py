@@ -1,15 +1,36 @@
-"""Docker SDK clients for the engines of lab nodes (mutual TLS on port 2376)."""
+"""Docker SDK clients: the engine that hosts a lab's machines, and the lab nodes' engines.
+
+The host engine is found the same way whatever the shell holds: ``SWARMDECK_DOCKER_HOST``
+(with ``SWARMDECK_DOCKER_CERT_PATH`` for TLS) when set; else the engine recorded in the
+lab's state folder when the lab was created; else the shell's ``DOCKER_*`` settings,
+unless they point at a lab node (as ``eval "$(swarmdeck lab.env manager1)"`` makes them),
+which are then ignored; else the local socket. So swarmdeck keeps working in a shell
+whose docker CLI talks to a lab, as docker-machine's verbs do after its ``env``.
+
+Node engines listen on TCP 2376 with mutual TLS only, with the lab's certificates.
+"""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+from typing import Mapping
+
 import docker
+import docker.constants
 import docker.errors
 import docker.tls
+import docker.utils
 
-from provision import tls
+from provision import state, tls
 from provision.errors import ProviderUnavailable
+from provision.paths import home
 
 API_VERSION = "1.41"  # Debian bookworm's engine (20.10) and every newer one speak it
+OVERRIDE = "SWARMDECK_DOCKER_HOST"
+OVERRIDE_CERTS = "SWARMDECK_DOCKER_CERT_PATH"
+SETTINGS = ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH")
+HOST_TIMEOUT = 120
 
 
 def node_client(lab: str, address: str, *, timeout: int = 30) -> docker.DockerClient:
@@ -25,19 +46,66 @@ def node_client(lab: str, address: str, *, timeout: int = 30) -> docker.DockerCl
     return client
 
 
-def local_client() -> docker.DockerClient:
-    """The engine swarmdeck runs node containers on (DOCKER_HOST or the local socket).
+def points_at_a_lab(environ: Mapping[str, str]) -> bool:
+    """Whether these ``DOCKER_*`` settings are a lab node's (made by ``lab.env``)."""
+    cert_path = environ.get("DOCKER_CERT_PATH", "")
+    if not cert_path:
+        return False
+    labs = (home() / "labs").resolve()
+    try:
+        return Path(cert_path).resolve().is_relative_to(labs)
+    except OSError:
+        return False
+
+
+def environment_settings(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The host engine's ``DOCKER_*`` settings from the environment (empty: the local socket)."""
+    environ = os.environ if environ is None else environ
+    if environ.get(OVERRIDE):
+        settings = {"DOCKER_HOST": environ[OVERRIDE]}
+        if environ.get(OVERRIDE_CERTS):
+            settings.update(DOCKER_CERT_PATH=environ[OVERRIDE_CERTS], DOCKER_TLS_VERIFY="1")
+        return settings
+    if points_at_a_lab(environ):
+        return {}
+    return {key: environ[key] for key in SETTINGS if environ.get(key)}
+
+
+def host_settings(lab: str | None = None) -> dict[str, str]:
+    """The settings of the engine that hosts ``lab`` (or, with no lab, new labs)."""
+    if os.environ.get(OVERRIDE) or lab is None:
+        return environment_settings()
+    recorded = state.read_engine(lab)
+    return recorded if recorded is not None else environment_settings()
+
+
+def describe(settings: Mapping[str, str]) -> str:
+    return settings.get("DOCKER_HOST") or "the local socket (unix:///var/run/docker.sock)"
+
+
+def host_client(lab: str | None = None, *, timeout: int = HOST_TIMEOUT) -> docker.DockerClient:
+    """A client of the engine that hosts ``lab``'s machines (see the module docstring).
 
     Raises:
-        ProviderUnavailable: when no engine answers, with how to start one.
+        ProviderUnavailable: when that engine does not answer, with how to start one.
     """
+    settings = host_settings(lab)
+    # an empty environment would make docker-py read os.environ: name the local socket instead
+    environment = settings or {"DOCKER_HOST": docker.constants.DEFAULT_UNIX_SOCKET}
     try:
-        client = docker.from_env(timeout=120)
+        client = docker.DockerClient(timeout=timeout, **docker.utils.kwargs_from_env(environment=environment))
         client.ping()
         return client
     except docker.errors.DockerException as err:
+        where = describe(settings)
+        whose = f" (recorded for lab {lab} when it was made)" if lab and state.read_engine(lab) is not None else ""
         raise ProviderUnavailable(
-            f"no Docker engine answers ({err})",
-            hint="start one: `dockerd &` (Debian: apt-get install docker.io), or set DOCKER_HOST; "
-            "`./bootstrap.sh up` does both",
+            f"no Docker engine answers at {where}{whose}: {err}",
+            hint="start one: `dockerd &` (Debian: apt-get install docker.io), or name another with "
+                 f"{OVERRIDE}; `./bootstrap.sh up` does both",
         ) from err
+
+
+def local_client() -> docker.DockerClient:
+    """The engine new labs are made on (images are built there too)."""
+    return host_client()

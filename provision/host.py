@@ -19,7 +19,7 @@ import paramiko
 from fabric import Config, Connection
 from invoke.exceptions import CommandTimedOut
 
-from provision import keys
+from provision import cli, keys
 from provision.errors import CommandFailed, HostUnreachable, PartialFailure
 from provision.providers.base import SSHTarget
 
@@ -93,12 +93,12 @@ class SSHHost:
                                          timeout=self.command_timeout)
         except CommandTimedOut as err:
             raise HostUnreachable(f"{self.name}: `{command[:80]}` did not finish within {self.command_timeout} s",
-                                  hint="the node may be overloaded or hung: `invoke lab.status`, its console log") from err
+                                  hint=f"the node may be overloaded or hung: {cli.command('lab.status')}, its console log") from err
         except (paramiko.SSHException, OSError) as err:
             raise HostUnreachable(
                 f"{self.name}: SSH to {self.connection.host} failed: {err}",
-                hint="is the node running? `invoke lab.status`; a changed host key means the node was "
-                "replaced: `invoke lab.down` and up again",
+                hint=f"is the node running? {cli.command('lab.status')}; a changed host key means the node was "
+                f"replaced: {cli.command('lab.down')} and up again",
             ) from err
         return Result(result.stdout + result.stderr, result.exited)
 

@@ -15,7 +15,7 @@ import urllib.error
 import docker
 import docker.errors
 
-from provision import http
+from provision import cli, http
 from provision.errors import LabError, ProviderError
 from provision.host import Host, check
 from provision.paths import TEMPLATES
@@ -124,7 +124,7 @@ def push(source: docker.DockerClient, target: docker.DockerClient, address: str,
     for line in target.api.push(repository, tag=tag, stream=True, decode=True):
         if "error" in line:
             raise ProviderError(f"pushing {reference} failed: {line['error']}",
-                                hint="is the registry up? `invoke registry.ls`")
+                                hint=f"is the registry up? {cli.command('registry.ls')}")
     return reference
 
 
@@ -135,7 +135,7 @@ def catalog(address: str) -> dict[str, list[str]]:
         return {r: sorted(_get_json(f"http://{address}/v2/{r}/tags/list").get("tags") or []) for r in repositories}
     except (urllib.error.URLError, OSError, ValueError) as err:
         raise ProviderError(f"the registry at {address} did not answer: {err}",
-                            hint="is the lab up? `invoke lab.status`") from err
+                            hint=f"is the lab up? {cli.command('lab.status')}") from err
 
 
 def _get_json(url: str) -> dict:

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from provision import api, http
+from provision import api, cli, http
 from provision.errors import LabError
 from provision.paths import REPO, lab_dir
 from provision.wait import NotYet, wait_until
@@ -59,7 +59,7 @@ def up(lab: str, port: int = 8000, host: str = "127.0.0.1") -> tuple[Viz, bool]:
     if current is not None:
         if current.port != port or current.host != host:
             raise LabError(f"the visualizer of lab {lab} runs already at {current.url}",
-                           hint=f"`invoke viz.down --name {lab}` first to move it")
+                           hint=f"{cli.command('viz.down', lab=lab)} first to move it")
         return current, False
     log = lab_dir(lab) / "viz.log"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -74,7 +74,7 @@ def up(lab: str, port: int = 8000, host: str = "127.0.0.1") -> tuple[Viz, bool]:
     def answers() -> bool:
         if process.poll() is not None:
             raise LabError(f"the visualizer exited at start (code {process.returncode}): {_tail(log)}",
-                           hint=f"is port {port} taken? try `invoke viz.up --port {port + 1}`")
+                           hint=f"is port {port} taken? try {cli.command('viz.up', '--port', str(port + 1), lab=lab)}")
         try:
             return json.loads(http.get(viz.url + "api/state", 2)).get("lab") == lab
         except Exception as err:  # noqa: BLE001 - not answering yet, whatever the reason

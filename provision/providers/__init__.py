@@ -16,8 +16,9 @@ REGISTRY = {
 }
 
 
-def get_provider(name: str) -> Provider:
-    """An instance of the provider called ``name``.
+def get_provider(name: str, lab: str | None = None) -> Provider:
+    """An instance of the provider called ``name``, for ``lab`` when given (the docker
+    provider then talks to the engine that hosts that lab).
 
     Raises:
         ProviderUnavailable: for a provider this version does not ship yet.
@@ -28,4 +29,4 @@ def get_provider(name: str) -> Provider:
             hint="use --provider docker",
         )
     module_name, _, class_name = REGISTRY[name].partition(":")
-    return getattr(importlib.import_module(module_name), class_name)()
+    return getattr(importlib.import_module(module_name), class_name)(lab=lab)

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
+from provision import cli
 from provision.errors import ProviderError
 from provision.firstboot import File
 from provision.machine import LabPlan, Machine, NodePlan
@@ -42,7 +43,7 @@ def find_machine(machines: list[Machine], lab: str, node: str, what: str) -> Mac
     for found in machines:
         if found.name == node:
             return found
-    raise ProviderError(f"lab {lab!r} has no {what}", hint=f"`invoke lab.status --name {lab}` lists its nodes")
+    raise ProviderError(f"lab {lab!r} has no {what}", hint=f"{cli.command('lab.status', lab=lab)} lists its nodes")
 
 
 def no_console(provider: str) -> ProviderError:

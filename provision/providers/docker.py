@@ -17,9 +17,9 @@ import docker
 import docker.errors
 
 from provision import config as spec_config
-from provision import entrypoint, images, labels, runtime
+from provision import cli, entrypoint, images, labels, runtime
 from provision import spec as specs
-from provision.engine import local_client
+from provision.engine import host_client
 from provision.errors import ProviderError, SpecError
 from provision.firstboot import File
 from provision.machine import CREATED, PAUSED, RUNNING, STOPPED, LabPlan, Machine, NodePlan, plan
@@ -35,15 +35,15 @@ class DockerProvider:
     name = "docker"
     capabilities = Capabilities(systemd=False, firewall=False, engine_preinstalled=True, ipvs=None)
 
-    def __init__(self, client: docker.DockerClient | None = None):
-        self._client = client
+    def __init__(self, client: docker.DockerClient | None = None, lab: str | None = None):
+        self._client, self.lab = client, lab
         self.image: str | None = None
         self.profile: runtime.RuntimeProfile | None = None
 
     @property
     def client(self) -> docker.DockerClient:
         if self._client is None:
-            self._client = local_client()
+            self._client = host_client(self.lab)
         return self._client
 
     def check(self) -> None:
@@ -78,7 +78,7 @@ class DockerProvider:
         mtu = int(network.attrs["Options"].get("com.docker.network.driver.mtu", 1500))
         if spec.network.subnet not in (specs.AUTO, subnet):
             raise SpecError([f"lab {spec.name!r} exists with subnet {subnet}, not {spec.network.subnet}"],
-                            hint=f"run `invoke lab.down --name {spec.name}` first, or pick another --name")
+                            hint=f"run {cli.command('lab.down', lab=spec.name)} first, or pick another --lab")
         return subnet, mtu
 
     def _network(self, lab: str):
@@ -192,7 +192,7 @@ class DockerProvider:
         container = self._container(lab, node)
         if container is None:
             raise ProviderError(f"lab {lab!r} has no node container {labels.container_name(lab, node)}",
-                                hint=f"`invoke lab.status --name {lab}` lists its nodes")
+                                hint=f"{cli.command('lab.status', lab=lab)} lists its nodes")
         return self._machine(container)
 
     def start(self, machine: Machine) -> None:

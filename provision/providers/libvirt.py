@@ -21,6 +21,7 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from provision import cli
 from provision import config as spec_config
 from provision import spec as specs, vm_images
 from provision.errors import ProviderError, ProviderUnavailable, SpecError
@@ -48,7 +49,7 @@ class LibvirtProvider:
     capabilities = Capabilities(systemd=True, firewall=True, engine_preinstalled=True, ipvs=True)
     boot_timeout = 300  # seconds to SSH: VMs under software emulation boot in 25-80 s here
 
-    def __init__(self, uri: str | None = None):
+    def __init__(self, uri: str | None = None, lab: str | None = None):
         self.uri = uri or os.environ.get(URI_ENV, "qemu:///system")
         self._conn = None
         self._pool_handle = None
@@ -68,7 +69,7 @@ class LibvirtProvider:
                 raise ProviderUnavailable(
                     f"libvirt at {self.uri} does not answer: {err}",
                     hint="install and start it: `apt-get install libvirt-daemon-system qemu-system-x86 qemu-utils "
-                         "dnsmasq-base`, then `libvirtd -d` (or `systemctl start libvirtd`); `invoke lab.doctor`") from err
+                         f"dnsmasq-base`, then `libvirtd -d` (or `systemctl start libvirtd`); {cli.command('lab.doctor')}") from err
         return self._conn
 
     def check(self) -> None:
@@ -136,7 +137,7 @@ class LibvirtProvider:
             subnet = _network_subnet(network.XMLDesc(0))
             if spec.network.subnet not in (specs.AUTO, subnet):
                 raise SpecError([f"lab {spec.name!r} exists with subnet {subnet}, not {spec.network.subnet}"],
-                                hint=f"run `invoke lab.down --name {spec.name}` first, or pick another --name")
+                                hint=f"run {cli.command('lab.down', lab=spec.name)} first, or pick another --lab")
         elif spec.network.subnet != specs.AUTO:
             subnet = spec.network.subnet
         else:

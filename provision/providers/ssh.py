@@ -31,6 +31,9 @@ class SSHProvider:
     boot_timeout = 120  # the engine may be installed first
     image = None  # the demo images are built on this machine, from the node image
 
+    def __init__(self, lab: str | None = None):
+        self.lab = lab
+
     def check(self) -> None:
         pass  # nothing to reach before the hosts themselves
 

@@ -25,6 +25,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from provision import cli
 from provision import adopt, spec as specs, vm_images
 from provision import config as spec_config
 from provision.errors import ProviderError, ProviderUnavailable
@@ -56,8 +57,8 @@ class VagrantProvider:
     boot_timeout = 300
     image = None  # the demo images come from the container node image
 
-    def __init__(self):
-        self.libvirt = lv.LibvirtProvider()
+    def __init__(self, lab: str | None = None):
+        self.libvirt = lv.LibvirtProvider(lab=lab)
         self.box: vm_images.Box | None = None
         self.mirror: str | None = None
 
@@ -67,7 +68,7 @@ class VagrantProvider:
         if shutil.which("vagrant") is None:
             raise ProviderUnavailable(
                 "vagrant is not installed",
-                hint="`apt-get install vagrant vagrant-libvirt` (Debian), then `invoke lab.doctor`")
+                hint=f"`apt-get install vagrant vagrant-libvirt` (Debian), then {cli.command('lab.doctor')}")
         _vagrant_lib()
 
     def _client(self, lab: str):
@@ -149,7 +150,7 @@ class VagrantProvider:
         owner = _json_lab()
         if owner not in (None, plan.name) and self._status(owner):
             raise ProviderError(f"the Vagrantfile in {vagrant_dir()} describes lab {owner!r}, which still has machines",
-                                hint=f"one Vagrant lab per folder: `invoke lab.down --name {owner}`, or set "
+                                hint=f"one Vagrant lab per folder: {cli.command('lab.down', lab=owner)}, or set "
                                      f"{DIR_ENV} to another folder")
         self._prepare_machines(plan.spec, reporter)
         resolved = dataclasses.replace(plan.spec, network=specs.NetworkSpec(plan.subnet, plan.spec.network.mtu))

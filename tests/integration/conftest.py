@@ -101,15 +101,15 @@ def new_lab_name(purpose: str) -> str:
 def a_lab(purpose: str, *flags: str) -> Iterator[str]:
     """A lab made with ``lab.up FLAGS`` for a test module, removed afterwards."""
     name = new_lab_name(purpose)
-    cli("lab.up", "--name", name, *flags)
+    cli("lab.up", "--lab", name, *flags)
     try:
         yield name
     finally:
-        cli("lab.down", "--name", name, check=False)
+        cli("lab.down", "--lab", name, check=False)
 
 
 def status_json(name: str) -> dict:
-    return json.loads(cli("lab.status", "--name", name, "--json").stdout)
+    return json.loads(cli("lab.status", "--lab", name, "--json").stdout)
 
 
 def addresses(name: str) -> dict[str, str]:
@@ -136,6 +136,6 @@ def swarm_nodes(name: str) -> dict[str, dict]:
 def default_lab(engine):
     """The default lab (3 managers, 2 workers, registry) under a test name."""
     name = new_lab_name("main")
-    result = cli("lab.up", "--name", name)
+    result = cli("lab.up", "--lab", name)
     yield name, result
-    cli("lab.down", "--name", name, check=False)
+    cli("lab.down", "--lab", name, check=False)

@@ -41,7 +41,7 @@ def test_every_node_resolves_every_hostname(default_lab):
     names = ["manager1", "manager2", "manager3", "worker1", "worker2"]
     addresses = {n["name"]: n["address"] for n in status_json(name)["nodes"]}
     for node in names:
-        out = cli("lab.ssh", node, "--name", name, "--command", "getent hosts " + " ".join(names)).stdout
+        out = cli("lab.ssh", node, "--lab", name, "--command", "getent hosts " + " ".join(names)).stdout
         resolved = {line.split()[1]: line.split()[0] for line in out.splitlines()}
         assert resolved == addresses, f"on {node}: {out}"
 
@@ -69,71 +69,71 @@ def test_six_replicas_from_the_lab_registry_run_on_three_nodes_or_more(default_l
 
 def test_lab_env_points_the_real_docker_cli_at_the_lab(default_lab):
     name, _ = default_lab
-    script = f'eval "$({INVOKE} lab.env manager1 --name {name})" && docker node ls --format "{{{{.Hostname}}}}"'
+    script = f'eval "$({INVOKE} lab.env manager1 --lab {name})" && docker node ls --format "{{{{.Hostname}}}}"'
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
     out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, check=True).stdout
     assert sorted(out.split()) == ["manager1", "manager2", "manager3", "worker1", "worker2"]
-    exports = cli("lab.env", "manager1", "--name", name).stdout
+    exports = cli("lab.env", "manager1", "--lab", name).stdout
     assert 'DOCKER_TLS_VERIFY="1"' in exports and ":2376" in exports
 
 
 def test_registry_lists_and_side_loads_images(default_lab, engine, tmp_path):
     name, _ = default_lab
-    listing = cli("registry.ls", "--name", name).stdout
+    listing = cli("registry.ls", "--lab", name).stdout
     assert "swarmdeck/web: 1, 2, 3" in listing
     (tmp_path / "Dockerfile").write_text("FROM swarmdeck/web:2\nLABEL test=side-load\n")
     engine.images.build(path=str(tmp_path), tag="it-sideload:7", rm=True, forcerm=True)
     try:
-        reference = cli("registry.push", "it-sideload:7", "--name", name).stdout.strip()
+        reference = cli("registry.push", "it-sideload:7", "--lab", name).stdout.strip()
         assert reference.endswith("/it-sideload:7")
-        assert "it-sideload: 7" in cli("registry.ls", "--name", name).stdout
+        assert "it-sideload: 7" in cli("registry.ls", "--lab", name).stdout
     finally:
         engine.images.remove("it-sideload:7", force=True)
-    missing = cli("registry.push", "no-such-image:1", "--name", name, check=False)
+    missing = cli("registry.push", "no-such-image:1", "--lab", name, check=False)
     assert missing.returncode == 1 and "is not on this machine's Docker engine" in missing.stderr
 
 
 def test_rerunning_up_changes_nothing_and_keeps_node_ids(default_lab):
     name, _ = default_lab
     before = {h: n["ID"] for h, n in swarm_nodes(name).items()}
-    again = cli("lab.up", "--name", name)
+    again = cli("lab.up", "--lab", name)
     assert " changed " not in again.stderr, again.stderr
     assert {h: n["ID"] for h, n in swarm_nodes(name).items()} == before
 
 
 def test_changed_engine_config_is_restored_with_an_engine_restart(default_lab):
     name, _ = default_lab
-    cli("lab.ssh", "worker2", "--name", name, "--command", "sed -i 's/\"mtu\"/\"debug\": false, \"mtu\"/' /etc/docker/daemon.json")
-    result = cli("lab.up", "--name", name)
+    cli("lab.ssh", "worker2", "--lab", name, "--command", "sed -i 's/\"mtu\"/\"debug\": false, \"mtu\"/' /etc/docker/daemon.json")
+    result = cli("lab.up", "--lab", name)
     assert "setup worker2: 7 steps, changed: engine config" in result.stderr
-    assert '"debug"' not in cli("lab.ssh", "worker2", "--name", name, "--command", "cat /etc/docker/daemon.json").stdout
+    assert '"debug"' not in cli("lab.ssh", "worker2", "--lab", name, "--command", "cat /etc/docker/daemon.json").stdout
     wait_until(lambda: swarm_nodes(name)["worker2"]["Status"]["State"] == "ready", timeout=60,
                describe="worker2 to be ready after its engine restarted")
 
 
 def test_kill_then_start_a_worker(default_lab):
     name, _ = default_lab
-    cli("lab.kill", "worker1", "--name", name)
+    cli("lab.kill", "worker1", "--lab", name)
     assert next(n for n in status_json(name)["nodes"] if n["name"] == "worker1")["machine"] == "stopped"
-    cli("lab.start", "worker1", "--name", name)
+    cli("lab.start", "worker1", "--lab", name)
     wait_until(lambda: swarm_nodes(name)["worker1"]["Status"]["State"] == "ready", timeout=90,
                describe="worker1 to be ready again")
-    hosts = cli("lab.ssh", "worker1", "--name", name, "--command", "getent hosts manager3").stdout
+    hosts = cli("lab.ssh", "worker1", "--lab", name, "--command", "getent hosts manager3").stdout
     assert "manager3" in hosts
 
 
 def test_ssh_command_passes_the_exit_code(default_lab):
-    result = cli("lab.ssh", "manager2", "--name", default_lab[0], "--command", "hostname; exit 7", check=False)
+    result = cli("lab.ssh", "manager2", "--lab", default_lab[0], "--command", "hostname; exit 7", check=False)
     assert result.returncode == 7 and result.stdout.strip() == "manager2"
 
 
 def test_tokens_are_shown_only_when_asked(default_lab):
-    out = cli("swarm.tokens", "--name", default_lab[0]).stdout
+    out = cli("swarm.tokens", "--lab", default_lab[0]).stdout
     assert out.count("SWMTKN-1-") == 2
 
 
 def test_swarm_init_on_a_formed_lab_changes_nothing(default_lab):
-    result = cli("swarm.init", "--name", default_lab[0])
+    result = cli("swarm.init", "--lab", default_lab[0])
     assert " changed " not in result.stderr
 
 
@@ -141,23 +141,23 @@ def test_a_host_firewall_gets_the_swarm_ports_opened(default_lab):
     name = default_lab[0]
     close = ("iptables -I INPUT -i lo -j ACCEPT && iptables -I INPUT -p tcp --dport 22 -j ACCEPT "
              "&& iptables -I INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT && iptables -P INPUT DROP")
-    cli("lab.ssh", "worker2", "--name", name, "--command", close)
+    cli("lab.ssh", "worker2", "--lab", name, "--command", close)
     try:
-        result = cli("lab.up", "--name", name)
+        result = cli("lab.up", "--lab", name)
         assert "setup worker2: 7 steps, changed: firewall" in result.stderr
-        rules = cli("lab.ssh", "worker2", "--name", name, "--command", "iptables -S INPUT").stdout
+        rules = cli("lab.ssh", "worker2", "--lab", name, "--command", "iptables -S INPUT").stdout
         for rule in ("-p tcp -m tcp --dport 2377", "-p tcp -m tcp --dport 7946", "-p udp -m udp --dport 7946",
                      "-p udp -m udp --dport 4789", "-p tcp -m tcp --dport 2376"):
             assert f"-A INPUT {rule} -j ACCEPT" in rules
-        assert "setup worker2: 7 steps, all ok" in cli("lab.up", "--name", name).stderr
+        assert "setup worker2: 7 steps, all ok" in cli("lab.up", "--lab", name).stderr
     finally:
-        cli("lab.ssh", "worker2", "--name", name, "--command", "iptables -P INPUT ACCEPT")
+        cli("lab.ssh", "worker2", "--lab", name, "--command", "iptables -P INPUT ACCEPT")
 
 
 def test_up_with_other_nodes_for_an_existing_lab_is_refused(default_lab):
-    result = cli("lab.up", "--name", default_lab[0], "--workers", "3", check=False)
+    result = cli("lab.up", "--lab", default_lab[0], "--workers", "3", check=False)
     assert result.returncode == 2 and "exists with other nodes" in result.stderr
-    assert "lab.down --name" in result.stderr
+    assert "lab.down --lab" in result.stderr
 
 
 def test_doctor_reports_every_check_with_fixes(default_lab):

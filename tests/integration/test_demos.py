@@ -21,7 +21,7 @@ def demo_lab(engine):
 
 
 def run_demo(lab: str, demo: str, *args: str) -> dict:
-    result = cli(f"demo.{demo}", "--name", lab, *args, check=False)
+    result = cli(f"demo.{demo}", "--lab", lab, *args, check=False)
     reports = sorted((Path(os.environ["SWARMDECK_HOME"]) / "labs" / lab / "reports").glob(f"{demo}-*.json"))
     assert reports, result.stderr
     report = json.loads(reports[-1].read_text())
@@ -93,7 +93,7 @@ def test_scale_and_drain(demo_lab):
 
 
 def test_demo_refuses_a_manager_as_failover_victim(demo_lab):
-    result = cli("demo.failover", "--name", demo_lab, "--node", "manager2", check=False)
+    result = cli("demo.failover", "--lab", demo_lab, "--node", "manager2", check=False)
     assert result.returncode == 1 and "manager2 is not a worker" in result.stderr
 
 
@@ -129,10 +129,10 @@ def test_partition(demo_lab, engine):
 
 
 def test_mesh_and_the_workshop_sequence(demo_lab):
-    result = cli("demo.all", "--name", demo_lab, "--only", "scale", "--only", "mesh")
+    result = cli("demo.all", "--lab", demo_lab, "--only", "scale", "--only", "mesh")
     assert "demo.all on lab" in result.stdout and result.stdout.count("PASS") == 2
     reports = Path(os.environ["SWARMDECK_HOME"]) / "labs" / demo_lab / "reports"
     mesh = json.loads(sorted(reports.glob("mesh-*.json"))[-1].read_text())
     assert mesh["verdict"] == "pass" and len(mesh["checks"]) >= 2
-    unknown = cli("demo.all", "--name", demo_lab, "--only", "dance", check=False)
+    unknown = cli("demo.all", "--lab", demo_lab, "--only", "dance", check=False)
     assert unknown.returncode == 2 and "unknown demo(s) dance" in unknown.stderr

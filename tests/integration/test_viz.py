@@ -34,11 +34,11 @@ def free_port() -> int:
 def viz(engine):
     with a_lab("viz") as name:
         port = free_port()
-        cli("viz.up", "--name", name, "--port", str(port))
+        cli("viz.up", "--lab", name, "--port", str(port))
         try:
             yield name, f"http://127.0.0.1:{port}"
         finally:
-            cli("viz.down", "--name", name, check=False)
+            cli("viz.down", "--lab", name, check=False)
 
 
 def state(url: str) -> dict:
@@ -56,19 +56,19 @@ def wait_state(url: str, check, describe: str, timeout: float = 90) -> dict:
 
 def test_status_prints_the_visualizer_and_the_api_shows_the_lab(viz):
     name, url = viz
-    assert url in cli("lab.status", "--name", name).stdout
+    assert url in cli("lab.status", "--lab", name).stdout
     current = state(url)
     assert current["status"] == "ok" and current["registry"].endswith(":5000")
     roles = sorted(n["role"] for n in current["nodes"])
     assert roles == ["leader", "manager", "manager", "worker", "worker"]
-    again = cli("viz.up", "--name", name, "--port", url.rsplit(":", 1)[1])
+    again = cli("viz.up", "--lab", name, "--port", url.rsplit(":", 1)[1])
     assert "runs already" in again.stdout
 
 
 def test_the_feed_moves_to_another_manager_when_its_own_dies(viz):
     name, url = viz
     used = state(url)["manager"]
-    cli("lab.kill", used, "--name", name)
+    cli("lab.kill", used, "--lab", name)
     try:
         moved = wait_state(url, lambda s: s["status"] == "ok" and s["manager"] not in (None, used),
                            f"the visualizer to ask another manager than {used}")
@@ -76,7 +76,7 @@ def test_the_feed_moves_to_another_manager_when_its_own_dies(viz):
         wait_state(url, lambda s: next(n for n in s["nodes"] if n["hostname"] == used)["state"] == "down",
                    f"{used} shown down")
     finally:
-        cli("lab.start", used, "--name", name)
+        cli("lab.start", used, "--lab", name)
     wait_state(url, lambda s: all(n["state"] == "ready" for n in s["nodes"]), "every node ready again")
 
 
@@ -84,16 +84,16 @@ def test_lost_quorum_and_no_manager_are_said_clearly(viz):
     name, url = viz
     managers = [n["hostname"] for n in state(url)["nodes"] if n["role"] in ("leader", "manager")]
     for manager in managers[:2]:
-        cli("lab.kill", manager, "--name", name)
+        cli("lab.kill", manager, "--lab", name)
     try:
         lost = wait_state(url, lambda s: s["status"] == "no-quorum", "the visualizer to report the lost quorum")
         assert "majority (2 of 3)" in lost["message"] and lost["stale"] and len(lost["nodes"]) == 5
-        cli("lab.pause", managers[2], "--name", name)
+        cli("lab.pause", managers[2], "--lab", name)
         gone = wait_state(url, lambda s: s["status"] == "unreachable", "the visualizer to report no manager")
         assert "No manager" in gone["message"]
     finally:
         for manager in managers:
-            cli("lab.start", manager, "--name", name)
+            cli("lab.start", manager, "--lab", name)
     wait_state(url, lambda s: s["status"] == "ok" and all(n["state"] == "ready" for n in s["nodes"]),
                "the swarm back with every node ready", timeout=120)
 
@@ -148,9 +148,9 @@ def test_page_shows_five_nodes_with_their_roles(viz, page):
 
 def test_scaling_changes_the_cards_within_two_seconds(viz, page):
     name, _ = viz
-    cli("service.create", "web", "swarmdeck/web:1", "--replicas", "3", "--name", name)
+    cli("service.create", "--name", "web", "swarmdeck/web:1", "--replicas", "3", "--lab", name)
     wait_page(page, lambda p: cards(p, "web") == 3, "3 web cards")
-    cli("service.scale", "web=6", "--name", name)
+    cli("service.scale", "web=6", "--lab", name)
     seconds = wait_page(page, lambda p: cards(p, "web") == 6, "6 web cards", timeout=2)
     assert seconds <= 2
     wait_page(page, lambda p: p.locator(".task[data-service='web'][data-state='running']").count() == 6,
@@ -160,7 +160,7 @@ def test_scaling_changes_the_cards_within_two_seconds(viz, page):
 
 def test_a_killed_worker_turns_down_and_its_tasks_move(viz, page):
     name, _ = viz
-    cli("lab.kill", "worker1", "--name", name)
+    cli("lab.kill", "worker1", "--lab", name)
     try:
         wait_page(page, lambda p: p.locator("[data-node='worker1']").get_attribute("data-state") == "down",
                   "worker1 shown down")
@@ -170,27 +170,27 @@ def test_a_killed_worker_turns_down_and_its_tasks_move(viz, page):
         assert "DOWN" in page.locator("[data-node='worker1'] .node-state").inner_text()
         shot(page, "03-worker1-down")
     finally:
-        cli("lab.start", "worker1", "--name", name)
+        cli("lab.start", "worker1", "--lab", name)
     wait_page(page, lambda p: p.locator("[data-node='worker1']").get_attribute("data-state") == "ready",
               "worker1 ready again")
 
 
 def test_draining_a_node_is_shown(viz, page):
     name, _ = viz
-    cli("swarm.drain", "worker2", "--name", name)
+    cli("swarm.drain", "worker2", "--lab", name)
     try:
         wait_page(page, lambda p: p.locator("[data-node='worker2']").get_attribute("data-availability") == "drain"
                   and cards(p, "web", "worker2") == 0, "worker2 drained and empty")
         assert "drain" in page.locator("[data-node='worker2'] .availability").inner_text()
         shot(page, "04-worker2-drained")
     finally:
-        cli("swarm.activate", "worker2", "--name", name)
-    cli("service.rm", "web", "--name", name)
+        cli("swarm.activate", "worker2", "--lab", name)
+    cli("service.rm", "web", "--lab", name)
 
 
 def test_a_running_demo_is_narrated_and_its_plot_linked(viz, page):
     name, url = viz
-    demo = subprocess.Popen([INVOKE, "demo.scale", "--name", name], cwd=REPO, stdout=subprocess.PIPE,
+    demo = subprocess.Popen([INVOKE, "demo.scale", "--lab", name], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
         wait_page(page, lambda p: p.locator("#demo").is_visible()

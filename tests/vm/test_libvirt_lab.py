@@ -24,10 +24,10 @@ _direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 def vm_lab(libvirt_conn):
     name = new_lab_name("vm")
     try:
-        cli("lab.up", "--name", name, "--provider", "libvirt", "--managers", "1", "--workers", "2", timeout=1800)
+        cli("lab.up", "--lab", name, "--provider", "libvirt", "--managers", "1", "--workers", "2", timeout=1800)
         yield name
     finally:
-        cli("lab.down", "--name", name, check=False)
+        cli("lab.down", "--lab", name, check=False)
 
 
 def get(url: str, timeout: float = 5) -> str:
@@ -52,7 +52,7 @@ def test_three_vms_form_a_swarm_on_their_reserved_addresses(vm_lab, libvirt_conn
 
 
 def test_the_routing_mesh_answers_on_every_node(vm_lab):
-    cli("service.create", "web", "swarmdeck/web:1", "--replicas", "2", "--publish", "8080:80", "--name", vm_lab)
+    cli("service.create", "--name", "web", "swarmdeck/web:1", "--replicas", "2", "--publish", "8080:80", "--lab", vm_lab)
     addresses = {n["name"]: n["address"] for n in status_json(vm_lab)["nodes"]}
     for name, address in addresses.items():
         answer = wait_until(lambda: get(f"http://{address}:8080/"), timeout=180, interval=1,
@@ -76,7 +76,7 @@ def test_a_worker_power_off_is_survived(vm_lab):
     prober = threading.Thread(target=probe, daemon=True)
     prober.start()
     try:
-        cli("lab.kill", "worker1", "--name", vm_lab)
+        cli("lab.kill", "worker1", "--lab", vm_lab)
         wait_until(lambda: swarm_nodes(vm_lab)["worker1"]["Status"]["State"] == "down", timeout=180, interval=2,
                    describe="the swarm to see worker1 down")
         wait_until(lambda: _running_web_tasks(vm_lab, avoid="worker1") == 2, timeout=240, interval=2,
@@ -86,7 +86,7 @@ def test_a_worker_power_off_is_survived(vm_lab):
         stop.set()
         prober.join(timeout=5)
     assert sum(results) > len(results) // 2 and results[-5:] == [True] * 5, results
-    cli("lab.start", "worker1", "--name", vm_lab, timeout=900)
+    cli("lab.start", "worker1", "--lab", vm_lab, timeout=900)
     wait_until(lambda: swarm_nodes(vm_lab)["worker1"]["Status"]["State"] == "ready", timeout=300, interval=2,
                describe="worker1 ready again")
     address = next(n["address"] for n in status_json(vm_lab)["nodes"] if n["name"] == "worker1")
@@ -94,7 +94,7 @@ def test_a_worker_power_off_is_survived(vm_lab):
 
 
 def test_down_leaves_no_domain_volume_or_network(vm_lab, libvirt_conn):
-    cli("lab.down", "--name", vm_lab)
+    cli("lab.down", "--lab", vm_lab)
     assert libvirt_leftovers(libvirt_conn, vm_lab) == []
 
 

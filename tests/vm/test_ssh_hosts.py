@@ -101,7 +101,7 @@ def ssh_lab(servers, tmp_path_factory):
         result = cli("lab.up", "--spec", str(spec_file), timeout=1800)
         yield name, spec_file, result.stdout + result.stderr
     finally:
-        cli("lab.down", "--name", name, check=False)
+        cli("lab.down", "--lab", name, check=False)
 
 
 def test_existing_machines_are_set_up_and_form_a_swarm(ssh_lab, servers):
@@ -128,11 +128,11 @@ def test_existing_machines_are_set_up_and_form_a_swarm(ssh_lab, servers):
 
 def test_kill_and_start_act_on_the_engine_not_the_machine(ssh_lab):
     name = ssh_lab[0]
-    cli("lab.kill", "worker1", "--name", name)
+    cli("lab.kill", "worker1", "--lab", name)
     wait_until(lambda: swarm_nodes(name)["worker1"]["Status"]["State"] == "down", timeout=120, interval=2,
                describe="the swarm to see worker1 down")
     assert {n["name"]: n["machine"] for n in status_json(name)["nodes"]}["worker1"] == "running"  # still up
-    cli("lab.start", "worker1", "--name", name, timeout=600)
+    cli("lab.start", "worker1", "--lab", name, timeout=600)
     wait_until(lambda: swarm_nodes(name)["worker1"]["Status"]["State"] == "ready", timeout=180, interval=2,
                describe="worker1 ready again")
 
@@ -142,7 +142,7 @@ def test_a_rerun_changes_nothing_and_down_releases_the_machines(ssh_lab, servers
     rerun = cli("lab.up", "--spec", str(spec_file), timeout=900)
     again = rerun.stdout + rerun.stderr
     assert "adopted" not in again and again.count("all ok") == 2, again
-    cli("lab.down", "--name", name)
+    cli("lab.down", "--lab", name)
     # both still run, out of any swarm, without the lab's key, hosts block or engine config
     assert servers.run("srv1", "docker info --format '{{.Swarm.LocalNodeState}}'").strip() == "inactive"
     assert servers.run("srv2", "sudo -n docker info --format '{{.Swarm.LocalNodeState}}'", user="admin").strip() \

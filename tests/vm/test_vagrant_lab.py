@@ -40,11 +40,11 @@ def vagrant_folders(tmp_path_factory):
 def vagrant_lab(vagrant_folders, libvirt_conn):
     name = new_lab_name("vg")
     try:
-        result = cli("lab.up", "--name", name, "--provider", "vagrant", "--managers", "1", "--workers", "1",
+        result = cli("lab.up", "--lab", name, "--provider", "vagrant", "--managers", "1", "--workers", "1",
                      timeout=2400)
         yield name, result.stdout + result.stderr
     finally:
-        cli("lab.down", "--name", name, check=False)
+        cli("lab.down", "--lab", name, check=False)
 
 
 def plain_vagrant(*args: str) -> str:
@@ -82,10 +82,10 @@ def test_plain_vagrant_sees_the_same_machines(vagrant_lab):
 
 def test_a_machine_added_later_joins_and_leaves_again(vagrant_lab, libvirt_conn):
     name, _output = vagrant_lab
-    cli("lab.add", "worker2", "--name", name, timeout=1200)
+    cli("lab.add", "worker2", "--lab", name, timeout=1200)
     assert swarm_nodes(name)["worker2"]["Status"]["State"] == "ready"
     assert ",worker2,state,running" in plain_vagrant("status", "--machine-readable")
-    cli("lab.remove", "worker2", "--name", name, timeout=600)
+    cli("lab.remove", "worker2", "--lab", name, timeout=600)
     assert "worker2" not in swarm_nodes(name)
     assert "worker2" not in plain_vagrant("status", "--machine-readable")  # the Vagrantfile forgot it
     assert f"{name}-vagrant-worker2" not in [d.name() for d in libvirt_conn.listAllDomains(0)]
@@ -93,6 +93,6 @@ def test_a_machine_added_later_joins_and_leaves_again(vagrant_lab, libvirt_conn)
 
 def test_down_leaves_no_domain_or_network(vagrant_lab, libvirt_conn):
     name, _output = vagrant_lab
-    cli("lab.down", "--name", name)
+    cli("lab.down", "--lab", name)
     assert libvirt_leftovers(libvirt_conn, name) == []
     assert not (vagrant_provider.vagrant_dir() / vagrant_provider.SPEC_JSON).exists()

@@ -1,0 +1,192 @@
+"""A lab's state folder on this machine, and the locks that keep two runs apart.
+
+``$SWARMDECK_HOME/labs/LAB/`` holds what swarmdeck must remember about a lab between
+commands: which provider made it (``provider``), which Docker engine hosts its machines
+(``engine.json``: the ``DOCKER_*`` settings in force when it was created, so a shell whose
+``DOCKER_HOST`` was pointed at a lab node by ``lab.env`` still finds the right engine),
+the lab's current spec (``spec.json``, once lab.add or lab.remove changed its nodes), its
+SSH and TLS material (``ssh/``, ``tls/``), demo reports and the visualizer's record.
+
+Changes to a lab (up, down, add, remove) take the lab's lock (``lab.lock``): a second
+run waits for the first, naming its pid, or refuses with ``wait=False``. Allocating a
+subnet takes a machine-wide lock, so two labs created at once never pick the same one.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+from provision.errors import LabError
+from provision.paths import home, lab_dir
+
+PROVIDER_FILE = "provider"
+ENGINE_FILE = "engine.json"
+SPEC_FILE = "spec.json"
+LOCK_FILE = "lab.lock"
+DEFAULT_PROVIDER = "docker"  # labs made before the provider was recorded
+
+
+class LabBusy(LabError):
+    """Another swarmdeck run holds the lab's lock."""
+
+    exit_code = 75  # EX_TEMPFAIL: try again later
+
+
+def write_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write ``data`` to ``path`` so that a reader sees the old file or the whole new one,
+    never half of it (a temporary file in the same folder, then a rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            os.fchmod(out.fileno(), mode)
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def exists(lab: str) -> bool:
+    """Whether this machine has a state folder for ``lab`` with a record of its provider."""
+    return (lab_dir(lab) / PROVIDER_FILE).is_file()
+
+
+def known_labs() -> list[str]:
+    """Every lab with a state folder on this machine."""
+    folder = home() / "labs"
+    return sorted(p.parent.name for p in folder.glob(f"*/{PROVIDER_FILE}")) if folder.is_dir() else []
+
+
+def read_provider(lab: str) -> str:
+    try:
+        return (lab_dir(lab) / PROVIDER_FILE).read_text().strip() or DEFAULT_PROVIDER
+    except OSError:
+        return DEFAULT_PROVIDER
+
+
+def write_provider(lab: str, provider: str) -> None:
+    write_atomically(lab_dir(lab) / PROVIDER_FILE, f"{provider}\n".encode(), 0o644)
+
+
+def read_engine(lab: str) -> dict[str, str] | None:
+    """The ``DOCKER_*`` settings of the engine that hosts ``lab`` (None: not recorded)."""
+    try:
+        data = json.loads((lab_dir(lab) / ENGINE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else None
+
+
+def write_engine(lab: str, settings: dict[str, str]) -> None:
+    write_atomically(lab_dir(lab) / ENGINE_FILE, (json.dumps(settings, indent=2) + "\n").encode())
+
+
+def remove(lab: str) -> bool:
+    """Remove the lab's state folder (keys, certificates, records, reports); True if there was one."""
+    folder = lab_dir(lab)
+    if not folder.exists():
+        return False
+    for entry in folder.iterdir():  # the lock file stays until its holder lets go of it
+        if entry.name == LOCK_FILE:
+            continue
+        shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+    return True
+
+
+@contextmanager
+def locked(path: Path, what: str, *, wait: bool = True, on_wait: Callable[[str], None] | None = None,
+           hint: str | None = None) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (made if missing) for the block.
+
+    The lock file names its holder (pid and command). When another process holds it,
+    ``on_wait`` is told who, and the call blocks until it is free; with ``wait=False``
+    it raises LabBusy instead. A lock file removed by its holder (``lab.down``) is not
+    trusted: the lock is taken again on the file now at ``path``.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(path)
+            if not wait:
+                os.close(handle)
+                raise LabBusy(f"{what} is busy: {holder} holds its lock", hint=hint) from None
+            if on_wait:
+                on_wait(f"{what} is busy: {holder} holds its lock; waiting for it to finish (Ctrl-C to stop)")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        if _same_file(handle, path):
+            break
+        os.close(handle)  # the holder removed the file while we waited: lock the new one
+    try:
+        os.ftruncate(handle, 0)
+        os.write(handle, f"pid {os.getpid()} ({_command()})\n".encode())
+        yield
+    finally:
+        if _same_file(handle, path):
+            os.ftruncate(handle, 0)
+        os.close(handle)
+
+
+def lab_lock(lab: str, *, wait: bool = True, on_wait: Callable[[str], None] | None = None,
+             hint: str | None = None):
+    """The lock a change to ``lab`` (up, down, add, remove) holds for its whole run."""
+    return locked(lab_dir(lab) / LOCK_FILE, f"lab {lab}", wait=wait, on_wait=on_wait, hint=hint)
+
+
+def machine_lock(name: str, *, on_wait: Callable[[str], None] | None = None):
+    """A lock shared by every lab on this machine (``subnets``: choosing a lab network)."""
+    return locked(home() / "locks" / f"{name}.lock", f"this machine's {name}", on_wait=on_wait)
+
+
+def tidy(lab: str) -> None:
+    """Remove the lab's folder when nothing but an unheld lock file is left in it."""
+    folder = lab_dir(lab)
+    try:
+        entries = [e.name for e in folder.iterdir()]
+    except OSError:
+        return
+    if entries in ([], [LOCK_FILE]):
+        try:
+            with locked(folder / LOCK_FILE, f"lab {lab}", wait=False):
+                (folder / LOCK_FILE).unlink(missing_ok=True)
+            folder.rmdir()
+        except (LabBusy, OSError):
+            pass  # someone took the lock, or wrote something, meanwhile: the folder is theirs
+
+
+def _same_file(handle: int, path: Path) -> bool:
+    try:
+        return os.fstat(handle).st_ino == path.stat().st_ino
+    except OSError:
+        return False
+
+
+def _holder(path: Path) -> str:
+    for _ in range(5):  # the holder writes its name right after taking the lock
+        try:
+            text = path.read_text().strip()
+        except OSError:
+            text = ""
+        if text:
+            return text
+        time.sleep(0.1)
+    return "another swarmdeck process"
+
+
+def _command() -> str:
+    words = [Path(sys.argv[0]).name if sys.argv else "swarmdeck", *sys.argv[1:]]
+    return " ".join(words)[:120]
