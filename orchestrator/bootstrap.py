@@ -91,7 +91,8 @@ def wait_ready(ctx: BootstrapContext) -> None:
             raise NotYet(", ".join(late))
         return True
 
-    wait_until(all_ready, timeout=READY_TIMEOUT, describe="every node to be Ready (and every manager reachable)",
+    wait_until(all_ready, timeout=ctx.plan.scaled(READY_TIMEOUT),
+               describe="every node to be Ready (and every manager reachable)",
                hint=f"{cli.command('lab.status')} shows which node lags; {cli.command('lab.doctor')} checks the host")
     ctx.reporter.result(f"{len(expected)} nodes ready", False)
 

@@ -11,12 +11,18 @@ from provision.machine import LabPlan, NodePlan
 
 
 class ClientPool:
-    """One TLS client per node of ``plan``, created on first use."""
+    """One TLS client per node of ``plan``, created on first use. ``timeout`` is right for
+    container nodes; it is scaled to the pace of the lab's machines (see LabPlan)."""
 
     def __init__(self, plan: LabPlan, *, timeout: int = 30):
-        self.plan, self.timeout = plan, timeout
+        self.plan, self.base_timeout, self.timeout = plan, timeout, int(plan.scaled(timeout))
         self._clients: dict[str, docker.DockerClient] = {}
         self._lock = threading.Lock()
+
+    def rescale(self, plan: LabPlan) -> None:
+        """Use ``plan``'s pace from now on (clients made so far are closed, made again on use)."""
+        self.close()
+        self.plan, self.timeout = plan, int(plan.scaled(self.base_timeout))
 
     def __getitem__(self, node: str | NodePlan) -> docker.DockerClient:
         name = node if isinstance(node, str) else node.name

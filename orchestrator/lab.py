@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
 from dataclasses import dataclass
 
 import docker.errors
+import requests
 
 from orchestrator import bootstrap as swarm_bootstrap
 from orchestrator import swarm
@@ -17,12 +19,13 @@ from orchestrator.inspect import LabStatus, lab_status, reachable_manager
 from orchestrator import chaos
 from orchestrator.session import LabSession, open_lab
 from orchestrator.viz import control as viz_control
-from provision import api, cli, demo_images, engine, entrypoint, images, keys, registry, tls
+from provision import api, cli, demo_images, engine, entrypoint, images, keys, registry, state, tls
 from provision import spec as specs
 from provision.errors import LabError
-from provision.machine import LabPlan
+from provision.machine import RUNNING, LabPlan
 from provision.providers import get_provider
 from provision.report import Reporter
+from provision.wait import retried
 from provision.spec import LabSpec
 
 
@@ -41,7 +44,7 @@ def up(spec: LabSpec, reporter: Reporter, options: UpOptions = UpOptions()) -> L
     unless ``options.keep``; an existing lab is never removed by a failed re-run.
     """
     specs.validate(spec)  # every problem visible without a backend, before any work
-    provider = get_provider(spec.provider)
+    provider = get_provider(spec.provider, lab=spec.name)
     provider.check()
     spec = api.spec_for_up(spec, provider)
     is_new = provider.stored_spec(spec.name) is None
@@ -60,17 +63,53 @@ def _up(spec: LabSpec, provider, reporter: Reporter, options: UpOptions) -> LabS
         with ClientPool(plan) as clients:
             api.wait_for_engines(plan, clients, [n.name for n in plan.nodes],
                                  timeout=getattr(provider, "boot_timeout", api.BOOT_TIMEOUT))
+            plan = pace_to_machines(plan, clients, reporter)
             if plan.registry:
                 with reporter.step("lab registry"):
                     registry.ensure_registry(clients[plan.first_manager], hosts[plan.first_manager.name],
-                                             plan.registry, spec.registry.image, reporter)
+                                             plan.registry, spec.registry.image, reporter, timeout=plan.scaled(30))
             swarm_bootstrap.bootstrap(plan, clients, reporter)
-            ensure_entry_point(plan, provider, reporter)
-            if plan.registry and options.demo_images:
-                push_demo_images(plan, clients, provider, reporter)
+            finish(plan, clients, provider, reporter, demo_images=options.demo_images)
             return lab_status(plan, provider.list(plan.name), clients)
     finally:
         api.close_hosts(hosts)
+
+
+def pace_to_machines(plan: LabPlan, clients: ClientPool, reporter: Reporter) -> LabPlan:
+    """Measure how fast the first manager's engine answers; when that is slower than the
+    provider expects (existing hosts may be VMs under emulation too), stretch the lab's
+    timeouts to it, now and for later commands (recorded in the lab's state)."""
+    measured = engine.measure_pace(clients[plan.first_manager])
+    if measured <= plan.pace:
+        return plan
+    reporter.info(f"the engine of {plan.first_manager.name} answers about {measured:.0f}x slower than a container "
+                  f"node's: timeouts and waits of lab {plan.name} are stretched to match")
+    state.write_pace(plan.name, measured)
+    paced = dataclasses.replace(plan, pace=measured)
+    clients.rescale(paced)
+    return paced
+
+
+def finish(plan: LabPlan, clients: ClientPool, provider, reporter: Reporter, *, demo_images: bool = True) -> list[str]:
+    """The steps a formed lab can work without: its entry point and the demo images.
+
+    A failure of one of them is not a reason to remove the lab (only failures of its
+    machines, their setup or the swarm are): it is reported with the command that
+    finishes the job, and the lab stays up. Returns the steps that failed.
+    """
+    steps = [("entry point", lambda: ensure_entry_point(plan, provider, reporter), cli.command("lab.up", lab=plan.name))]
+    if plan.registry and demo_images:
+        steps.append(("demo images", lambda: push_demo_images(plan, clients, reporter),
+                      cli.command("image.demo", lab=plan.name)))
+    failed = []
+    for title, run, finish_with in steps:
+        try:
+            run()
+        except (LabError, docker.errors.DockerException, requests.RequestException) as err:
+            reporter.warn(f"lab {plan.name} is formed, but its {title} step failed: {err}")
+            reporter.warn(f"the lab is up and kept; finish the {title} step with {finish_with}")
+            failed.append(title)
+    return failed
 
 
 def ensure_entry_point(plan: LabPlan, provider, reporter: Reporter) -> entrypoint.EntryPoint:
@@ -82,30 +121,36 @@ def ensure_entry_point(plan: LabPlan, provider, reporter: Reporter) -> entrypoin
     return entry
 
 
-def push_demo_images(plan: LabPlan, clients: ClientPool, provider, reporter: Reporter) -> list[str]:
-    """Build the demo images if needed and make sure the lab registry has them."""
+def push_demo_images(plan: LabPlan, clients: ClientPool, reporter: Reporter) -> list[str]:
+    """Build the demo images on this machine if needed and make sure the lab registry has them.
+
+    Loading an image into a node's engine and pushing it is the slowest engine call of a
+    lab.up (seconds under emulation): each is tried twice before the step fails.
+    """
     assert plan.registry
-    local = engine.local_client()
+    local = engine.host_client(plan.name)
     # the demo images take busybox from the container node image (built here when a VM lab needs it)
-    source = provider.image if isinstance(provider.image, str) else images.ensure_node_image(local, reporter)
-    tags = demo_images.ensure_demo_images(local, source, reporter)
-    have = registry.catalog(plan.registry)
+    tags = demo_images.ensure_demo_images(local, images.ensure_node_image(local, reporter), reporter)
+    have = registry.catalog(plan.registry, timeout=plan.scaled(5))
+    manager = clients[plan.first_manager]
     pushed = []
     with reporter.step("demo images in the lab registry"):
         for tag in tags:
             repository, _, version = tag.partition(":")
-            if version in have.get(repository, []) and _same_image(local, clients, plan, tag):
+            if version in have.get(repository, []) and _same_image(local, manager, plan.registry, tag):
                 reporter.result(registry.lab_reference(plan.registry, tag), False)
                 continue
-            pushed.append(registry.push(local, clients[plan.first_manager], plan.registry, tag))
+            pushed.append(retried(lambda: registry.push(local, manager, plan.registry, tag),
+                                  describe=f"pushing {tag} through the engine of {plan.first_manager.name}",
+                                  timeout=clients.timeout,
+                                  hint=f"is {plan.first_manager.name} overloaded? {cli.command('lab.status', lab=plan.name)}"))
             reporter.result(pushed[-1], True)
     return pushed
 
 
-def _same_image(local, clients: ClientPool, plan: LabPlan, tag: str) -> bool:
-    assert plan.registry
+def _same_image(local, manager, address: str, tag: str) -> bool:
     try:
-        remote = clients[plan.first_manager].images.get(registry.lab_reference(plan.registry, tag))
+        remote = manager.images.get(registry.lab_reference(address, tag))
     except docker.errors.ImageNotFound:  # not on the manager: push again
         return False
     return remote.id == local.images.get(tag).id
@@ -242,7 +287,7 @@ def push_image(name: str, image: str) -> str:
     if not plan.registry:
         raise LabError(f"lab {name!r} runs no registry", hint="recreate it without --no-registry")
     with ClientPool(plan) as clients:
-        return registry.push(engine.local_client(), clients[plan.first_manager], plan.registry, image)
+        return registry.push(engine.host_client(name), clients[plan.first_manager], plan.registry, image)
 
 
 def registry_catalog(name: str) -> dict[str, list[str]]:
@@ -253,15 +298,35 @@ def registry_catalog(name: str) -> dict[str, list[str]]:
 
 
 def demo_images_for(name: str, reporter: Reporter) -> list[str]:
-    """Build the demo images; push them when lab ``name`` is up. Returns their references."""
-    provider = get_provider("docker")
-    provider.prepare(reporter)
-    if provider.stored_spec(name) is None:
-        reporter.info(f"lab {name} is not up: the images stay on this machine")
-        return demo_images.ensure_demo_images(engine.local_client(), provider.image, reporter)
-    _, plan = api.existing_lab(name)
+    """Build the demo images; push them to lab ``name``'s registry when it has one. Returns
+    their references (in the lab registry once pushed).
+
+    Whether the lab is up is judged from its machines and its registry now, never from a
+    record that a failed run may not have written.
+
+    Raises:
+        LabError: the lab exists but the node running its registry is down.
+    """
+    local = engine.host_client(name)
+    if not lab_exists(name):
+        reporter.info(f"there is no lab {name} on this machine: the images stay on this machine's engine")
+        return demo_images.ensure_demo_images(local, images.ensure_node_image(local, reporter), reporter)
+    provider, plan = api.existing_lab(name)
     if not plan.registry:
-        return demo_images.ensure_demo_images(engine.local_client(), provider.image, reporter)
+        reporter.info(f"lab {name} runs no registry: the images stay on this machine's engine")
+        return demo_images.ensure_demo_images(local, images.ensure_node_image(local, reporter), reporter)
+    first = plan.first_manager.name
+    machine = next((m for m in provider.list(name) if m.name == first), None)
+    if machine is None or machine.state != RUNNING:
+        raise LabError(f"lab {name} is not up: {first}, which runs its registry, is "
+                       f"{machine.state if machine else 'missing'}",
+                       hint=f"start it: {cli.command('lab.start', first, lab=name)}, or {cli.command('lab.up', lab=name)}")
     with ClientPool(plan) as clients:
-        push_demo_images(plan, clients, provider, reporter)
+        push_demo_images(plan, clients, reporter)
     return [registry.lab_reference(plan.registry, tag) for tag in demo_images.demo_tags()]
+
+
+def lab_exists(name: str) -> bool:
+    """Whether lab ``name`` exists on this machine (its provider finds its spec)."""
+    provider = get_provider(api.provider_of(name), lab=name)
+    return api.current_spec(provider, name) is not None

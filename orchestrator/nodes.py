@@ -65,9 +65,10 @@ def demote(lab: LabSession, name: str) -> bool:
     speaking_to_it = lab.manager.info()["Swarm"]["NodeID"] == node.id
     swarm.update_node(lab.manager, node.id, lambda spec: spec.update(Role="worker"))
     if speaking_to_it or node.leader:
-        lab.manager = wait_until(lambda: _other_leader(lab, node.id), timeout=60,
+        lab.manager = wait_until(lambda: _other_leader(lab, node.id), timeout=lab.plan.scaled(60),
                                  describe=f"a new leader after demoting {name}")
-    wait_until(lambda: find(lab.manager, name).role == "worker", timeout=30, describe=f"{name} to be a worker")
+    wait_until(lambda: find(lab.manager, name).role == "worker", timeout=lab.plan.scaled(30),
+               describe=f"{name} to be a worker")
     return True
 
 
@@ -151,7 +152,7 @@ def leave(lab: LabSession, name: str) -> bool:
     left = _leave_from_node(lab, name, must_answer=node is None)
     if node is not None:
         if left:
-            wait_until(lambda: find(lab.manager, name).state == "down", timeout=60,
+            wait_until(lambda: find(lab.manager, name).state == "down", timeout=lab.plan.scaled(60),
                        describe=f"the swarm to see {name} down after it left")
         lab.manager.nodes.get(node.id).remove(force=True)
     return left or node is not None
@@ -179,7 +180,7 @@ def drain_and_wait(lab: LabSession, name: str, timeout: float = 90) -> int:
 
     before = len(tasks_on_node())
     set_availability(lab, name, "drain")
-    wait_until(lambda: not tasks_on_node(), timeout=timeout, interval=0.5,
+    wait_until(lambda: not tasks_on_node(), timeout=lab.plan.scaled(timeout), interval=0.5,
                describe=f"the tasks of {name} to move to other nodes")
     return before
 
@@ -193,14 +194,15 @@ def join(lab: LabSession, name: str, role: str) -> bool:
     tokens = swarm.tokens(lab.manager)
     changed = swarm.join(lab.clients[name], name, node.address, leader.address.split(":")[0],
                          tokens.for_role(role), swarm.member_ids(lab.manager))
-    wait_until(lambda: find(lab.manager, name).state == "ready", timeout=60, describe=f"{name} to be ready")
+    wait_until(lambda: find(lab.manager, name).state == "ready", timeout=lab.plan.scaled(60),
+               describe=f"{name} to be ready")
     if role == "manager":
         _wait_for_reachability(lab, name)
     return changed
 
 
 def _wait_for_reachability(lab: LabSession, name: str) -> None:
-    wait_until(lambda: find(lab.manager, name).reachability == "reachable", timeout=60,
+    wait_until(lambda: find(lab.manager, name).reachability == "reachable", timeout=lab.plan.scaled(60),
                describe=f"{name} to be a reachable manager")
 
 

@@ -47,7 +47,14 @@ def existing_lab(name: str, provider_name: str | None = None) -> tuple[Provider,
         others = ", ".join(provider.labs()) or "none"
         raise LabError(f"there is no lab named {name!r} (labs here: {others})",
                        hint=f"create it with {cli.command('lab.up', lab=name)}")
-    return provider, provider.resolve(current)
+    return provider, with_measured_pace(provider.resolve(current))
+
+
+def with_measured_pace(plan: LabPlan) -> LabPlan:
+    """``plan`` with the pace measured when the lab was made, when that is slower than the
+    provider's own estimate (existing hosts, or a loaded machine)."""
+    measured = state.read_pace(plan.name)
+    return dataclasses.replace(plan, pace=measured) if measured > plan.pace else plan
 
 
 def current_spec(provider: Provider, name: str) -> specs.LabSpec | None:

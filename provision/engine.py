@@ -13,6 +13,7 @@ Node engines listen on TCP 2376 with mutual TLS only, with the lab's certificate
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Mapping
 
@@ -31,6 +32,11 @@ OVERRIDE = "SWARMDECK_DOCKER_HOST"
 OVERRIDE_CERTS = "SWARMDECK_DOCKER_CERT_PATH"
 SETTINGS = ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH")
 HOST_TIMEOUT = 120
+# What one small API call (``/version``) of a container node's engine takes, at most, on an
+# idle machine; the pace of a lab is how many times longer its first manager takes (at
+# least 1, at most MAX_PACE: the pace only stretches timeouts, so erring high is harmless).
+REFERENCE_CALL_SECONDS = 0.05
+MAX_PACE = 10.0
 
 
 def node_client(lab: str, address: str, *, timeout: int = 30) -> docker.DockerClient:
@@ -44,6 +50,17 @@ def node_client(lab: str, address: str, *, timeout: int = 30) -> docker.DockerCl
     # REQUESTS_CA_BUNDLE replacing the lab's CA (requests lets it override `verify`).
     client.api.trust_env = False
     return client
+
+
+def measure_pace(client: docker.DockerClient, samples: int = 5) -> float:
+    """How many times slower than a container node this engine answers a small call."""
+    durations = []
+    for _ in range(samples):
+        started = time.monotonic()
+        client.version()
+        durations.append(time.monotonic() - started)
+    median = sorted(durations)[len(durations) // 2]
+    return round(min(MAX_PACE, max(1.0, median / REFERENCE_CALL_SECONDS)), 1)
 
 
 def points_at_a_lab(environ: Mapping[str, str]) -> bool:
@@ -105,7 +122,3 @@ def host_client(lab: str | None = None, *, timeout: int = HOST_TIMEOUT) -> docke
                  f"{OVERRIDE}; `./bootstrap.sh up` does both",
         ) from err
 
-
-def local_client() -> docker.DockerClient:
-    """The engine new labs are made on (images are built there too)."""
-    return host_client()

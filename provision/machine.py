@@ -26,12 +26,20 @@ class NodePlan:
 
 @dataclass(frozen=True)
 class LabPlan:
-    """A spec resolved against a backend: concrete subnet, MTU and addresses."""
+    """A spec resolved against a backend: concrete subnet, MTU and addresses, and the pace
+    of its machines: how many times slower than container nodes their engines answer (VMs
+    under QEMU's software emulation: several times). Engine timeouts and waits of the lab
+    are multiplied by it (``scaled``)."""
 
     spec: LabSpec
     subnet: str
     mtu: int
     nodes: tuple[NodePlan, ...]
+    pace: float = 1.0
+
+    def scaled(self, seconds: float) -> float:
+        """``seconds`` (right for container nodes) scaled to this lab's machines."""
+        return seconds * self.pace
 
     @property
     def name(self) -> str:
@@ -56,7 +64,8 @@ class LabPlan:
         raise AssertionError("unreachable")
 
 
-def plan(spec: LabSpec, subnet: str, mtu: int, addresses: Mapping[str, str] | None = None) -> LabPlan:
+def plan(spec: LabSpec, subnet: str, mtu: int, addresses: Mapping[str, str] | None = None, *,
+         pace: float = 1.0) -> LabPlan:
     """Nodes get the address of their slot in ``subnet``, or the one ``addresses`` gives
     (machines whose address is not the lab's to choose: existing hosts)."""
     nodes = tuple(
@@ -64,7 +73,7 @@ def plan(spec: LabSpec, subnet: str, mtu: int, addresses: Mapping[str, str] | No
                  addresses[n.name] if addresses is not None else node_address(subnet, slot), dict(n.labels))
         for n, slot in zip(spec.nodes, slots(spec.nodes))
     )
-    return LabPlan(spec, subnet, mtu, nodes)
+    return LabPlan(spec, subnet, mtu, nodes, pace)
 
 
 # Normalised machine states, the same for every provider.

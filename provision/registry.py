@@ -28,11 +28,13 @@ VOLUME = "registry-data"
 BINARY = "/usr/bin/docker-registry"
 
 
-def ensure_registry(client: docker.DockerClient, host: Host, address: str, image: str, reporter: Reporter) -> bool:
-    """Make the registry answer at ``address`` (ADDR:PORT); return whether anything changed."""
+def ensure_registry(client: docker.DockerClient, host: Host, address: str, image: str, reporter: Reporter, *,
+                    timeout: float = 30) -> bool:
+    """Make the registry answer at ``address`` (ADDR:PORT) within ``timeout`` seconds; return
+    whether anything changed."""
     changed = _ensure_image(client, host, image or LOCAL_IMAGE, pull=bool(image))
     changed = _ensure_container(client, image or LOCAL_IMAGE, int(address.rsplit(":", 1)[1])) or changed
-    wait_until(lambda: _answers(address), timeout=30, describe=f"the registry at {address} to answer",
+    wait_until(lambda: _answers(address), timeout=timeout, describe=f"the registry at {address} to answer",
                hint=f"see `docker logs {CONTAINER}` on the first manager")
     reporter.result(f"registry {address}", changed)
     return changed
@@ -128,15 +130,16 @@ def push(source: docker.DockerClient, target: docker.DockerClient, address: str,
     return reference
 
 
-def catalog(address: str) -> dict[str, list[str]]:
+def catalog(address: str, *, timeout: float = 5) -> dict[str, list[str]]:
     """``{repository: [tags]}`` of the registry at ``address``."""
     try:
-        repositories = _get_json(f"http://{address}/v2/_catalog").get("repositories") or []
-        return {r: sorted(_get_json(f"http://{address}/v2/{r}/tags/list").get("tags") or []) for r in repositories}
+        repositories = _get_json(f"http://{address}/v2/_catalog", timeout).get("repositories") or []
+        return {r: sorted(_get_json(f"http://{address}/v2/{r}/tags/list", timeout).get("tags") or [])
+                for r in repositories}
     except (urllib.error.URLError, OSError, ValueError) as err:
         raise ProviderError(f"the registry at {address} did not answer: {err}",
                             hint=f"is the lab up? {cli.command('lab.status')}") from err
 
 
-def _get_json(url: str) -> dict:
-    return json.loads(http.get(url, timeout=5))
+def _get_json(url: str, timeout: float) -> dict:
+    return json.loads(http.get(url, timeout=timeout))

@@ -30,6 +30,7 @@ from provision.paths import home, lab_dir
 
 PROVIDER_FILE = "provider"
 ENGINE_FILE = "engine.json"
+PACE_FILE = "pace"
 SPEC_FILE = "spec.json"
 LOCK_FILE = "lab.lock"
 DEFAULT_PROVIDER = "docker"  # labs made before the provider was recorded
@@ -91,6 +92,19 @@ def read_engine(lab: str) -> dict[str, str] | None:
 
 def write_engine(lab: str, settings: dict[str, str]) -> None:
     write_atomically(lab_dir(lab) / ENGINE_FILE, (json.dumps(settings, indent=2) + "\n").encode())
+
+
+def read_pace(lab: str) -> float:
+    """How many times slower than container nodes the lab's engines answered when it was
+    made (1.0 when not measured); see LabPlan.pace."""
+    try:
+        return max(1.0, float((lab_dir(lab) / PACE_FILE).read_text()))
+    except (OSError, ValueError):
+        return 1.0
+
+
+def write_pace(lab: str, pace: float) -> None:
+    write_atomically(lab_dir(lab) / PACE_FILE, f"{pace:.1f}\n".encode(), 0o644)
 
 
 def remove(lab: str) -> bool:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Callable, TypeVar
 
+import requests
+
 from provision.errors import LabError, WaitTimeout
 
 T = TypeVar("T")
@@ -53,3 +55,25 @@ def wait_until(
                 hint=hint or None,
             )
         sleep(interval)
+
+
+SLOW_ERRORS = (requests.exceptions.Timeout, requests.exceptions.ConnectionError)
+
+
+def retried(call: Callable[[], T], *, describe: str, timeout: float, attempts: int = 2, hint: str = "") -> T:
+    """``call()``, tried again when it times out (a slow machine, not a broken one, is the
+    usual cause); each attempt may take up to ``timeout`` seconds (the client's own timeout).
+
+    Raises:
+        WaitTimeout: naming ``describe``, the attempts and how long they took in all.
+    """
+    started = time.monotonic()
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except SLOW_ERRORS as err:
+            if attempt == attempts:
+                raise WaitTimeout(
+                    f"{describe} did not finish: {attempts} attempts of up to {timeout:.0f} s each "
+                    f"({time.monotonic() - started:.0f} s in all); last error: {err}", hint=hint or None) from err
+    raise AssertionError("unreachable")

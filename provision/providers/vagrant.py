@@ -144,7 +144,7 @@ class VagrantProvider:
         if not ipaddress.ip_network(subnet).subnet_of(ipaddress.ip_network("192.168.56.0/21")):
             raise ProviderError(f"VirtualBox accepts host-only networks inside 192.168.56.0/21 only, not {subnet}",
                                 hint="leave network.subnet at auto")
-        return plan(spec, subnet, spec.network.mtu or 1500)
+        return plan(spec, subnet, spec.network.mtu or 1500, pace=lv.PACE["kvm"])
 
     def create(self, plan: LabPlan, first_boot: FirstBoot, reporter: Reporter) -> list[Machine]:
         owner = _json_lab()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.conftest import session_home  # noqa: F401 - the same per-session home
+from tests.integration.conftest import engine, session_home  # noqa: F401 - the same engine sweep and home
 
 
 @pytest.fixture(scope="session")

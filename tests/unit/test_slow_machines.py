@@ -1,0 +1,92 @@
+"""Slow machines: timeouts follow the lab's pace, slow calls are retried, and a failed
+optional step of lab.up leaves the formed lab up with the command that finishes it."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import requests
+
+from orchestrator import lab as labs
+from orchestrator.clients import ClientPool
+from provision import config, engine, machine, state
+from provision.errors import ProviderError, WaitTimeout
+from provision.providers import libvirt as lv
+from provision.report import RecordingReporter
+from provision.wait import retried
+
+
+def a_plan(pace: float = 1.0, **spec) -> machine.LabPlan:
+    lab_spec = config.load_spec(None, {}, {"name": "slow", "managers": 1, "workers": 1, **spec})
+    return machine.plan(lab_spec, "10.199.9.0/24", 1500, pace=pace)
+
+
+def test_engine_timeouts_follow_the_lab_pace():
+    assert ClientPool(a_plan(), timeout=30).timeout == 30
+    pool = ClientPool(a_plan(pace=6.0), timeout=30)
+    assert pool.timeout == 180 and a_plan(pace=6.0).scaled(90) == 540
+    pool.rescale(dataclasses.replace(a_plan(), pace=2.5))
+    assert pool.timeout == 75
+
+
+def test_vms_under_emulation_are_paced_slower_than_under_kvm(monkeypatch):
+    monkeypatch.setenv(lv.DOMAIN_TYPE_ENV, "qemu")
+    assert lv.LibvirtProvider().expected_domain_type() == "qemu"
+    assert lv.PACE["qemu"] > lv.PACE["kvm"] >= 1
+
+
+def test_a_measured_pace_is_kept_for_later_commands(monkeypatch):
+    class SlowEngine:
+        def version(self):
+            now[0] += 1.0  # a second for a call a container node answers in milliseconds
+
+    now = [0.0]
+    monkeypatch.setattr(engine.time, "monotonic", lambda: now[0])
+    assert engine.measure_pace(SlowEngine()) == engine.MAX_PACE  # capped
+    state.write_pace("slow", 7.0)
+    from provision import api
+    assert api.with_measured_pace(a_plan()).pace == 7.0
+    assert api.with_measured_pace(a_plan(pace=8.0)).pace == 8.0  # never slower than the provider says
+
+
+def test_a_slow_call_is_retried_then_reported_with_its_attempts():
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) == 1:
+            raise requests.exceptions.ReadTimeout("Read timed out. (read timeout=30)")
+        return "done"
+
+    assert retried(flaky, describe="pushing web:1", timeout=30) == "done" and len(calls) == 2
+
+    def always_slow():
+        raise requests.exceptions.ReadTimeout("Read timed out. (read timeout=180)")
+
+    with pytest.raises(WaitTimeout) as caught:
+        retried(always_slow, describe="pushing web:1 through the engine of manager1", timeout=180)
+    assert "pushing web:1 through the engine of manager1 did not finish: 2 attempts of up to 180 s" in str(caught.value)
+
+
+class BrokenBalancer:
+    name = "docker"
+
+    def ensure_load_balancer(self, plan):
+        raise ProviderError("the lab's load balancer slow-lb could not start: address in use")
+
+
+def test_a_failed_optional_step_leaves_the_lab_up_and_says_how_to_finish(monkeypatch):
+    monkeypatch.setattr(labs.entrypoint, "entry_point", lambda plan: labs.entrypoint.EntryPoint("load balancer", "x"))
+
+    def no_push(plan, clients, reporter):
+        raise requests.exceptions.ReadTimeout("Read timed out. (read timeout=30)")
+
+    monkeypatch.setattr(labs, "push_demo_images", no_push)
+    reporter = RecordingReporter()
+    failed = labs.finish(a_plan(), ClientPool(a_plan()), BrokenBalancer(), reporter)
+    assert failed == ["entry point", "demo images"]
+    warnings = "\n".join(reporter.kinds("warn"))
+    assert "lab slow is formed, but its entry point step failed: the lab's load balancer" in warnings
+    assert "finish the demo images step with `swarmdeck image.demo --lab slow`" in warnings
+    assert "finish the entry point step with `swarmdeck lab.up --lab slow`" in warnings
