@@ -152,9 +152,11 @@ def down(c, lab=None, name=None):
 
 @lab_task(help={"lab": LAB_HELP, "json": "print JSON for scripts", "name": OLD_NAME_HELP})
 def status(c, lab=None, json_=False, name=None):
-    """Show nodes, roles, leader, addresses and the registry."""
+    """Show nodes, roles, leader, addresses and the registry; exit 5 unless every node is ready."""
     result = labs.status(_lab(c, lab, name))
     print(json.dumps(result.to_json(), indent=2) if json_ else status_table(result))
+    sys.stdout.flush()  # the table first, then what is wrong (stderr)
+    labs.require_healthy(result)
 
 
 @lab_task(help={"node": "node name, e.g. manager1", "lab": LAB_HELP, "command": "run this instead of a shell",

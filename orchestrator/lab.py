@@ -13,13 +13,13 @@ from orchestrator import bootstrap as swarm_bootstrap
 from orchestrator import swarm
 from orchestrator.clients import ClientPool
 from orchestrator import services
-from orchestrator.inspect import LabStatus, lab_status, reachable_manager
+from orchestrator.inspect import LabStatus, lab_status, not_ready, reachable_manager, startable
 from orchestrator import chaos
 from orchestrator.session import LabSession, open_lab
 from orchestrator.viz import control as viz_control
 from provision import api, cli, demo_images, engine, entrypoint, images, keys, registry, tls
 from provision import spec as specs
-from provision.errors import LabError
+from provision.errors import LabError, LabUnhealthy
 from provision.machine import LabPlan
 from provision.providers import get_provider
 from provision.report import Reporter
@@ -121,6 +121,31 @@ def status(name: str) -> LabStatus:
     provider, plan = api.existing_lab(name)
     with ClientPool(plan, timeout=5) as clients:
         return lab_status(plan, provider.list(name), clients)
+
+
+def require_healthy(status: LabStatus) -> None:
+    """Raise LabUnhealthy, saying what would help, unless a manager answers and every node is ready.
+
+    ``lab.status`` calls it after printing, so scripts can tell from its exit code.
+    """
+    if status.healthy:
+        return
+    problems = [] if status.swarm else ["no manager answers"]
+    if not_ready(status.nodes):
+        problems.append(f"not ready: {', '.join(not_ready(status.nodes))}")
+    stopped = startable(status.nodes)
+    if status.provider == "ssh":  # existing hosts: the machine is up, `lab.start` starts its engine
+        stopped = [n.name for n in status.nodes if not n.ready]
+    if stopped:
+        starts = ", ".join(cli.command("lab.start", node, lab=status.name) for node in stopped)
+        hint = f"start {'it' if len(stopped) == 1 else 'them'}: {starts}"
+    elif not status.swarm:
+        hint = (f"every manager's machine runs but none answers as a swarm manager: "
+                f"{cli.command('lab.up', lab=status.name)} sets the lab up again")
+    else:
+        hint = (f"a node whose machine runs may still be joining (Swarm marks it ready within seconds); "
+                f"else look at its engine: {cli.command('lab.ssh', 'NODE', lab=status.name)}")
+    raise LabUnhealthy(f"lab {status.name} is {status.state}: {'; '.join(problems)}", hint=hint)
 
 
 def swarm_status(name: str) -> tuple[LabStatus, dict[str, int]]:

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from orchestrator import services
 from orchestrator.inspect import LabStatus
+from provision import entrypoint
 
 
 def _text(table: Table) -> str:
@@ -27,7 +28,7 @@ def status_table(status: LabStatus, running: dict[str, int] | None = None) -> st
         row = [node.name, node.role, node.address, node.state, node.availability or "-",
                "yes" if node.leader else "", node.machine]
         table.add_row(*row, *([str(running.get(node.name, 0))] if running is not None else []))
-    footer = f"registry: {status.registry or 'none'}\nentry point: {status.entry_point}"
+    footer = f"registry: {status.registry or 'none'}\nentry point: {entrypoint.describe(status.entry_point)}"
     if status.visualizer:
         footer += f"\nvisualizer: {status.visualizer}"
     if not status.swarm:
@@ -73,3 +74,4 @@ def demo_summary(lab: str, reports) -> str:
         figures = "; ".join(f"{k}: {v}" for k, v in list(report.figures.items())[:2])
         table.add_row(report.demo, "PASS" if report.passed else "FAIL", figures or "-")
     return _text(table)
+
