@@ -147,6 +147,9 @@ def down(c, lab=None, name=None):
     """Remove the lab's containers, networks, volumes and state; nothing else."""
     chosen = _lab(c, lab, name)
     counts = labs.down(chosen)
+    if not any(counts.values()):
+        print(f"no lab named {chosen} on this machine: nothing to remove")
+        return
     print(f"lab {chosen} removed: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
 
 
