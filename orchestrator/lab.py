@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from dataclasses import dataclass
 
 import docker.errors
 
+from orchestrator import access
 from orchestrator import bootstrap as swarm_bootstrap
 from orchestrator import swarm
 from orchestrator.clients import ClientPool
@@ -17,7 +17,7 @@ from orchestrator.inspect import LabStatus, lab_status, not_ready, reachable_man
 from orchestrator import chaos
 from orchestrator.session import LabSession, open_lab
 from orchestrator.viz import control as viz_control
-from provision import api, cli, demo_images, engine, entrypoint, images, keys, registry, tls
+from provision import api, cli, contexts, demo_images, engine, entrypoint, images, registry, tls
 from provision import spec as specs
 from provision.errors import LabError, LabUnhealthy
 from provision.machine import LabPlan
@@ -112,9 +112,14 @@ def _same_image(local, clients: ClientPool, plan: LabPlan, tag: str) -> bool:
 
 
 def down(name: str, provider_name: str | None = None) -> dict[str, int]:
-    """Remove every resource of lab ``name`` (and stop its visualizer); nothing of other labs is touched."""
+    """Remove every resource of lab ``name`` (and stop its visualizer, and remove its nodes'
+    docker contexts); nothing of other labs is touched. All counts 0: there was no such lab."""
     viz_control.down(name)
-    return api.destroy(name, provider_name)
+    counts = api.destroy(name, provider_name)
+    removed = contexts.remove_lab(name)
+    if removed:
+        counts["docker contexts"] = len(removed)
+    return counts
 
 
 def status(name: str) -> LabStatus:
@@ -219,14 +224,9 @@ def _usage(shell: str, task: str, *args: str) -> list[str]:
 def ssh_command(name: str, node: str, command: str | None = None) -> list[str]:
     """The ssh command line that logs into ``node`` with the lab's key and known_hosts."""
     _, plan = api.existing_lab(name)
-    if shutil.which("ssh") is None:
-        raise LabError("the ssh command is not installed", hint="apt-get install openssh-client")
-    argv = [
-        "ssh", "-i", str(keys.lab_key(name).private_path), "-o", "IdentitiesOnly=yes",
-        "-o", f"UserKnownHostsFile={keys.known_hosts_path(name)}", "-o", "StrictHostKeyChecking=yes",
-        "-o", "LogLevel=ERROR", f"root@{plan.node(node).address}",
-    ]
-    return argv + ([command] if command else [])
+    address = access.find_node(plan, node).address
+    access.require_program("ssh")
+    return access.ssh_argv(name, address, command)
 
 
 def ssh(name: str, node: str, command: str | None = None) -> int:
