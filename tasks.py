@@ -12,10 +12,10 @@ import requests
 from invoke import Collection, Exit, Program, task
 from invoke.parser import Parser
 
-from orchestrator import access
+from orchestrator import access, listing
 from orchestrator import lab as labs
 from orchestrator import membership, nodes, services, stacks
-from orchestrator.output import demo_summary, service_table, status_table, task_table
+from orchestrator.output import demo_summary, lab_list_table, service_table, status_table, task_table
 from orchestrator.demos import constraints as demo_constraints
 from orchestrator.demos import drain as demo_drain
 from orchestrator.demos import failover as demo_failover
@@ -161,6 +161,16 @@ def status(c, lab=None, json_=False, name=None):
     print(json.dumps(result.to_json(), indent=2) if json_ else status_table(result))
     sys.stdout.flush()  # the table first, then what is wrong (stderr)
     labs.require_healthy(result)
+
+
+@lab_task(name="ls", help={"json": "print JSON for scripts (a list of objects)"})
+def lab_ls(c, json_=False):
+    """List every lab on this machine: provider, state, nodes ready, leader, registry, ACTIVE (*)."""
+    rows, foreign = listing.list_labs()
+    if json_:
+        print(json.dumps([row.to_json() for row in rows], indent=2))
+    else:
+        print(lab_list_table(rows, foreign))
 
 
 @lab_task(help={"node": "node name, e.g. manager1", "lab": LAB_HELP, "name": OLD_NAME_HELP})
@@ -638,7 +648,7 @@ def demo(c, lab=None, name=None):
         print(line)
 
 
-lab_ns = Collection("lab", up, down, status, ssh, env, ip, inspect_node, scp, context_, add_node,
+lab_ns = Collection("lab", up, down, status, lab_ls, ssh, env, ip, inspect_node, scp, context_, add_node,
                     remove_node, stop_node, start_node, kill_node, pause_node, doctor_)
 swarm = Collection("swarm", swarm_init, swarm_status, tokens, promote, demote, drain, activate, pause, label, leave,
                    join)

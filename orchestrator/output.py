@@ -10,6 +10,7 @@ from rich.table import Table
 
 from orchestrator import services
 from orchestrator.inspect import LabStatus
+from orchestrator.listing import LabSummary
 from provision import entrypoint
 
 
@@ -75,3 +76,19 @@ def demo_summary(lab: str, reports) -> str:
         table.add_row(report.demo, "PASS" if report.passed else "FAIL", figures or "-")
     return _text(table)
 
+
+def lab_list_table(rows: list[LabSummary], foreign: list[str]) -> str:
+    """lab.ls as `docker-machine ls` prints it: plain aligned columns, ``*`` on the lab whose
+    node this shell's docker CLI talks to."""
+    header = ["NAME", "ACTIVE", "PROVIDER", "STATE", "NODES", "LEADER", "REGISTRY", "ERRORS"]
+    lines = [header] + [[
+        row.name, f"* {row.active}" if row.active else "-", row.provider, row.state,
+        f"{row.ready}/{row.total}" if row.total else "-", row.leader or "-", row.registry or "-", row.error or "",
+    ] for row in rows]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
+    text = "\n".join("   ".join([*(cell.ljust(w) for cell, w in zip(line, widths)), line[-1]]).rstrip()
+                     for line in lines)
+    if foreign:
+        text += ("\n\nalso on the host engine, with no state folder here (made under another SWARMDECK_HOME?): "
+                 + ", ".join(foreign))
+    return text
