@@ -12,9 +12,10 @@ import requests
 from invoke import Collection, Exit, Program, task
 from invoke.parser import Parser
 
+from orchestrator import access, listing
 from orchestrator import lab as labs
 from orchestrator import membership, nodes, services, stacks
-from orchestrator.output import demo_summary, service_table, status_table, task_table
+from orchestrator.output import demo_summary, lab_list_table, service_table, status_table, task_table
 from orchestrator.demos import constraints as demo_constraints
 from orchestrator.demos import drain as demo_drain
 from orchestrator.demos import failover as demo_failover
@@ -147,14 +148,61 @@ def down(c, lab=None, name=None):
     """Remove the lab's containers, networks, volumes and state; nothing else."""
     chosen = _lab(c, lab, name)
     counts = labs.down(chosen)
+    if not any(counts.values()):
+        print(f"no lab named {chosen} on this machine: nothing to remove")
+        return
     print(f"lab {chosen} removed: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
 
 
 @lab_task(help={"lab": LAB_HELP, "json": "print JSON for scripts", "name": OLD_NAME_HELP})
 def status(c, lab=None, json_=False, name=None):
-    """Show nodes, roles, leader, addresses and the registry."""
+    """Show nodes, roles, leader, addresses and the registry; exit 5 unless every node is ready."""
     result = labs.status(_lab(c, lab, name))
     print(json.dumps(result.to_json(), indent=2) if json_ else status_table(result))
+    sys.stdout.flush()  # the table first, then what is wrong (stderr)
+    labs.require_healthy(result)
+
+
+@lab_task(name="ls", help={"json": "print JSON for scripts (a list of objects)"})
+def lab_ls(c, json_=False):
+    """List every lab on this machine: provider, state, nodes ready, leader, registry, ACTIVE (*)."""
+    rows, foreign = listing.list_labs()
+    if json_:
+        print(json.dumps([row.to_json() for row in rows], indent=2))
+    else:
+        print(lab_list_table(rows, foreign))
+
+
+@lab_task(help={"node": "node name, e.g. manager1", "lab": LAB_HELP, "name": OLD_NAME_HELP})
+def ip(c, node, lab=None, name=None):
+    """Print a node's address (docker-machine ip)."""
+    print(access.node_ip(_lab(c, lab, name), node))
+
+
+@lab_task(name="inspect", help={"node": "node name, e.g. manager1", "lab": LAB_HELP, "name": OLD_NAME_HELP})
+def inspect_node(c, node, lab=None, name=None):
+    """A node as JSON: machine, addresses, engine URL and TLS files, SSH command, provider, role."""
+    print(json.dumps(access.inspect_node(_lab(c, lab, name), node), indent=2))
+
+
+@lab_task(help={"source": "NODE:PATH or a local path", "destination": "NODE:PATH or a local path",
+                "lab": LAB_HELP, "recursive": "copy folders", "name": OLD_NAME_HELP})
+def scp(c, source, destination, lab=None, recursive=False, name=None):
+    """Copy files to, from or between nodes: lab.scp ./app.yml manager1:/root/ (docker-machine scp)."""
+    code = access.scp(_lab(c, lab, name), source, destination, recursive=recursive)
+    if code:
+        raise Exit(code=code)
+
+
+@lab_task(name="context", help={"node": "node name, e.g. manager1", "lab": LAB_HELP, "name": OLD_NAME_HELP})
+def context_(c, node, lab=None, name=None):
+    """Create or update the docker context swarmdeck-LAB-NODE for a node's engine."""
+    chosen = _lab(c, lab, name)
+    context, done = access.context(chosen, node)
+    print(f"docker context {context} {done}: {node}'s engine with lab {chosen}'s client certificate\n"
+          f"  docker --context {context} node ls     # one command\n"
+          f"  docker context use {context}          # every docker command, in every shell "
+          "(`docker context use default` goes back)")
 
 
 @lab_task(help={"node": "node name, e.g. manager1", "lab": LAB_HELP, "command": "run this instead of a shell",
@@ -600,8 +648,8 @@ def demo(c, lab=None, name=None):
         print(line)
 
 
-lab_ns = Collection("lab", up, down, status, ssh, env, add_node, remove_node, stop_node, start_node, kill_node,
-                    pause_node, doctor_)
+lab_ns = Collection("lab", up, down, status, lab_ls, ssh, env, ip, inspect_node, scp, context_, add_node,
+                    remove_node, stop_node, start_node, kill_node, pause_node, doctor_)
 swarm = Collection("swarm", swarm_init, swarm_status, tokens, promote, demote, drain, activate, pause, label, leave,
                    join)
 service = Collection("service", service_create, service_ls, service_ps, service_scale, service_update,

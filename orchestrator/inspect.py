@@ -10,8 +10,8 @@ import requests
 
 from orchestrator.clients import ClientPool
 from orchestrator.viz import control as viz_control
-from provision.entrypoint import PORTS, entry_point
-from provision.machine import LabPlan, Machine
+from provision.entrypoint import entry_point
+from provision.machine import CREATED, MISSING, PAUSED, RUNNING, STOPPED, LabPlan, Machine
 
 
 @dataclass(frozen=True)
@@ -66,19 +66,73 @@ class NodeStatus:
     leader: bool
     machine: str  # running | stopped | paused | created | missing
 
+    @property
+    def ready(self) -> bool:
+        """Ready in the swarm and its machine running (a node killed seconds ago is still
+        "ready" to Swarm, which notices only after missed heartbeats)."""
+        return self.state == "ready" and self.machine == RUNNING
+
+
+# A lab's state as lab.ls and lab.status --json show it.
+LAB_RUNNING, LAB_PARTLY_STOPPED, LAB_STOPPED, LAB_BROKEN = "running", "partly stopped", "stopped", "broken"
+STARTABLE = (STOPPED, PAUSED, CREATED)  # machine states that `lab.start NODE` brings back
+
 
 @dataclass(frozen=True)
 class LabStatus:
     name: str
     provider: str
     registry: str | None
-    entry_point: str  # e.g. "load balancer at 10.199.0.9 (ports 8080, 8081)"
+    entry_point: dict  # {"kind": "routing-mesh" | "load-balancer", "address": "10.199.0.9", "ports": [8080, 8081]}
     swarm: bool  # a manager answered
     nodes: list[NodeStatus]
     visualizer: str | None = None  # the URL of `invoke viz.up`'s page while it runs
 
+    @property
+    def state(self) -> str:
+        return lab_state(self.swarm, self.nodes)
+
+    @property
+    def healthy(self) -> bool:
+        """A manager answers and every node is ready: what `lab.status`'s exit code 0 means."""
+        return self.swarm and all(n.ready for n in self.nodes)
+
     def to_json(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "state": self.state}
+
+
+def lab_state(swarm: bool, nodes: list[NodeStatus]) -> str:
+    """running: every node ready; stopped: no machine runs; partly stopped: some machine is
+    stopped or paused, or a node is not ready; broken: machines are missing, or no manager
+    answers although every manager's machine runs (nothing to start: the swarm itself is lost).
+    A lab whose only answering manager is stopped is partly stopped: `lab.start` repairs it."""
+    machines = [n.machine for n in nodes]
+    if not nodes or MISSING in machines:
+        return LAB_BROKEN
+    if all(m in STARTABLE for m in machines):
+        return LAB_STOPPED
+    managers_down = any(n.machine in STARTABLE for n in nodes if n.role == "manager")
+    if not swarm and not managers_down:
+        return LAB_BROKEN
+    if all(n.ready for n in nodes) and swarm:
+        return LAB_RUNNING
+    return LAB_PARTLY_STOPPED
+
+
+def startable(nodes: list[NodeStatus]) -> list[str]:
+    """The nodes whose machine is stopped, paused or never started: `lab.start NODE` helps."""
+    return [n.name for n in nodes if n.machine in STARTABLE]
+
+
+def not_ready(nodes: list[NodeStatus]) -> list[str]:
+    """"worker1 (machine stopped)", "worker2 (down)": each node that is not ready, and why
+    ("unknown": its machine runs but no manager answered to say how the swarm sees it)."""
+    def why(node: NodeStatus) -> str:
+        if node.machine != RUNNING:
+            return f"machine {node.machine}"
+        return "unknown" if node.state == node.machine else node.state
+
+    return [f"{n.name} ({why(n)})" for n in nodes if not n.ready]
 
 
 def lab_status(plan: LabPlan, machines: list[Machine], clients: ClientPool) -> LabStatus:
@@ -94,7 +148,5 @@ def lab_status(plan: LabPlan, machines: list[Machine], clients: ClientPool) -> L
             state=seen.state if seen else machine, availability=seen.availability if seen else "",
             leader=bool(seen and seen.leader), machine=machine,
         ))
-    entry = entry_point(plan)
-    where = f"{entry.kind} at {entry.address} (ports {', '.join(map(str, PORTS))})"
-    return LabStatus(plan.name, plan.spec.provider, plan.registry, where, manager is not None, nodes,
-                     viz_control.url(plan.name))
+    return LabStatus(plan.name, plan.spec.provider, plan.registry, entry_point(plan).to_json(), manager is not None,
+                     nodes, viz_control.url(plan.name))

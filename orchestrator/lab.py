@@ -4,24 +4,24 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import subprocess
 from dataclasses import dataclass
 
 import docker.errors
 import requests
 
+from orchestrator import access
 from orchestrator import bootstrap as swarm_bootstrap
 from orchestrator import swarm
 from orchestrator.clients import ClientPool
 from orchestrator import services
-from orchestrator.inspect import LabStatus, lab_status, reachable_manager
+from orchestrator.inspect import LabStatus, lab_status, not_ready, reachable_manager, startable
 from orchestrator import chaos
 from orchestrator.session import LabSession, open_lab
 from orchestrator.viz import control as viz_control
-from provision import api, cli, demo_images, engine, entrypoint, images, keys, registry, state, tls
+from provision import api, cli, contexts, demo_images, engine, entrypoint, images, registry, state, tls
 from provision import spec as specs
-from provision.errors import LabError
+from provision.errors import LabError, LabUnhealthy
 from provision.machine import RUNNING, LabPlan
 from provision.providers import get_provider
 from provision.report import Reporter
@@ -157,15 +157,45 @@ def _same_image(local, manager, address: str, tag: str) -> bool:
 
 
 def down(name: str, provider_name: str | None = None) -> dict[str, int]:
-    """Remove every resource of lab ``name`` (and stop its visualizer); nothing of other labs is touched."""
+    """Remove every resource of lab ``name`` (and stop its visualizer, and remove its nodes'
+    docker contexts); nothing of other labs is touched. All counts 0: there was no such lab."""
     viz_control.down(name)
-    return api.destroy(name, provider_name)
+    counts = api.destroy(name, provider_name)
+    removed = contexts.remove_lab(name)
+    if removed:
+        counts["docker contexts"] = len(removed)
+    return counts
 
 
 def status(name: str) -> LabStatus:
     provider, plan = api.existing_lab(name)
     with ClientPool(plan, timeout=5) as clients:
         return lab_status(plan, provider.list(name), clients)
+
+
+def require_healthy(status: LabStatus) -> None:
+    """Raise LabUnhealthy, saying what would help, unless a manager answers and every node is ready.
+
+    ``lab.status`` calls it after printing, so scripts can tell from its exit code.
+    """
+    if status.healthy:
+        return
+    problems = [] if status.swarm else ["no manager answers"]
+    if not_ready(status.nodes):
+        problems.append(f"not ready: {', '.join(not_ready(status.nodes))}")
+    stopped = startable(status.nodes)
+    if status.provider == "ssh":  # existing hosts: the machine is up, `lab.start` starts its engine
+        stopped = [n.name for n in status.nodes if not n.ready]
+    if stopped:
+        starts = ", ".join(cli.command("lab.start", node, lab=status.name) for node in stopped)
+        hint = f"start {'it' if len(stopped) == 1 else 'them'}: {starts}"
+    elif not status.swarm:
+        hint = (f"every manager's machine runs but none answers as a swarm manager: "
+                f"{cli.command('lab.up', lab=status.name)} sets the lab up again")
+    else:
+        hint = (f"a node whose machine runs may still be joining (Swarm marks it ready within seconds); "
+                f"else look at its engine: {cli.command('lab.ssh', 'NODE', lab=status.name)}")
+    raise LabUnhealthy(f"lab {status.name} is {status.state}: {'; '.join(problems)}", hint=hint)
 
 
 def swarm_status(name: str) -> tuple[LabStatus, dict[str, int]]:
@@ -239,14 +269,9 @@ def _usage(shell: str, task: str, *args: str) -> list[str]:
 def ssh_command(name: str, node: str, command: str | None = None) -> list[str]:
     """The ssh command line that logs into ``node`` with the lab's key and known_hosts."""
     _, plan = api.existing_lab(name)
-    if shutil.which("ssh") is None:
-        raise LabError("the ssh command is not installed", hint="apt-get install openssh-client")
-    argv = [
-        "ssh", "-i", str(keys.lab_key(name).private_path), "-o", "IdentitiesOnly=yes",
-        "-o", f"UserKnownHostsFile={keys.known_hosts_path(name)}", "-o", "StrictHostKeyChecking=yes",
-        "-o", "LogLevel=ERROR", f"root@{plan.node(node).address}",
-    ]
-    return argv + ([command] if command else [])
+    address = access.find_node(plan, node).address
+    access.require_program("ssh")
+    return access.ssh_argv(name, address, command)
 
 
 def ssh(name: str, node: str, command: str | None = None) -> int:

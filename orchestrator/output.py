@@ -10,6 +10,8 @@ from rich.table import Table
 
 from orchestrator import services
 from orchestrator.inspect import LabStatus
+from orchestrator.listing import LabSummary
+from provision import entrypoint
 
 
 def _text(table: Table) -> str:
@@ -27,7 +29,7 @@ def status_table(status: LabStatus, running: dict[str, int] | None = None) -> st
         row = [node.name, node.role, node.address, node.state, node.availability or "-",
                "yes" if node.leader else "", node.machine]
         table.add_row(*row, *([str(running.get(node.name, 0))] if running is not None else []))
-    footer = f"registry: {status.registry or 'none'}\nentry point: {status.entry_point}"
+    footer = f"registry: {status.registry or 'none'}\nentry point: {entrypoint.describe(status.entry_point)}"
     if status.visualizer:
         footer += f"\nvisualizer: {status.visualizer}"
     if not status.swarm:
@@ -73,3 +75,20 @@ def demo_summary(lab: str, reports) -> str:
         figures = "; ".join(f"{k}: {v}" for k, v in list(report.figures.items())[:2])
         table.add_row(report.demo, "PASS" if report.passed else "FAIL", figures or "-")
     return _text(table)
+
+
+def lab_list_table(rows: list[LabSummary], foreign: list[str]) -> str:
+    """lab.ls as `docker-machine ls` prints it: plain aligned columns, ``*`` on the lab whose
+    node this shell's docker CLI talks to."""
+    header = ["NAME", "ACTIVE", "PROVIDER", "STATE", "NODES", "LEADER", "REGISTRY", "ERRORS"]
+    lines = [header] + [[
+        row.name, f"* {row.active}" if row.active else "-", row.provider, row.state,
+        f"{row.ready}/{row.total}" if row.total else "-", row.leader or "-", row.registry or "-", row.error or "",
+    ] for row in rows]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
+    text = "\n".join("   ".join([*(cell.ljust(w) for cell, w in zip(line, widths)), line[-1]]).rstrip()
+                     for line in lines)
+    if foreign:
+        text += ("\n\nalso on the host engine, with no state folder here (made under another SWARMDECK_HOME?): "
+                 + ", ".join(foreign))
+    return text

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from typing import Mapping
 
 from provision import ipvs
 from provision.machine import LabPlan
@@ -18,6 +19,7 @@ from provision.render import render
 PORTS = (8080, 8081)  # the demo service's and the shipped stacks' published ports
 CONFIG = "/etc/haproxy/swarmdeck.cfg"
 LB_OFFSET = 9  # the load balancer sits just below the first node's address
+KIND_IDS = {"routing mesh": "routing-mesh", "load balancer": "load-balancer"}  # as scripts see them (--json)
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,16 @@ class EntryPoint:
     @property
     def publish_mode(self) -> str:
         return "ingress" if self.kind == "routing mesh" else "host"
+
+    def to_json(self) -> dict:
+        """The entry point as data for scripts and the visualizer: kind, address, ports."""
+        return {"kind": KIND_IDS[self.kind], "address": self.address, "ports": list(PORTS)}
+
+
+def describe(data: Mapping) -> str:
+    """One readable line from ``EntryPoint.to_json()``: "load balancer at 10.199.0.9 (ports 8080, 8081)"."""
+    kind = str(data["kind"]).replace("-", " ")
+    return f"{kind} at {data['address']} (ports {', '.join(map(str, data['ports']))})"
 
 
 def entry_point(plan: LabPlan) -> EntryPoint:

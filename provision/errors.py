@@ -94,3 +94,9 @@ class SwarmError(LabError):
 
 class ImageError(LabError):
     """A node or demo image could not be built or found."""
+
+
+class LabUnhealthy(LabError):
+    """The lab runs but is not whole: no manager answers, or a node is not ready (``lab.status``)."""
+
+    exit_code = 5

@@ -108,15 +108,18 @@ def write_pace(lab: str, pace: float) -> None:
 
 
 def remove(lab: str) -> bool:
-    """Remove the lab's state folder (keys, certificates, records, reports); True if there was one."""
+    """Remove the lab's state folder (keys, certificates, records, reports); True if it held
+    anything (a folder with only its lock file in it is no lab: ``lab.down`` says so)."""
     folder = lab_dir(lab)
     if not folder.exists():
         return False
+    removed = False
     for entry in folder.iterdir():  # the lock file stays until its holder lets go of it
         if entry.name == LOCK_FILE:
             continue
         shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
-    return True
+        removed = True
+    return removed
 
 
 @contextmanager

@@ -173,7 +173,7 @@ class SwarmFeed:
             status, message = problem
         state = {
             "lab": self.plan.name, "status": status, "message": message, "manager": manager,
-            "registry": self.plan.registry, "entry_point": _entry_point_text(self.plan),
+            "registry": self.plan.registry, "entry_point": entrypoint.entry_point(self.plan).to_json(),
             **self._last_good, "stale": swarm is None,
             "demo": live_demo(self.plan.name), "reports": reports(self.plan.name),
         }
@@ -237,11 +237,6 @@ def no_manager_problem(leaderless: list[str], managers: list[str]) -> tuple[str,
                              f"({majority} of {total}) to elect a leader, so the swarm cannot be changed until "
                              "enough managers are back. Running tasks keep serving.")
     return "unreachable", "No manager of the lab answers. Showing the last state seen."
-
-
-def _entry_point_text(plan: LabPlan) -> str:
-    entry = entrypoint.entry_point(plan)
-    return f"{entry.kind} at {entry.address} (ports {', '.join(map(str, entrypoint.PORTS))})"
 
 
 def report_file(lab: str, name: str) -> Path | None:

@@ -85,6 +85,12 @@ function renderReports(reports) {
     el("a", { href: `/reports/${r.name}.json`, target: "_blank", text: "report (JSON)" }))));
 }
 
+// {"kind": "load-balancer", "address": "10.199.0.9", "ports": [8080, 8081]} -> "load balancer at 10.199.0.9 (ports 8080, 8081)"
+function entryPointText(entry) {
+  if (!entry) return "–";
+  return `${entry.kind.replace("-", " ")} at ${entry.address} (ports ${entry.ports.join(", ")})`;
+}
+
 function render(state) {
   document.title = `swarmdeck ${state.lab}`;
   $("lab-name").textContent = state.lab;
@@ -92,7 +98,7 @@ function render(state) {
   $("swarm-status").dataset.status = state.status;
   $("manager").textContent = state.manager || "none answers";
   $("registry").textContent = state.registry || "none";
-  $("entry-point").textContent = state.entry_point;
+  $("entry-point").textContent = entryPointText(state.entry_point);
   $("message").hidden = !state.message;
   $("message").textContent = state.message;
   renderNodes(state);

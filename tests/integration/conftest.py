@@ -108,8 +108,18 @@ def a_lab(purpose: str, *flags: str) -> Iterator[str]:
         cli("lab.down", "--lab", name, check=False)
 
 
+UNHEALTHY = 5  # lab.status's exit code when no manager answers or a node is not ready
+
+
 def status_json(name: str) -> dict:
-    return json.loads(cli("lab.status", "--lab", name, "--json").stdout)
+    """``lab.status --json``, which may be asked while a node is down: its exit code must then
+    be UNHEALTHY, and 0 exactly when a manager answers and every node is ready and running."""
+    result = cli("lab.status", "--lab", name, "--json", check=False)
+    assert result.returncode in (0, UNHEALTHY), f"lab.status exited {result.returncode}:\n{result.stderr}"
+    status = json.loads(result.stdout)
+    healthy = status["swarm"] and all(n["state"] == "ready" and n["machine"] == "running" for n in status["nodes"])
+    assert (result.returncode == 0) == healthy, f"lab.status exited {result.returncode} for {status}"
+    return status
 
 
 def addresses(name: str) -> dict[str, str]:

@@ -40,7 +40,7 @@ def test_down_removes_every_resource_and_is_safe_to_repeat(engine):
         [f"container {name}-manager1", f"network {name}-net", f"volume {name}-manager1-docker", *load_balancer])
     cli("lab.down", "--lab", name)
     assert lab_resources(engine, name) == []
-    assert "0 containers" in cli("lab.down", "--lab", name).stdout
+    assert f"no lab named {name} on this machine: nothing to remove" in cli("lab.down", "--lab", name).stdout
 
 
 def test_a_failed_up_rolls_back_unless_keep(engine):

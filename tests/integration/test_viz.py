@@ -142,6 +142,10 @@ def test_page_shows_five_nodes_with_their_roles(viz, page):
              page.locator("[data-node]").nth(i).get_attribute("data-role") for i in range(5)}
     assert sorted(roles.values()) == ["leader", "manager", "manager", "worker", "worker"]
     assert page.locator("#registry").inner_text().endswith(":5000")
+    entry = state(viz[1])["entry_point"]  # data; the page says it in words
+    assert entry["kind"] in ("routing-mesh", "load-balancer") and entry["ports"] == [8080, 8081]
+    assert page.locator("#entry-point").inner_text() == \
+        f"{entry['kind'].replace('-', ' ')} at {entry['address']} (ports 8080, 8081)"
     assert "ok" in page.locator("#swarm-status").inner_text()
     shot(page, "01-five-nodes")
 

@@ -159,3 +159,10 @@ def _next_event(stream) -> dict:
         elif line == "" and data is not None:
             return data
     raise AssertionError("the stream ended")
+
+
+def test_the_entry_point_is_sent_as_data(monkeypatch):
+    monkeypatch.setattr(state.entrypoint.ipvs, "available", lambda: False)
+    feed = state.SwarmFeed(lab_plan())
+    monkeypatch.setattr(feed, "clients", {"manager1": FakeManager([node("manager1", "manager", leader=True)])})
+    assert feed.refresh()["entry_point"] == {"kind": "load-balancer", "address": "10.199.9.9", "ports": [8080, 8081]}

@@ -64,7 +64,7 @@ def get(url: str, timeout: float = 5) -> str:
 
 def test_three_vms_form_a_swarm_on_their_reserved_addresses(vm_lab, libvirt_conn):
     status = status_json(vm_lab)
-    assert status["provider"] == "libvirt" and status["entry_point"].startswith("routing mesh")
+    assert status["provider"] == "libvirt" and status["entry_point"]["kind"] == "routing-mesh"
     nodes = {n["name"]: n for n in status["nodes"]}
     assert sorted(nodes) == ["manager1", "worker1", "worker2"]
     assert all(n["state"] == "ready" and n["machine"] == "running" for n in nodes.values())

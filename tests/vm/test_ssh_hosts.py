@@ -111,7 +111,7 @@ def test_existing_machines_are_set_up_and_form_a_swarm(ssh_lab, servers):
     assert "setup worker1: 7 steps, changed: hostname, /etc/hosts, engine config, firewall" in output
     assert "dockerd" in servers.run("srv1", "command -v dockerd")
     status = status_json(name)
-    assert status["provider"] == "ssh" and status["entry_point"].startswith("routing mesh")
+    assert status["provider"] == "ssh" and status["entry_point"]["kind"] == "routing-mesh"
     assert {n["name"]: n["address"] for n in status["nodes"]} == {"manager1": servers.addresses["srv1"],
                                                                   "worker1": servers.addresses["srv2"]}
     swarm = swarm_nodes(name)

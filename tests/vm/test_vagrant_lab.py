@@ -61,7 +61,7 @@ def test_vagrant_machines_from_the_local_box_form_a_swarm(vagrant_lab, libvirt_c
     name, output = vagrant_lab
     assert "Vagrant box swarmdeck/vm-" in output and "vagrant up manager1 worker1" in output
     status = status_json(name)
-    assert status["provider"] == "vagrant" and status["entry_point"].startswith("routing mesh")
+    assert status["provider"] == "vagrant" and status["entry_point"]["kind"] == "routing-mesh"
     swarm = swarm_nodes(name)
     assert {h: n["Status"]["State"] for h, n in swarm.items()} == {"manager1": "ready", "worker1": "ready"}
     leases = {lease["mac"]: lease["ipaddr"]
