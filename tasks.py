@@ -9,8 +9,9 @@ import sys
 
 import docker.errors
 import requests
-from invoke import Collection, Exit, Program, task
+from invoke import Collection, Exit, Program, Task, task
 from invoke.parser import Parser
+from invoke.parser.parser import ParseMachine
 
 from orchestrator import access, listing
 from orchestrator import lab as labs
@@ -39,6 +40,13 @@ OLD_NAME_HELP = "deprecated spelling of --lab"
 HELP_FLAGS = ("--help", "-h")
 
 
+class LabTask(Task):
+    """A task whose flags leave -h to --help (Invoke would give it to a flag such as --health-cmd)."""
+
+    def arg_opts(self, name, default, taken_names):
+        return super().arg_opts(name, default, set(taken_names) | {"h"})
+
+
 def lab_task(*args, **kwargs):
     """@task that turns LabError into a clean exit with a hint: no traceback for expected failures.
 
@@ -61,7 +69,7 @@ def lab_task(*args, **kwargs):
             except KeyboardInterrupt:
                 raise Exit("interrupted", code=130) from None
 
-        return task(wrapper, **kwargs)
+        return task(wrapper, klass=LabTask, **kwargs)
 
     return decorate(args[0]) if args and callable(args[0]) else decorate
 
@@ -71,7 +79,36 @@ def print_help(body) -> None:
     name = next(n for n in ns.task_names if ns[n].body is body)
     program = Program(namespace=ns, name="swarmdeck", binary=cli.program())
     program.collection, program.parser = ns, Parser(contexts=ns.to_contexts())
-    program.print_task_help(name)
+    try:
+        program.print_task_help(name)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _quiet_stdout()
+
+
+def _quiet_stdout() -> None:
+    """The reader of stdout went away (`... | head`): stop quietly, as `ls | head` does."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(141)
+
+
+def _help_despite_missing_positionals(complete_context):
+    """Invoke hands `TASK --help` to TASK's first positional argument; with a second one
+    missing it then fails before the task can print its help. Let such a call through
+    (the task prints its help and runs nothing). Wraps ParseMachine.complete_context."""
+
+    @functools.wraps(complete_context)
+    def complete(parser) -> None:
+        context = parser.context
+        if context is not None and any(a.value in HELP_FLAGS for a in context.positional_args):
+            for argument in context.missing_positional_args:
+                argument.value = ""
+        complete_context(parser)
+
+    return complete
+
+
+ParseMachine.complete_context = _help_despite_missing_positionals(ParseMachine.complete_context)
 
 
 def _config(c) -> dict:
@@ -674,6 +711,4 @@ def main() -> None:
         program.run(sys.argv)
         sys.stdout.flush()
     except BrokenPipeError:
-        # the reader went away (`swarmdeck --list | head`): stop quietly, as `ls | head` does
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(141)
+        _quiet_stdout()

@@ -110,10 +110,16 @@ def swarmdeck(*args: str, env: dict | None = None, cwd: Path | None = None) -> s
 
 
 def test_help_works_for_tasks_with_positional_arguments():
-    for task in ("lab.ssh", "lab.env", "service.create", "swarm.label"):
-        result = swarmdeck(task, "--help")
-        assert result.returncode == 0, result.stderr
-        assert f"Usage: swarmdeck [--core-opts] {task}" in result.stdout and "--lab" in result.stdout
+    invoke = Path(sys.executable).with_name("invoke")
+    for task in ("lab.ssh", "lab.env", "lab.scp", "service.create", "swarm.label", "stack.deploy"):
+        for program, flag in (("swarmdeck", "--help"), ("invoke", "-h")):
+            result = subprocess.run([str(Path(sys.executable).with_name(program)), task, flag], cwd=REPO,
+                                    capture_output=True, text=True, timeout=60)
+            assert result.returncode == 0, result.stderr
+            assert f"Usage: {program} [--core-opts] {task}" in result.stdout and "--lab" in result.stdout
+    piped = subprocess.run(f"{invoke} lab.scp --help | head -1", shell=True, cwd=REPO, capture_output=True,
+                           text=True, timeout=60)
+    assert piped.stdout.startswith("Usage:") and "Traceback" not in piped.stderr
 
 
 def test_list_into_a_closed_pipe_ends_without_a_traceback():
