@@ -104,8 +104,8 @@ ensure_engine
 ensure_venv
 if [ "$action" = test ]; then ensure_browser; ensure_libvirt; fi
 export PATH="$PWD/.venv/bin:$PATH"
-invoke image.build
+swarmdeck image.build
 if [ "$action" = up ]; then
-	exec invoke lab.up "$@"
+	exec swarmdeck lab.up "$@"
 fi
 exec pytest "$@"

@@ -405,12 +405,12 @@ def _key_value(text: str) -> tuple[str, str]:
 # -- visualizer --------------------------------------------------------------------------------
 
 
-@lab_task(name="up", help={"lab": LAB_HELP, "port": "port to serve on (default 8000)",
+@lab_task(name="up", help={"lab": LAB_HELP, "port": "port to serve on (default: the first free one from 8000)",
                            "host": "address to listen on (default 127.0.0.1; 0.0.0.0 to show it to a class)",
                            "name": OLD_NAME_HELP})
-def viz_up(c, lab=None, port=8000, host="127.0.0.1", name=None):
+def viz_up(c, lab=None, port=None, host="127.0.0.1", name=None):
     """Serve the live visualizer of the lab's nodes and tasks (in the background)."""
-    viz, started = viz_control.up(_lab(c, lab, name), int(port), host)
+    viz, started = viz_control.up(_lab(c, lab, name), None if port is None else _whole(port), host)
     print(f"visualizer {'started' if started else 'runs already'}: {viz.url}")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -52,15 +53,21 @@ def running(lab: str) -> Viz | None:
     return None
 
 
-def up(lab: str, port: int = 8000, host: str = "127.0.0.1") -> tuple[Viz, bool]:
-    """Start the visualizer of ``lab`` unless it runs; (viz, started)."""
+DEFAULT_PORT = 8000
+PORTS_TRIED = 20  # without --port: the first free one of 8000-8019 (another lab's visualizer may hold 8000)
+
+
+def up(lab: str, port: int | None = None, host: str = "127.0.0.1") -> tuple[Viz, bool]:
+    """Start the visualizer of ``lab`` unless it runs; (viz, started). Without ``port``,
+    the first free port from 8000 on."""
     api.existing_lab(lab)  # a clear error for an unknown lab, before any process starts
     current = running(lab)
     if current is not None:
-        if current.port != port or current.host != host:
+        if (port is not None and current.port != port) or current.host != host:
             raise LabError(f"the visualizer of lab {lab} runs already at {current.url}",
                            hint=f"{cli.command('viz.down', lab=lab)} first to move it")
         return current, False
+    port = port if port is not None else free_port(host)
     log = lab_dir(lab) / "viz.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
@@ -83,6 +90,19 @@ def up(lab: str, port: int = 8000, host: str = "127.0.0.1") -> tuple[Viz, bool]:
     wait_until(answers, timeout=START_TIMEOUT, interval=0.2, describe=f"the visualizer at {viz.url}")
     record_path(lab).write_text(json.dumps({"pid": viz.pid, "host": host, "port": port}))
     return viz, True
+
+
+def free_port(host: str) -> int:
+    """The first port from DEFAULT_PORT on that nothing listens on at ``host``."""
+    for port in range(DEFAULT_PORT, DEFAULT_PORT + PORTS_TRIED):
+        with socket.socket() as probe:
+            try:
+                probe.bind((host, port))
+                return port
+            except OSError:
+                continue
+    raise LabError(f"ports {DEFAULT_PORT}-{DEFAULT_PORT + PORTS_TRIED - 1} are all taken on {host}",
+                   hint=f"name a free one: {cli.command('viz.up', '--port', 'PORT')}")
 
 
 def down(lab: str) -> bool:

@@ -166,3 +166,13 @@ def test_the_entry_point_is_sent_as_data(monkeypatch):
     feed = state.SwarmFeed(lab_plan())
     monkeypatch.setattr(feed, "clients", {"manager1": FakeManager([node("manager1", "manager", leader=True)])})
     assert feed.refresh()["entry_point"] == {"kind": "load-balancer", "address": "10.199.9.9", "ports": [8080, 8081]}
+
+
+def test_without_a_port_the_visualizer_takes_the_first_free_one_from_8000():
+    import socket
+
+    from orchestrator.viz import control
+    first = control.free_port("127.0.0.1")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", first))
+        assert control.free_port("127.0.0.1") > first
