@@ -220,6 +220,7 @@ class TaskView:
     state: str
     image: str
     error: str
+    id: str = ""
 
 
 def tasks(manager: docker.DockerClient, name: str | None = None) -> list[TaskView]:
@@ -232,7 +233,7 @@ def tasks(manager: docker.DockerClient, name: str | None = None) -> list[TaskVie
             spec = task["Spec"]["ContainerSpec"]
             views.append(TaskView(service.name, task.get("Slot"), hostnames.get(task.get("NodeID", ""), "-"),
                                   task["DesiredState"], task["Status"]["State"], spec["Image"].split("@")[0],
-                                  task["Status"].get("Err", "")))
+                                  task["Status"].get("Err", ""), task["ID"]))
     return sorted(views, key=lambda t: (t.service, t.slot or 0, t.node))
 
 

@@ -28,10 +28,11 @@ def run(lab: LabSession, report: DemoReport, *, replicas: int = 10, node: str | 
         settle(5)
         stayed_away = not any(t.node == victim for t in running(lab, SERVICE))
         report.event(f"after 5 s, {victim} runs {'no' if stayed_away else 'some'} tasks: Swarm does not move them back")
+        before = _running_ids(lab)
         services.update(lab.manager, lab.plan, SERVICE, force=True)
         report.event("forced update (docker service update --force) to rebalance")
-        wait_until(lambda: _converged(lab, request.replicas), timeout=180, interval=0.5,
-                   describe="the forced update to finish")
+        wait_until(lambda: _converged(lab, request.replicas, before), timeout=180, interval=0.5,
+                   describe="the forced update to replace every task")
         spread = sorted({t.node for t in running(lab, SERVICE)})
         report.event(f"rebalanced over {len(spread)} nodes: {', '.join(spread)}")
     report.figure("node marked down after", down - killed, " s")
@@ -48,7 +49,15 @@ def run(lab: LabSession, report: DemoReport, *, replicas: int = 10, node: str | 
     return report
 
 
-def _converged(lab: LabSession, replicas: int) -> bool:
+def _running_ids(lab: LabSession) -> set[str]:
+    return {t.id for t in running(lab, SERVICE)}
+
+
+def _converged(lab: LabSession, replicas: int, replaced: set[str]) -> bool:
+    """The forced update is done when ``replicas`` tasks run and none of them is one of the
+    ``replaced`` tasks (right after the update call, Swarm may still report the previous
+    update as completed, with the old tasks running)."""
     service = services.find(lab.manager, SERVICE)
     state = (service.attrs.get("UpdateStatus") or {}).get("State", "completed")
-    return state == "completed" and len(running(lab, SERVICE)) == replicas
+    tasks = running(lab, SERVICE)
+    return state == "completed" and len(tasks) == replicas and not {t.id for t in tasks} & replaced
