@@ -123,7 +123,8 @@ def _config(c) -> dict:
 
 
 def _spec(c, spec=None, **overrides):
-    return config.load_spec(spec, _config(c), overrides, default_name=os.environ.get(ACTIVE_LAB) or None)
+    return config.load_spec(spec, _config(c), overrides, default_name=os.environ.get(ACTIVE_LAB) or None,
+                            sources=config.env_sources(os.environ))
 
 
 def _lab(c, lab=None, name=None) -> str:

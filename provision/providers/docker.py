@@ -96,7 +96,7 @@ class DockerProvider:
         return taken
 
     def _free_subnet(self, taken: dict[str, str]) -> str:
-        for candidate in AUTO_SUBNETS.subnets(new_prefix=24):
+        for candidate in AUTO_SUBNETS.subnets(new_prefix=specs.AUTO_PREFIX):
             if not specs.overlap_problems(str(candidate), taken):
                 return str(candidate)
         raise ProviderError(f"no free /24 left in {AUTO_SUBNETS}", hint="set network.subnet in lab.yaml")

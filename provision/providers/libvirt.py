@@ -145,7 +145,7 @@ class LibvirtProvider:
         elif spec.network.subnet != specs.AUTO:
             subnet = spec.network.subnet
         else:
-            subnet = next((str(c) for c in AUTO_SUBNETS.subnets(new_prefix=24)
+            subnet = next((str(c) for c in AUTO_SUBNETS.subnets(new_prefix=specs.AUTO_PREFIX)
                            if not specs.overlap_problems(str(c), taken)), None)
             if subnet is None:
                 raise ProviderError(f"no free /24 left in {AUTO_SUBNETS}", hint="set network.subnet in lab.yaml")
