@@ -160,10 +160,11 @@ def _not_the_lab(task_name: str, name) -> None:
     "no_registry": "run no private registry", "keep": "keep what was created if up fails",
     "image_method": "node image build: auto | debootstrap | dockerfile", "mirror": "Debian mirror URL for debootstrap",
     "profile": "timings: default (Swarm's own) or tuned (0.5 s heartbeat, fast task restarts)",
+    "dry_run": "print the lab spec as JSON (every layer applied and checked) and its warnings; create nothing",
     "name": OLD_NAME_HELP,
 })
 def up(c, lab=None, spec=None, managers=None, workers=None, subnet=None, provider=None, no_registry=False,
-       keep=False, image_method="auto", mirror=None, profile=None, name=None):
+       keep=False, image_method="auto", mirror=None, profile=None, dry_run=False, name=None):
     """Create the lab (3 managers + 2 workers + registry); safe to re-run."""
     if name is not None:
         ConsoleReporter().warn("--name is deprecated for the lab: use --lab (-l)")
@@ -176,6 +177,9 @@ def up(c, lab=None, spec=None, managers=None, workers=None, subnet=None, provide
     if no_registry:
         overrides["registry"] = {"enabled": False}
     lab_spec = _spec(c, spec, **overrides)
+    if dry_run:
+        print(json.dumps(labs.dry_run(lab_spec, ConsoleReporter()), indent=2))
+        return
     options = labs.UpOptions(keep=keep, image_method=image_method, mirror=mirror)
     result = labs.up(lab_spec, ConsoleReporter(), options)
     print(status_table(result))

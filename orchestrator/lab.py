@@ -19,7 +19,8 @@ from orchestrator.inspect import LabStatus, lab_status, not_ready, reachable_man
 from orchestrator import chaos
 from orchestrator.session import LabSession, open_lab
 from orchestrator.viz import control as viz_control
-from provision import api, cli, contexts, demo_images, engine, entrypoint, images, registry, state, tls
+from provision import api, cli, contexts, demo_images, doctor, engine, entrypoint, images, registry, state, tls
+from provision import config as spec_config
 from provision import spec as specs
 from provision.errors import LabError, LabUnhealthy
 from provision.machine import RUNNING, LabPlan
@@ -55,6 +56,17 @@ def up(spec: LabSpec, reporter: Reporter, options: UpOptions = UpOptions()) -> L
             reporter.warn(f"lab.up failed: removing what it created for lab {spec.name} (use --keep to keep it)")
             api.destroy(spec.name, spec.provider)
         raise
+
+
+def dry_run(spec: LabSpec, reporter: Reporter) -> dict:
+    """What ``lab.up --dry-run`` shows: the spec as lab.up would build it, with its warnings
+    (memory included, as if every node were new); no backend is asked, nothing is created."""
+    for warning in specs.validate(spec):
+        reporter.warn(warning)
+    memory = doctor.memory_warning(len(spec.nodes), get_provider(spec.provider).capabilities.node_memory_mb)
+    if memory:
+        reporter.warn(memory)
+    return spec_config.to_mapping(spec)
 
 
 def _up(spec: LabSpec, provider, reporter: Reporter, options: UpOptions) -> LabStatus:

@@ -50,7 +50,8 @@ PACE = {"kvm": 1.5, "qemu": 6.0}
 
 class LibvirtProvider:
     name = "libvirt"
-    capabilities = Capabilities(systemd=True, firewall=True, engine_preinstalled=True, ipvs=True)
+    capabilities = Capabilities(systemd=True, firewall=True, engine_preinstalled=True, ipvs=True,
+                                node_memory_mb=MEMORY_MIB)
     boot_timeout = 300  # seconds to SSH: VMs under software emulation boot in 25-80 s here
 
     def __init__(self, uri: str | None = None, lab: str | None = None):
