@@ -140,6 +140,7 @@ def push_demo_images(plan: LabPlan, clients: ClientPool, reporter: Reporter) -> 
     lab.up (seconds under emulation): each is tried twice before the step fails.
     """
     assert plan.registry
+    registry.check_running(clients[plan.first_manager], plan.first_manager.name, plan.name)
     local = engine.host_client(plan.name)
     # the demo images take busybox from the container node image (built here when a VM lab needs it)
     tags = demo_images.ensure_demo_images(local, images.ensure_node_image(local, reporter), reporter)
@@ -324,13 +325,19 @@ def push_image(name: str, image: str) -> str:
     if not plan.registry:
         raise LabError(f"lab {name!r} runs no registry", hint="recreate it without --no-registry")
     with ClientPool(plan) as clients:
-        return registry.push(engine.host_client(name), clients[plan.first_manager], plan.registry, image)
+        manager = clients[plan.first_manager]
+        registry.check_running(manager, plan.first_manager.name, name)
+        return registry.push(engine.host_client(name), manager, plan.registry, image)
 
 
 def registry_catalog(name: str) -> dict[str, list[str]]:
+    """``{repository: [tags]}`` of lab ``name``'s registry, once manager1's engine says that
+    the registry container runs (else the error says so, and how to bring it back)."""
     _, plan = api.existing_lab(name)
     if not plan.registry:
         raise LabError(f"lab {name!r} runs no registry")
+    with ClientPool(plan, timeout=10) as clients:
+        registry.check_running(clients[plan.first_manager], plan.first_manager.name, name)
     return registry.catalog(plan.registry)
 
 
