@@ -10,6 +10,7 @@ import sys
 import docker.errors
 import requests
 from invoke import Collection, Exit, Program, Task, task
+from invoke.config import AmbiguousMergeError
 from invoke.parser import Parser
 from invoke.parser.parser import ParseMachine
 
@@ -715,5 +716,12 @@ def main() -> None:
     try:
         program.run(sys.argv)
         sys.stdout.flush()
+    except AmbiguousMergeError as err:
+        # Invoke merges its config files over the declared lab sections before any task runs
+        given = str(err).rpartition(" with ")[2].partition(" (")[2][:-1]  # "<class 'str'> ('abc')"
+        print("error: an Invoke config file (invoke.yaml, -f FILE) gives a plain value where the lab spec has a "
+              "section: `lab:` and its network, registry, swarm, demos and vagrant must be mappings, not "
+              f"{given}\n  hint: fix that file and run again", file=sys.stderr)
+        sys.exit(2)
     except BrokenPipeError:
         _quiet_stdout()

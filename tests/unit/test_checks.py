@@ -92,6 +92,19 @@ def test_wrong_values_in_invoke_lab_variables_are_problems_naming_them(tmp_path)
     ]
 
 
+def test_an_invoke_config_file_with_a_plain_value_for_a_section_is_an_error_not_a_traceback(tmp_path):
+    (tmp_path / "invoke.yaml").write_text("lab:\n  workers: 1\n  network: {subnet: 10.199.55.0/24}\n")
+    spec = json.loads(swarmdeck(tmp_path, "-f", "invoke.yaml", "lab.up", "--dry-run").stdout)
+    assert len(spec["nodes"]) == 4 and spec["network"]["subnet"] == "10.199.55.0/24"
+    (tmp_path / "invoke.yaml").write_text("lab:\n  network: abc\n")
+    result = swarmdeck(tmp_path, "-f", "invoke.yaml", "lab.up")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == [
+        "error: an Invoke config file (invoke.yaml, -f FILE) gives a plain value where the lab spec has a section: "
+        "`lab:` and its network, registry, swarm, demos and vagrant must be mappings, not 'abc'",
+        "  hint: fix that file and run again"]
+
+
 def test_too_many_nodes_for_the_lab_network_is_a_problem_not_a_traceback(tmp_path):
     result = swarmdeck(tmp_path, "lab.up", "--workers", "1000")
     assert result.returncode == 2 and "Traceback" not in result.stderr
