@@ -264,8 +264,8 @@ def _hosts(raw: dict[str, dict], problems: list[specs.Problem]) -> dict[str, spe
     hosts = {}
     for name, entry in raw.items():
         unknown = sorted(set(entry) - {"address", "user", "port", "key"})
-        problems += [specs.Problem(f"hosts.{name} has an unknown key {key!r} (use address, user, port, key)", ("hosts",))
-                     for key in unknown]
+        problems += [specs.Problem(f"hosts.{name} has an unknown key {key!r} (use address, user, port, key)",
+                                   ("hosts",)) for key in unknown]
         port = entry.get("port", 22)
         if isinstance(port, bool) or not isinstance(port, int):
             problems.append(specs.Problem(f"hosts.{name}.port must be a whole number, not {port!r}", ("hosts",)))

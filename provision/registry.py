@@ -132,7 +132,8 @@ def check_running(client: docker.DockerClient, node: str, lab: str) -> None:
 def _describe_state(container) -> str:
     state = container.attrs.get("State") or {}
     if container.status == "exited":
-        return f"exited with code {state.get('ExitCode')} at {str(state.get('FinishedAt', ''))[:19].replace('T', ' ')} UTC"
+        finished = str(state.get("FinishedAt", ""))[:19].replace("T", " ")  # RFC 3339, in UTC
+        return f"exited with code {state.get('ExitCode')} at {finished} UTC"
     return container.status
 
 

@@ -221,7 +221,8 @@ def test_a_registry_that_is_down_is_named_with_the_repair(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["swarmdeck"])
     registry.check_running(_Engine(_Container("running")), "manager1", "web")  # type: ignore[arg-type]
     killed = registry_error(_Engine(_Container("exited", 137)))
-    assert str(killed) == "the registry container on manager1 is not running (exited with code 137 at 2024-05-01 10:11:12 UTC)"
+    assert str(killed) == ("the registry container on manager1 is not running "
+                           "(exited with code 137 at 2024-05-01 10:11:12 UTC)")
     assert killed.hint == ("`swarmdeck lab.up --lab web` starts it again with its data kept (the images are on its "
                            "registry-data volume)")
     assert str(registry_error(_Engine(_Container("paused")))).endswith("is not running (paused)")
