@@ -10,6 +10,7 @@ import sys
 import docker.errors
 import requests
 from invoke import Collection, Exit, Program, Task, task
+from invoke.config import AmbiguousMergeError
 from invoke.parser import Parser
 from invoke.parser.parser import ParseMachine
 
@@ -123,7 +124,8 @@ def _config(c) -> dict:
 
 
 def _spec(c, spec=None, **overrides):
-    return config.load_spec(spec, _config(c), overrides, default_name=os.environ.get(ACTIVE_LAB) or None)
+    return config.load_spec(spec, _config(c), overrides, default_name=os.environ.get(ACTIVE_LAB) or None,
+                            sources=config.env_sources(os.environ))
 
 
 def _lab(c, lab=None, name=None) -> str:
@@ -159,10 +161,11 @@ def _not_the_lab(task_name: str, name) -> None:
     "no_registry": "run no private registry", "keep": "keep what was created if up fails",
     "image_method": "node image build: auto | debootstrap | dockerfile", "mirror": "Debian mirror URL for debootstrap",
     "profile": "timings: default (Swarm's own) or tuned (0.5 s heartbeat, fast task restarts)",
+    "dry_run": "print the lab spec as JSON (every layer applied and checked) and its warnings; create nothing",
     "name": OLD_NAME_HELP,
 })
 def up(c, lab=None, spec=None, managers=None, workers=None, subnet=None, provider=None, no_registry=False,
-       keep=False, image_method="auto", mirror=None, profile=None, name=None):
+       keep=False, image_method="auto", mirror=None, profile=None, dry_run=False, name=None):
     """Create the lab (3 managers + 2 workers + registry); safe to re-run."""
     if name is not None:
         ConsoleReporter().warn("--name is deprecated for the lab: use --lab (-l)")
@@ -175,6 +178,9 @@ def up(c, lab=None, spec=None, managers=None, workers=None, subnet=None, provide
     if no_registry:
         overrides["registry"] = {"enabled": False}
     lab_spec = _spec(c, spec, **overrides)
+    if dry_run:
+        print(json.dumps(labs.dry_run(lab_spec, ConsoleReporter()), indent=2))
+        return
     options = labs.UpOptions(keep=keep, image_method=image_method, mirror=mirror)
     result = labs.up(lab_spec, ConsoleReporter(), options)
     print(status_table(result))
@@ -710,5 +716,12 @@ def main() -> None:
     try:
         program.run(sys.argv)
         sys.stdout.flush()
+    except AmbiguousMergeError as err:
+        # Invoke merges its config files over the declared lab sections before any task runs
+        given = str(err).rpartition(" with ")[2].partition(" (")[2][:-1]  # "<class 'str'> ('abc')"
+        print("error: an Invoke config file (invoke.yaml, -f FILE) gives a plain value where the lab spec has a "
+              "section: `lab:` and its network, registry, swarm, demos and vagrant must be mappings, not "
+              f"{given}\n  hint: fix that file and run again", file=sys.stderr)
+        sys.exit(2)
     except BrokenPipeError:
         _quiet_stdout()

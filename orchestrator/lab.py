@@ -19,7 +19,8 @@ from orchestrator.inspect import LabStatus, lab_status, not_ready, reachable_man
 from orchestrator import chaos
 from orchestrator.session import LabSession, open_lab
 from orchestrator.viz import control as viz_control
-from provision import api, cli, contexts, demo_images, engine, entrypoint, images, registry, state, tls
+from provision import api, cli, contexts, demo_images, doctor, engine, entrypoint, images, registry, state, tls
+from provision import config as spec_config
 from provision import spec as specs
 from provision.errors import LabError, LabUnhealthy
 from provision.machine import RUNNING, LabPlan
@@ -55,6 +56,17 @@ def up(spec: LabSpec, reporter: Reporter, options: UpOptions = UpOptions()) -> L
             reporter.warn(f"lab.up failed: removing what it created for lab {spec.name} (use --keep to keep it)")
             api.destroy(spec.name, spec.provider)
         raise
+
+
+def dry_run(spec: LabSpec, reporter: Reporter) -> dict:
+    """What ``lab.up --dry-run`` shows: the spec as lab.up would build it, with its warnings
+    (memory included, as if every node were new); no backend is asked, nothing is created."""
+    for warning in specs.validate(spec):
+        reporter.warn(warning)
+    memory = doctor.memory_warning(len(spec.nodes), get_provider(spec.provider).capabilities.node_memory_mb)
+    if memory:
+        reporter.warn(memory)
+    return spec_config.to_mapping(spec)
 
 
 def _up(spec: LabSpec, provider, reporter: Reporter, options: UpOptions) -> LabStatus:
@@ -128,6 +140,7 @@ def push_demo_images(plan: LabPlan, clients: ClientPool, reporter: Reporter) -> 
     lab.up (seconds under emulation): each is tried twice before the step fails.
     """
     assert plan.registry
+    registry.check_running(clients[plan.first_manager], plan.first_manager.name, plan.name)
     local = engine.host_client(plan.name)
     # the demo images take busybox from the container node image (built here when a VM lab needs it)
     tags = demo_images.ensure_demo_images(local, images.ensure_node_image(local, reporter), reporter)
@@ -312,13 +325,19 @@ def push_image(name: str, image: str) -> str:
     if not plan.registry:
         raise LabError(f"lab {name!r} runs no registry", hint="recreate it without --no-registry")
     with ClientPool(plan) as clients:
-        return registry.push(engine.host_client(name), clients[plan.first_manager], plan.registry, image)
+        manager = clients[plan.first_manager]
+        registry.check_running(manager, plan.first_manager.name, name)
+        return registry.push(engine.host_client(name), manager, plan.registry, image)
 
 
 def registry_catalog(name: str) -> dict[str, list[str]]:
+    """``{repository: [tags]}`` of lab ``name``'s registry, once manager1's engine says that
+    the registry container runs (else the error says so, and how to bring it back)."""
     _, plan = api.existing_lab(name)
     if not plan.registry:
         raise LabError(f"lab {name!r} runs no registry")
+    with ClientPool(plan, timeout=10) as clients:
+        registry.check_running(clients[plan.first_manager], plan.first_manager.name, name)
     return registry.catalog(plan.registry)
 
 

@@ -42,6 +42,7 @@ def add_node(name: str, node: str, role: str, labels: dict[str, str], reporter: 
     with reporter.step(f"machine {node} for lab {name}"):
         provider.prepare(reporter, image_method=image_method, mirror=mirror)
         plan = provider.resolve(spec)
+        api.warn_about_memory(plan, provider, reporter, [node])
         api.known_hosts(plan, provider)
         new = plan.node(node)
         machines = provider.create(dataclasses.replace(plan, nodes=(new,)), lambda n: firstboot.files(plan, n),

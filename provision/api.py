@@ -8,7 +8,7 @@ import requests
 
 from provision import cli
 from provision import config as spec_config
-from provision import engine, firstboot, state, spec as specs
+from provision import doctor, engine, firstboot, state, spec as specs
 from provision.errors import HostUnreachable, LabError, SpecError
 from provision.host import Host, SSHHost, run_on_all
 from provision.machine import RUNNING, LabPlan, Machine
@@ -105,12 +105,26 @@ def provision(spec: specs.LabSpec, provider: Provider, reporter: Reporter, *, im
         record_provider(spec)
         for warning in specs.warnings(spec):
             reporter.warn(warning)
+        warn_about_memory(plan, provider, reporter)
         known_hosts(plan, provider)
         machines = provider.create(plan, lambda node: firstboot.files(plan, node), reporter)
     with reporter.step("host setup over SSH"):
         hosts = open_hosts(plan, provider, machines)
         run_setup(plan, hosts, reporter)
     return plan, hosts
+
+
+def warn_about_memory(plan: LabPlan, provider: Provider, reporter: Reporter, nodes: list[str] | None = None) -> None:
+    """Warn (never refuse: the estimate is rough) when the nodes about to start (of ``nodes``,
+    else of the plan's, those not running yet) need more memory than this machine has available."""
+    per_node = provider.capabilities.node_memory_mb
+    candidates = nodes or [n.name for n in plan.nodes]
+    if not doctor.memory_warning(len(candidates), per_node):
+        return  # they all fit: no need to ask the backend which run already
+    running = {m.name for m in provider.list(plan.name) if m.state == RUNNING}
+    warning = doctor.memory_warning(len([name for name in candidates if name not in running]), per_node)
+    if warning:
+        reporter.warn(warning)
 
 
 def known_hosts(plan: LabPlan, provider: Provider) -> None:

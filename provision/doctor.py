@@ -99,12 +99,31 @@ def check_module(label: str, module: str, needed_for: str) -> Finding:
 
 
 def check_memory(nodes: int) -> Finding:
-    available = _meminfo().get("MemAvailable", 0) // 1024
+    available = available_memory_mb()
     needed = nodes * NODE_MEMORY_MB
     if available < needed:
         return Finding("memory", "warn", f"{available} MB available, {nodes} nodes want about {needed} MB",
                        "use fewer nodes (--workers) or free memory")
     return Finding("memory", "ok", f"{available} MB available (a {nodes}-node lab needs about {needed} MB)")
+
+
+def memory_warning(nodes: int, node_mb: int) -> str | None:
+    """A warning when ``nodes`` new machines of about ``node_mb`` MB each need more memory than
+    this machine has available; None when they fit (or take none of this machine's memory)."""
+    needed = nodes * node_mb
+    if not needed:
+        return None
+    available = available_memory_mb()
+    if available >= needed:
+        return None
+    return (f"{nodes} new node(s) need about {needed} MB of memory ({node_mb} MB each), but this machine has "
+            f"{available} MB available: they may run slowly or be killed by the kernel's out-of-memory killer; "
+            "use fewer nodes (--workers) or free memory")
+
+
+def available_memory_mb() -> int:
+    """MemAvailable from /proc/meminfo: what new processes can take without swapping."""
+    return _meminfo().get("MemAvailable", 0) // 1024
 
 
 def check_kvm() -> Finding:

@@ -14,6 +14,7 @@ import urllib.error
 
 import docker
 import docker.errors
+import requests
 
 from provision import cli, http
 from provision.errors import LabError, ProviderError
@@ -33,10 +34,11 @@ def ensure_registry(client: docker.DockerClient, host: Host, address: str, image
     """Make the registry answer at ``address`` (ADDR:PORT) within ``timeout`` seconds; return
     whether anything changed."""
     changed = _ensure_image(client, host, image or LOCAL_IMAGE, pull=bool(image))
-    changed = _ensure_container(client, image or LOCAL_IMAGE, int(address.rsplit(":", 1)[1])) or changed
+    done = _ensure_container(client, image or LOCAL_IMAGE, int(address.rsplit(":", 1)[1]))
     wait_until(lambda: _answers(address), timeout=timeout, describe=f"the registry at {address} to answer",
                hint=f"see `docker logs {CONTAINER}` on the first manager")
-    reporter.result(f"registry {address}", changed)
+    changed = changed or bool(done)
+    reporter.result(f"registry {address}" + (f" ({done})" if done else ""), changed)
     return changed
 
 
@@ -74,13 +76,19 @@ def build_command() -> str:
     )
 
 
-def _ensure_container(client: docker.DockerClient, image: str, port: int) -> bool:
+def _ensure_container(client: docker.DockerClient, image: str, port: int) -> str:
+    """Run the registry container and say what that took ("": nothing). A stopped or killed
+    container is started again (one stopped by hand stays down whatever its restart policy);
+    a new one mounts the same volume, so the images pushed before are kept either way."""
     try:
         container = client.containers.get(CONTAINER)
-        if container.status == "running":
-            return False
+        if container.status in ("running", "restarting"):  # restarting: the engine starts it itself
+            return ""
+        if container.status == "paused":
+            container.unpause()
+            return "container unpaused"
         container.start()
-        return True
+        return f"container {container.status} before, started again: its images are kept"
     except docker.errors.NotFound:
         pass
     try:
@@ -92,7 +100,49 @@ def _ensure_container(client: docker.DockerClient, image: str, port: int) -> boo
     except docker.errors.APIError as err:
         raise ProviderError(f"the registry container could not start on port {port}: {err.explanation or err}",
                             hint="is that port taken on the first manager? set registry.port in lab.yaml") from err
-    return True
+    return f"container created, with the {VOLUME} volume"
+
+
+def check_running(client: docker.DockerClient, node: str, lab: str) -> None:
+    """Raise unless the registry container runs on ``node`` (the lab's first manager), saying
+    what its engine reports and that ``lab.up`` brings it back with the images it held.
+
+    Raises:
+        ProviderError: the container is stopped, paused or gone, or the node's engine is silent.
+    """
+    repair = cli.command("lab.up", lab=lab)
+    try:
+        container = client.containers.get(CONTAINER)
+    except docker.errors.NotFound:
+        kept = _has_volume(client)
+        raise ProviderError(
+            f"the lab registry is not running: there is no {CONTAINER} container on {node}",
+            hint=f"{repair} creates it again" + (f"; the images pushed before are kept on its {VOLUME} volume" if kept
+                                                 else f" (its {VOLUME} volume is gone too: push the images again)"),
+        ) from None
+    except (docker.errors.DockerException, requests.RequestException) as err:
+        raise ProviderError(f"the lab registry's node {node} does not answer: {err}",
+                            hint=f"{cli.command('lab.status', lab=lab)} shows whether {node} runs; "
+                                 f"{cli.command('lab.start', node, lab=lab)} starts it") from err
+    if container.status != "running":
+        raise ProviderError(f"the registry container on {node} is not running ({_describe_state(container)})",
+                            hint=f"{repair} starts it again with its data kept (the images are on its {VOLUME} volume)")
+
+
+def _describe_state(container) -> str:
+    state = container.attrs.get("State") or {}
+    if container.status == "exited":
+        finished = str(state.get("FinishedAt", ""))[:19].replace("T", " ")  # RFC 3339, in UTC
+        return f"exited with code {state.get('ExitCode')} at {finished} UTC"
+    return container.status
+
+
+def _has_volume(client: docker.DockerClient) -> bool:
+    try:
+        client.volumes.get(VOLUME)
+        return True
+    except docker.errors.NotFound:
+        return False
 
 
 def _answers(address: str) -> bool:

@@ -19,6 +19,7 @@ ROLES = ("manager", "worker")
 NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,30}")
 HOSTNAME_RE = re.compile(r"[a-z][a-z0-9-]{0,62}")
 AUTO = "auto"
+AUTO_PREFIX = 24  # the size of the lab network a provider picks for "auto"
 FIRST_NODE_OFFSET = 10  # node i gets the subnet's address number 10 + i; .1 is the gateway
 
 DEFAULTS: dict[str, Any] = {
@@ -156,62 +157,89 @@ def next_slot(nodes: tuple[NodeSpec, ...]) -> int:
     return max(slots(nodes), default=-1) + 1
 
 
+@dataclass(frozen=True)
+class Problem:
+    """One problem of a spec, and the spec keys whose values it judges (the first is the one it
+    is mainly about, which orders a list of problems): the keys let
+    ``provision.config`` leave out a problem that a value of the wrong type would only have
+    caused through its stand-in, and say which environment variable set a value."""
+
+    text: str
+    keys: tuple[str, ...] = ()
+
+
+COUNT_KEYS = ("managers", "workers", "nodes")  # the keys that decide how many nodes a lab has
+
+
 def problems(spec: LabSpec) -> list[str]:
     """Every problem of ``spec`` that can be seen without a backend."""
-    found: list[str] = []
+    return [p.text for p in checks(spec)]
+
+
+def checks(spec: LabSpec) -> list[Problem]:
+    """``problems``, each with the spec keys it is about."""
+    found: list[Problem] = []
     if not NAME_RE.fullmatch(spec.name):
-        found.append(
+        found.append(Problem(
             f"lab name {spec.name!r} is invalid: use 1-31 characters, lower-case letters, "
-            "digits and '-', starting with a letter"
-        )
+            "digits and '-', starting with a letter", ("name",)))
     if spec.provider not in PROVIDERS:
-        found.append(f"unknown provider {spec.provider!r}: choose one of {', '.join(PROVIDERS)}")
+        found.append(Problem(f"unknown provider {spec.provider!r}: choose one of {', '.join(PROVIDERS)}",
+                             ("provider",)))
     found += _node_problems(spec.nodes)
-    found += _network_problems(spec.network, next_slot(spec.nodes))
+    found += _network_problems(spec.network, next_slot(spec.nodes), spec.provider)
     if not 1 <= spec.registry.port <= 65535:
-        found.append(f"registry port {spec.registry.port} is not a TCP port (1-65535)")
+        found.append(Problem(f"registry port {spec.registry.port} is not a TCP port (1-65535)", ("registry.port",)))
     if not 0.1 <= spec.swarm.dispatcher_heartbeat <= 300:
-        found.append(f"dispatcher heartbeat {spec.swarm.dispatcher_heartbeat}s is outside 0.1-300 s")
+        found.append(Problem(f"dispatcher heartbeat {spec.swarm.dispatcher_heartbeat}s is outside 0.1-300 s",
+                             ("swarm.dispatcher_heartbeat",)))
     if spec.swarm.election_tick != ELECTION_TICK:
-        found.append(f"raft election tick {spec.swarm.election_tick} cannot be applied: Docker Engine rejects "
-                     "swarm-raft-election-tick in daemon.json and ignores the swarm spec's ElectionTick, so "
-                     f"elections take {ELECTION_TICK}-{2 * ELECTION_TICK} s; leave swarm.election_tick at 10")
+        found.append(Problem(
+            f"raft election tick {spec.swarm.election_tick} cannot be applied: Docker Engine rejects "
+            "swarm-raft-election-tick in daemon.json and ignores the swarm spec's ElectionTick, so "
+            f"elections take {ELECTION_TICK}-{2 * ELECTION_TICK} s; leave swarm.election_tick at 10",
+            ("swarm.election_tick",)))
     if spec.profile not in PROFILES:
-        found.append(f"unknown profile {spec.profile!r}: choose one of {', '.join(PROFILES)}")
+        found.append(Problem(f"unknown profile {spec.profile!r}: choose one of {', '.join(PROFILES)}", ("profile",)))
     if not 0 <= spec.demos.restart_delay <= 60:
-        found.append(f"demo restart delay {spec.demos.restart_delay}s is outside 0-60 s")
+        found.append(Problem(f"demo restart delay {spec.demos.restart_delay}s is outside 0-60 s",
+                             ("demos.restart_delay",)))
     if not 0.1 <= spec.demos.health_interval <= 60:
-        found.append(f"demo health interval {spec.demos.health_interval}s is outside 0.1-60 s")
+        found.append(Problem(f"demo health interval {spec.demos.health_interval}s is outside 0.1-60 s",
+                             ("demos.health_interval",)))
     found += _host_problems(spec)
     if spec.vagrant.provider not in VAGRANT_PROVIDERS:
-        found.append(f"unknown vagrant provider {spec.vagrant.provider!r}: "
-                     f"choose one of {', '.join(VAGRANT_PROVIDERS)}")
+        found.append(Problem(f"unknown vagrant provider {spec.vagrant.provider!r}: "
+                             f"choose one of {', '.join(VAGRANT_PROVIDERS)}", ("vagrant.provider",)))
     elif spec.provider == "vagrant" and spec.vagrant.provider == "virtualbox" and not spec.vagrant.box:
-        found.append("VirtualBox cannot boot swarmdeck's own box (made for libvirt): name a box in vagrant.box, "
-                     "such as debian/bookworm64 (host setup then installs the Docker engine)")
+        found.append(Problem(
+            "VirtualBox cannot boot swarmdeck's own box (made for libvirt): name a box in vagrant.box, "
+            "such as debian/bookworm64 (host setup then installs the Docker engine)",
+            ("vagrant.box", "vagrant.provider", "provider")))
     return found
 
 
-def _host_problems(spec: LabSpec) -> list[str]:
+def _host_problems(spec: LabSpec) -> list[Problem]:
     """Provider ssh needs an existing machine for every node; others take none."""
     if spec.provider != "ssh":
         if spec.hosts:
-            return [f"hosts are given, but only provider ssh uses them (provider is {spec.provider!r})"]
+            return [Problem(f"hosts are given, but only provider ssh uses them (provider is {spec.provider!r})",
+                            ("hosts", "provider"))]
         return []
-    found = [f"node {n.name!r} has no entry in hosts (provider ssh sets up existing machines: "
+    texts = [f"node {n.name!r} has no entry in hosts (provider ssh sets up existing machines: "
              f"give its address, user and key)" for n in spec.nodes if n.name not in spec.hosts]
-    found += [f"hosts has {name!r}, which is not a node of this lab" for name in sorted(spec.hosts)
+    texts += [f"hosts has {name!r}, which is not a node of this lab" for name in sorted(spec.hosts)
               if name not in {n.name for n in spec.nodes}]
     addresses = [h.address for h in spec.hosts.values()]
-    found += [f"address {a} is given to more than one host" for a in sorted(set(addresses)) if addresses.count(a) > 1]
+    texts += [f"address {a} is given to more than one host" for a in sorted(set(addresses)) if addresses.count(a) > 1]
     for name, host in sorted(spec.hosts.items()):
         if not host.address:
-            found.append(f"host {name!r} has no address")
+            texts.append(f"host {name!r} has no address")
         if not 1 <= host.port <= 65535:
-            found.append(f"host {name!r} has SSH port {host.port}, not a TCP port (1-65535)")
+            texts.append(f"host {name!r} has SSH port {host.port}, not a TCP port (1-65535)")
         if not re.fullmatch(r"[a-z_][a-z0-9_.-]*", host.user):
-            found.append(f"host {name!r} has an invalid user name {host.user!r}")
-    return found
+            texts.append(f"host {name!r} has an invalid user name {host.user!r}")
+    return [Problem(text, ("hosts", "provider")) for text in texts]
 
 
 def warnings(spec: LabSpec) -> list[str]:
@@ -253,42 +281,66 @@ def overlap_problems(subnet: str, taken: Mapping[str, str]) -> list[str]:
     return found
 
 
-def _node_problems(nodes: tuple[NodeSpec, ...]) -> list[str]:
+def _node_problems(nodes: tuple[NodeSpec, ...]) -> list[Problem]:
     found = []
     if not any(n.is_manager for n in nodes):
-        found.append("a lab needs at least one manager (managers: 1 or more)")
+        found.append(Problem("a lab needs at least one manager (managers: 1 or more)", ("managers", "nodes")))
     seen: set[str] = set()
     for node in nodes:
         if node.name in seen:
-            found.append(f"node name {node.name!r} is used twice; every hostname must be unique")
+            found.append(Problem(f"node name {node.name!r} is used twice; every hostname must be unique", ("nodes",)))
         seen.add(node.name)
         if not HOSTNAME_RE.fullmatch(node.name):
-            found.append(f"node name {node.name!r} is not a valid hostname (lower-case letters, digits, '-')")
+            found.append(Problem(f"node name {node.name!r} is not a valid hostname (lower-case letters, digits, '-')",
+                                 ("nodes",)))
         if node.role not in ROLES:
-            found.append(f"node {node.name!r} has role {node.role!r}: use manager or worker")
+            found.append(Problem(f"node {node.name!r} has role {node.role!r}: use manager or worker", ("nodes",)))
         for key in node.labels:
             if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", str(key)):
-                found.append(f"node {node.name!r} has an invalid label key {key!r}")
+                found.append(Problem(f"node {node.name!r} has an invalid label key {key!r}", ("nodes", "labels")))
         if node.slot is not None and node.slot < 0:
-            found.append(f"node {node.name!r} has a negative address slot {node.slot}")
+            found.append(Problem(f"node {node.name!r} has a negative address slot {node.slot}", ("nodes",)))
     taken = slots(nodes)
-    found += [f"address slot {slot} is used by more than one node" for slot in sorted(set(taken))
-              if taken.count(slot) > 1]
+    found += [Problem(f"address slot {slot} is used by more than one node", ("nodes",))
+              for slot in sorted(set(taken)) if taken.count(slot) > 1]
     return found
 
 
-def _network_problems(network: NetworkSpec, node_count: int) -> list[str]:
-    """``node_count``: how many node addresses the subnet must hold (the highest slot + 1)."""
+def node_room(subnet: str) -> int:
+    """How many nodes ``subnet`` has addresses for: from its address number FIRST_NODE_OFFSET up
+    to the one below its broadcast address (the gateway and the load balancer sit below)."""
+    return max(0, ipaddress.ip_network(subnet).num_addresses - FIRST_NODE_OFFSET - 1)
+
+
+def prefix_for(count: int) -> int:
+    """The longest prefix of a subnet with room for ``count`` nodes."""
+    prefix = 32
+    while prefix > 0 and 2 ** (32 - prefix) - FIRST_NODE_OFFSET - 1 < count:
+        prefix -= 1
+    return prefix
+
+
+def _network_problems(network: NetworkSpec, node_count: int, provider: str) -> list[Problem]:
+    """``node_count``: how many node addresses the subnet must hold (the highest slot + 1).
+    An automatic subnet is a /24 (AUTO_PREFIX) for every provider that makes a lab network."""
     found = []
-    if network.subnet != AUTO:
-        if not _valid_cidr(network.subnet):
-            found.append(f"subnet {network.subnet!r} is not an IPv4 CIDR such as 10.199.0.0/24 (or 'auto')")
-        else:
-            size = ipaddress.ip_network(network.subnet).num_addresses
-            if size < FIRST_NODE_OFFSET + node_count + 1:
-                found.append(f"subnet {network.subnet} is too small for {node_count} nodes")
+    counted = ("network.subnet", *COUNT_KEYS)
+    if network.subnet == AUTO:
+        room = node_room(f"10.0.0.0/{AUTO_PREFIX}")
+        if provider != "ssh" and node_count > room:
+            found.append(Problem(
+                f"the automatic lab network (a /{AUTO_PREFIX}) is too small for {node_count} nodes (room for "
+                f"{room}): set network.subnet (--subnet) to a /{prefix_for(node_count)} or bigger",
+                (*counted, "provider")))
+    elif not _valid_cidr(network.subnet):
+        found.append(Problem(f"subnet {network.subnet!r} is not an IPv4 CIDR such as 10.199.0.0/24 (or 'auto')",
+                             ("network.subnet",)))
+    elif node_count > node_room(network.subnet):
+        found.append(Problem(
+            f"subnet {network.subnet} is too small for {node_count} nodes (room for {node_room(network.subnet)}): "
+            f"choose a /{prefix_for(node_count)} or bigger", counted))
     if network.mtu and not 1280 <= network.mtu <= 9000:
-        found.append(f"network MTU {network.mtu} is outside 1280-9000 (or 0 for automatic)")
+        found.append(Problem(f"network MTU {network.mtu} is outside 1280-9000 (or 0 for automatic)", ("network.mtu",)))
     return found
 
 

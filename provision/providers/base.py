@@ -26,6 +26,7 @@ class Capabilities:
     engine_preinstalled: bool  # the image ships the Docker engine
     ipvs: bool | None  # the kernel has IPVS (routing mesh); None: unknown until probed
     own_host_keys: bool = True  # machines boot with swarmdeck's host keys (else learnt on first use)
+    node_memory_mb: int = 0  # this machine's memory each node takes (0: the machines run elsewhere)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import docker
 import docker.errors
 
 from provision import config as spec_config
-from provision import cli, entrypoint, images, labels, runtime
+from provision import cli, doctor, entrypoint, images, labels, runtime
 from provision import spec as specs
 from provision.engine import host_client
 from provision.errors import ProviderError, SpecError
@@ -33,7 +33,8 @@ _STATES = {"running": RUNNING, "exited": STOPPED, "paused": PAUSED, "created": C
 
 class DockerProvider:
     name = "docker"
-    capabilities = Capabilities(systemd=False, firewall=False, engine_preinstalled=True, ipvs=None)
+    capabilities = Capabilities(systemd=False, firewall=False, engine_preinstalled=True, ipvs=None,
+                                node_memory_mb=doctor.NODE_MEMORY_MB)
 
     def __init__(self, client: docker.DockerClient | None = None, lab: str | None = None):
         self._client, self.lab = client, lab
@@ -96,7 +97,7 @@ class DockerProvider:
         return taken
 
     def _free_subnet(self, taken: dict[str, str]) -> str:
-        for candidate in AUTO_SUBNETS.subnets(new_prefix=24):
+        for candidate in AUTO_SUBNETS.subnets(new_prefix=specs.AUTO_PREFIX):
             if not specs.overlap_problems(str(candidate), taken):
                 return str(candidate)
         raise ProviderError(f"no free /24 left in {AUTO_SUBNETS}", hint="set network.subnet in lab.yaml")

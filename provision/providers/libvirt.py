@@ -50,7 +50,8 @@ PACE = {"kvm": 1.5, "qemu": 6.0}
 
 class LibvirtProvider:
     name = "libvirt"
-    capabilities = Capabilities(systemd=True, firewall=True, engine_preinstalled=True, ipvs=True)
+    capabilities = Capabilities(systemd=True, firewall=True, engine_preinstalled=True, ipvs=True,
+                                node_memory_mb=MEMORY_MIB)
     boot_timeout = 300  # seconds to SSH: VMs under software emulation boot in 25-80 s here
 
     def __init__(self, uri: str | None = None, lab: str | None = None):
@@ -145,7 +146,7 @@ class LibvirtProvider:
         elif spec.network.subnet != specs.AUTO:
             subnet = spec.network.subnet
         else:
-            subnet = next((str(c) for c in AUTO_SUBNETS.subnets(new_prefix=24)
+            subnet = next((str(c) for c in AUTO_SUBNETS.subnets(new_prefix=specs.AUTO_PREFIX)
                            if not specs.overlap_problems(str(c), taken)), None)
             if subnet is None:
                 raise ProviderError(f"no free /24 left in {AUTO_SUBNETS}", hint="set network.subnet in lab.yaml")

@@ -53,7 +53,7 @@ def vagrant_dir() -> Path:
 class VagrantProvider:
     name = "vagrant"
     capabilities = Capabilities(systemd=True, firewall=True, engine_preinstalled=False, ipvs=True,
-                                own_host_keys=False)
+                                own_host_keys=False, node_memory_mb=lv.MEMORY_MIB)
     boot_timeout = 300
     image = None  # the demo images come from the container node image
 

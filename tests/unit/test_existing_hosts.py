@@ -47,9 +47,11 @@ def test_hosts_belong_to_provider_ssh_only():
 
 
 def test_virtualbox_needs_a_named_box():
-    spec = config.load_spec(None, {}, {"name": "v", "provider": "vagrant", "vagrant": {"provider": "virtualbox"}})
+    raw = {"name": "v", "provider": "vagrant", "vagrant": {"provider": "virtualbox"}}
     with pytest.raises(SpecError, match="name a box in vagrant.box"):
-        specs.validate(spec)
+        config.load_spec(None, {}, raw)
+    with pytest.raises(SpecError, match="name a box in vagrant.box"):
+        specs.validate(config.from_mapping(raw))
 
 
 def test_the_ssh_plan_takes_the_inventory_addresses():

@@ -59,7 +59,7 @@ def test_remove_refuses_the_registry_node_and_unknown_names():
 
 
 def test_duplicate_slots_are_a_spec_problem():
-    spec = load(nodes=[{"name": "m", "role": "manager", "slot": 2}, {"name": "w", "slot": 2}])
+    spec = config.from_mapping({"nodes": [{"name": "m", "role": "manager", "slot": 2}, {"name": "w", "slot": 2}]})
     with pytest.raises(SpecError, match="slot 2 is used by more than one node"):
         specs.validate(spec)
 

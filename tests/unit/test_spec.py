@@ -18,9 +18,8 @@ def test_defaults_are_three_managers_and_two_workers():
 
 
 def test_validation_lists_every_problem_at_once():
-    spec = load(name="Bad_Name", provider="virtualbox", managers=0, network={"subnet": "10.1.2.300/24"})
     with pytest.raises(SpecError) as caught:
-        specs.validate(spec)
+        load(name="Bad_Name", provider="virtualbox", managers=0, network={"subnet": "10.1.2.300/24"})
     problems = caught.value.problems
     assert len(problems) == 4
     text = caught.value.user_message()
@@ -31,7 +30,7 @@ def test_validation_lists_every_problem_at_once():
 
 
 def test_duplicate_node_names_are_refused():
-    spec = load(nodes=[{"name": "a", "role": "manager"}, {"name": "a", "role": "worker"}])
+    spec = config.from_mapping({"nodes": [{"name": "a", "role": "manager"}, {"name": "a", "role": "worker"}]})
     with pytest.raises(SpecError, match="'a' is used twice"):
         specs.validate(spec)
 
@@ -124,3 +123,138 @@ def test_node_addresses_are_static_and_skip_the_gateway():
 def test_unknown_node_lookup_names_the_nodes():
     with pytest.raises(SpecError, match="manager1, manager2"):
         load(managers=2, workers=0).node("worker9")
+
+
+# -- every problem at once: types, shapes and values together, each once -----------------------
+
+NAME_PROBLEM = ("lab name 'Bad Name' is invalid: use 1-31 characters, lower-case letters, digits and '-', "
+                "starting with a letter")
+
+
+def problems_of(*args, **kwargs) -> list[str]:
+    with pytest.raises(SpecError) as caught:
+        config.load_spec(*args, **kwargs)
+    assert caught.value.exit_code == 2
+    return caught.value.problems
+
+
+def test_the_issue_command_lists_all_five_problems_in_spec_order():
+    # as the command line gives them: every flag value is a string
+    flags = {"name": "Bad Name", "managers": "0", "workers": "-3", "provider": "bogus",
+             "network": {"subnet": "300.1.1.0/24"}}
+    assert problems_of(None, {}, flags) == [
+        NAME_PROBLEM,
+        "unknown provider 'bogus': choose one of docker, libvirt, vagrant, ssh",
+        "a lab needs at least one manager (managers: 1 or more)",
+        "workers must be 0 or more, not -3",
+        "subnet '300.1.1.0/24' is not an IPv4 CIDR such as 10.199.0.0/24 (or 'auto')",
+    ]
+
+
+def test_a_spec_file_with_four_errors_lists_four(tmp_path):
+    spec_file = tmp_path / "lab.yaml"
+    spec_file.write_text("name: Bad Name\nmanagers: two\nnetwork: {subnet: 10.1.0.0/33}\nregistry: {port: 70000}\n")
+    assert problems_of(spec_file) == [
+        NAME_PROBLEM,
+        "managers must be a whole number, not 'two'",
+        "subnet '10.1.0.0/33' is not an IPv4 CIDR such as 10.199.0.0/24 (or 'auto')",
+        "registry port 70000 is not a TCP port (1-65535)",
+    ]
+
+
+@pytest.mark.parametrize("section, keys", [
+    ("network", "keys: subnet, mtu"), ("registry", "keys: enabled, port, image"),
+    ("swarm", "keys: dispatcher_heartbeat, election_tick"), ("demos", "keys: restart_delay, health_interval"),
+    ("vagrant", "keys: provider, box"), ("labels", "node name: {key: value}"),
+    ("hosts", "node name: {address, user, port, key}"),
+])
+def test_a_section_that_is_not_a_mapping_says_so(tmp_path, section, keys):
+    spec_file = tmp_path / "lab.yaml"
+    spec_file.write_text(f"{section}: abc\n")
+    assert problems_of(spec_file) == [f"{section} must be a mapping ({keys}), not 'abc'"]
+    assert problems_of(None, {}, {section: 7}) == [f"{section} must be a mapping ({keys}), not 7"]
+
+
+def test_nodes_the_top_level_and_invoke_config_must_have_their_shape(tmp_path):
+    spec_file = tmp_path / "lab.yaml"
+    spec_file.write_text("nodes: abc\n")
+    assert problems_of(spec_file) == ["nodes must be a list of {name, role, labels}, not 'abc'"]
+    spec_file.write_text("- name: manager1\n")
+    assert problems_of(spec_file) == [f"spec file {spec_file} must hold a mapping, not list"]
+    assert problems_of(None, "abc") == ["the lab section of Invoke's config must be a mapping of spec keys, not 'abc'"]
+    spec_file.write_text("nodes: [{name: m1, role: manager, labels: [a]}, 5]\n")
+    assert problems_of(spec_file) == ["node 'm1' has labels ['a']: labels are a mapping of {key: value}",
+                                      "node entry 5 needs at least a name"]
+
+
+def test_a_broken_section_in_the_file_is_reported_although_a_flag_sets_one_of_its_keys(tmp_path):
+    spec_file = tmp_path / "lab.yaml"
+    spec_file.write_text("network: abc\n")
+    assert problems_of(spec_file, {}, {"network": {"subnet": "10.1.0.0/24"}}) == [
+        "network must be a mapping (keys: subnet, mtu), not 'abc'"]
+
+
+def test_unknown_keys_inside_a_section_are_named():
+    assert problems_of(None, {}, {"network": {"subnt": "10.1.0.0/24"}, "registry": {"enable": False}}) == [
+        "unknown key 'subnt' in network (keys: subnet, mtu)",
+        "unknown key 'enable' in registry (keys: enabled, port, image)",
+    ]
+
+
+def test_a_value_of_the_wrong_type_is_one_problem_not_two():
+    # the stand-in of a wrong value (0, "") is not judged again: no "needs a manager", no "port 0"
+    assert problems_of(None, {}, {"managers": "three"}) == ["managers must be a whole number, not 'three'"]
+    assert problems_of(None, {}, {"managers": -1}) == ["managers must be 1 or more, not -1"]
+    assert problems_of(None, {}, {"registry": {"port": "x"}, "network": {"subnet": [1]}, "profile": {}}) == [
+        "network.subnet must be a string, not [1]", "registry.port must be a whole number, not 'x'",
+        "profile must be a string, not {}"]
+    assert problems_of(None, {}, {"workers": -1, "labels": {"worker1": {"a": "b"}}}) == [
+        "workers must be 0 or more, not -1"]  # the labels' node may well exist once workers is right
+
+
+def test_the_node_count_is_checked_against_the_automatic_subnet_and_a_given_one():
+    assert specs.node_room("10.0.0.0/24") == 245
+    assert len(load(managers=3, workers=242).nodes) == 245  # the last node gets .254
+    assert problems_of(None, {}, {"managers": 3, "workers": 1000}) == [
+        "the automatic lab network (a /24) is too small for 1003 nodes (room for 245): "
+        "set network.subnet (--subnet) to a /22 or bigger"]
+    assert problems_of(None, {}, {"managers": 3, "workers": 243}) == [
+        "the automatic lab network (a /24) is too small for 246 nodes (room for 245): "
+        "set network.subnet (--subnet) to a /23 or bigger"]
+    assert len(load(managers=3, workers=1000, network={"subnet": "10.200.0.0/22"}).nodes) == 1003
+    assert problems_of(None, {}, {"network": {"subnet": "10.1.0.0/29"}}) == [
+        "subnet 10.1.0.0/29 is too small for 5 nodes (room for 0): choose a /28 or bigger"]
+
+
+def test_existing_hosts_have_no_lab_subnet_to_fill():
+    hosts = {f"worker{i}": {"address": f"192.0.{i // 200}.{i % 200 + 1}"} for i in range(1, 301)}
+    hosts["manager1"] = {"address": "192.0.9.1"}
+    spec = load(provider="ssh", managers=1, workers=300, hosts=hosts)
+    assert len(spec.nodes) == 301
+
+
+def test_a_value_from_an_invoke_lab_variable_names_the_variable():
+    sources = config.env_sources({"INVOKE_LAB_WORKERS": "1000", "INVOKE_LAB_NETWORK_SUBNET": "x",
+                                  "INVOKE_LAB_SWARM_DISPATCHER_HEARTBEAT": "0.5", "PATH": "/bin"})
+    assert sources == {"workers": "INVOKE_LAB_WORKERS", "network.subnet": "INVOKE_LAB_NETWORK_SUBNET",
+                       "swarm.dispatcher_heartbeat": "INVOKE_LAB_SWARM_DISPATCHER_HEARTBEAT"}
+    with pytest.raises(SpecError) as caught:
+        config.load_spec(None, {"workers": "many", "network": {"subnet": "x"}}, {}, sources=sources)
+    assert caught.value.problems == [
+        "workers must be a whole number, not 'many' (from INVOKE_LAB_WORKERS)",
+        "subnet 'x' is not an IPv4 CIDR such as 10.199.0.0/24 (or 'auto') (from INVOKE_LAB_NETWORK_SUBNET)"]
+    assert caught.value.hint == ("fix lab.yaml, INVOKE_LAB_NETWORK_SUBNET, INVOKE_LAB_WORKERS or the command-line "
+                                 "flags and run again")
+    # a flag wins over the variable: the problem is the flag's
+    with pytest.raises(SpecError) as caught:
+        config.load_spec(None, {"workers": "1"}, {"workers": "-2"}, sources=sources)
+    assert caught.value.problems == ["workers must be 0 or more, not -2"]
+    assert caught.value.hint == config.HINT
+
+
+def test_stored_specs_are_read_without_judging_their_values():
+    # a lab made by an older swarmdeck must stay reachable (lab.status, lab.down) whatever its values
+    stored = config.from_mapping({"name": "old", "swarm": {"election_tick": 5}})
+    assert stored.swarm.election_tick == 5
+    with pytest.raises(SpecError, match="network must be a mapping"):
+        config.from_mapping({"network": "abc"})
