@@ -61,7 +61,7 @@ def _add_node(provider, plan: LabPlan, node: str, role: str, labels: dict[str, s
     spec = with_node(plan.spec, node, role, labels)
     if spec != plan.spec:  # a new node (a re-run of an interrupted add finds it in the spec already)
         previous = plan.spec
-        ledger.record(f"{node} in the lab's spec", lambda: api.record_spec(previous))
+        ledger.record(f"{node}'s entry in the lab's spec", lambda: api.record_spec(previous))
         ledger.record(f"the SSH host key and engine certificate of {node}", lambda: _forget_files(name, node))
     api.record_spec(spec)
     with reporter.step(f"machine {node} for lab {name}"):

@@ -57,19 +57,22 @@ class Ledger:
 
     def roll_back(self, reporter: Reporter) -> list[str]:
         """Undo every entry, the last created first; an undo that fails is reported and the
-        others still run. Returns what could not be removed."""
+        others still run. An entry recorded meanwhile (a node thread still finishing after
+        Ctrl-C) is undone too, since entries are taken from the end one at a time.
+        Returns what could not be removed."""
         left = []
-        for entry in reversed(self.entries):
+        while True:
+            with self._lock:
+                if not self._entries:
+                    return left
+                entry = self._entries.pop()
             try:
                 entry.undo()
             except Exception as err:  # noqa: BLE001 - one stuck resource must not keep the others
                 reporter.warn(f"could not remove {entry.what}: {redact(str(err))}")
                 left.append(entry.what)
                 continue
-            reporter.result(f"removed {entry.what}", True)
-        with self._lock:
-            self._entries.clear()
-        return left
+            reporter.info(f"removed {entry.what}")
 
 
 def roll_back(ledger: Ledger, reporter: Reporter, *, announce: str, resume: str, remove: str) -> None:

@@ -36,7 +36,7 @@ def test_a_ledger_undoes_in_reverse_once_each_and_past_a_stuck_entry():
     ledger.record("load balancer lb", lambda: removed.append("lb"))
     assert ledger.roll_back(reporter) == ["container c"]
     assert removed == ["lb", "volume", "network"]
-    assert reporter.kinds("changed") == ["removed load balancer lb", "removed volume v", "removed network n"]
+    assert reporter.kinds("info") == ["removed load balancer lb", "removed volume v", "removed network n"]
     assert "could not remove container c: engine said no" in reporter.kinds("warn")
     assert ledger.entries == []
 
@@ -69,8 +69,9 @@ class FakeProvider:
     name = "docker"
     capabilities = Capabilities(systemd=False, firewall=False, engine_preinstalled=True, ipvs=None)
 
-    def __init__(self, existing=(), fail_at=None, created_spec=None):
+    def __init__(self, existing=(), fail_at=None, created_spec=None, fail_after=None):
         self.resources, self.fail_at, self.created_spec = list(existing), fail_at, created_spec
+        self.fail_after = fail_after  # a node made, whose engine then does not start
         self.removed: list[str] = []
         self.lock_was_held = False
 
@@ -111,6 +112,8 @@ class FakeProvider:
                 raise ProviderError(f"creating {node.name} failed")
             if node.name not in self.resources:
                 self._make(node.name, ledger)
+            if node.name == self.fail_after:
+                raise ProviderError(f"the engine of {node.name} did not start")
         return []
 
 
@@ -147,6 +150,23 @@ def test_keep_keeps_what_a_failed_up_made(monkeypatch):
     with pytest.raises(ProviderError):
         labs.up(_spec(), RecordingReporter(), labs.UpOptions(keep=True))
     assert provider.resources == ["network", "manager1", "worker1"] and state.exists("web")
+
+
+def test_a_failed_add_removes_the_machine_it_made_and_nothing_else(monkeypatch):
+    from orchestrator import membership
+
+    spec = _spec(workers=1)
+    provider = FakeProvider(existing=["network", "manager1", "worker1"], created_spec=spec, fail_after="worker2")
+    state.write_provider("web", "docker")
+    monkeypatch.setattr(api, "get_provider", lambda name, lab=None: provider)
+    keys.host_key("web", "worker1")
+    with pytest.raises(ProviderError, match="engine of worker2"):
+        membership.add_node("web", "worker2", "worker", {}, RecordingReporter())
+    assert provider.removed == ["worker2"] and provider.resources == ["network", "manager1", "worker1"]
+    assert [n.name for n in api.current_spec(provider, "web").nodes] == ["manager1", "worker1"]
+    assert sorted(p.name for p in (keys.ssh_dir("web") / "hosts").iterdir()) == [
+        "manager1_ed25519", "manager1_ed25519.pub", "worker1_ed25519", "worker1_ed25519.pub"]
+    assert "worker2" not in keys.read_known_hosts("web") and not (tls.tls_dir("web") / "nodes" / "worker2").exists()
 
 
 # -- the subnet: chosen and used under a machine-wide lock, retried once on an overlap --------
