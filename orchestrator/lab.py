@@ -27,7 +27,7 @@ from provision.machine import RUNNING, LabPlan
 from provision.paths import lab_dir
 from provision.providers import get_provider
 from provision.report import Reporter
-from provision.wait import retried
+from provision.wait import retried, stop_helper_threads
 from provision.spec import LabSpec
 
 
@@ -59,7 +59,9 @@ def up(spec: LabSpec, reporter: Reporter, options: UpOptions = UpOptions()) -> L
             ledger.record(f"state folder {lab_dir(spec.name)}", lambda: state.remove(spec.name))
         try:
             return _up(spec, provider, reporter, options, ledger)
-        except BaseException:
+        except BaseException as failure:
+            if isinstance(failure, KeyboardInterrupt):
+                stop_helper_threads()  # the node threads still waiting must not outlive the rollback
             if not options.keep:
                 roll_back(ledger, reporter, announce=f"lab.up failed: removing what it created for lab {spec.name} "
                                                      "(use --keep to keep it)",

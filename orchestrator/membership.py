@@ -27,6 +27,7 @@ from provision.errors import LabError, SwarmError
 from provision.ledger import Ledger, roll_back
 from provision.machine import RUNNING, LabPlan
 from provision.report import Reporter
+from provision.wait import stop_helper_threads
 from provision.setup import run_setup
 
 
@@ -49,7 +50,9 @@ def add_node(name: str, node: str, role: str, labels: dict[str, str], reporter: 
         ledger = Ledger()
         try:
             return _add_node(provider, plan, node, role, labels, reporter, ledger, image_method, mirror)
-        except BaseException:
+        except BaseException as failure:
+            if isinstance(failure, KeyboardInterrupt):
+                stop_helper_threads()  # the node threads still waiting must not outlive the rollback
             roll_back(ledger, reporter, announce=f"lab.add failed: removing what it created for {node} in lab {name}",
                       resume=cli.command("lab.add", *again, lab=name), remove=cli.command("lab.remove", node, lab=name))
             raise

@@ -85,8 +85,8 @@ def roll_back(ledger: Ledger, reporter: Reporter, *, announce: str, resume: str,
     """
     if not ledger.entries:
         return  # this run created nothing: nothing to say or remove
-    reporter.warn(announce)
     try:
+        reporter.warn(announce)
         left = ledger.roll_back(reporter)
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted: run {resume} to resume or {remove} to remove what is left") from None

@@ -315,3 +315,30 @@ def test_no_wait_refuses_every_change_while_another_run_holds_the_lab(tmp_path):
             assert f"then run `swarmdeck {argv[0]}" in result.stderr and "--lab busy` again" in result.stderr
     assert state.is_empty("busy")
 
+
+
+def test_after_ctrl_c_the_waits_of_helper_threads_give_up(monkeypatch):
+    import threading
+
+    from provision import wait
+
+    monkeypatch.setattr(wait, "_interrupted", threading.Event())  # this test's own flag
+    started, outcome = threading.Event(), []
+
+    def waiting():
+        def never():
+            started.set()
+            raise wait.NotYet("SSH on worker1 refused")
+
+        try:
+            wait.wait_until(never, timeout=60, interval=0.05, describe="SSH on worker1")
+        except LabError as err:
+            outcome.append(str(err))
+
+    helper = threading.Thread(target=waiting)
+    helper.start()
+    assert started.wait(5)
+    wait.stop_helper_threads()
+    helper.join(5)
+    assert not helper.is_alive() and outcome == ["stopped waiting for SSH on worker1: the run was interrupted"]
+    assert wait.wait_until(lambda: "done", timeout=1, describe="x") == "done"  # the main thread still waits
