@@ -27,8 +27,8 @@ from provision.errors import LabError, SwarmError
 from provision.ledger import Ledger, roll_back
 from provision.machine import RUNNING, LabPlan
 from provision.report import Reporter
-from provision.wait import stop_helper_threads
 from provision.setup import run_setup
+from provision.wait import stop_helper_threads
 
 
 def add_node(name: str, node: str, role: str, labels: dict[str, str], reporter: Reporter, *,

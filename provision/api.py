@@ -128,8 +128,9 @@ def lab_network(spec: specs.LabSpec, provider: Provider, reporter: Reporter, led
     the creation: then the next free subnet is tried, once.
 
     Raises:
-        SubnetTaken: the subnet was given in the spec and is taken, or the retry failed
-            too; it names the lab network and the one holding the subnet.
+        SubnetTaken: the subnet was given in the spec and is taken (naming the lab network
+            and the one holding the subnet).
+        ProviderError: the next free subnet was taken too (naming every network in the way).
     """
     with state.machine_lock("subnets", on_wait=reporter.info):
         plan = provider.resolve(spec)
