@@ -32,20 +32,23 @@ from orchestrator.demos import run_all, run_demo
 from orchestrator.session import open_lab
 from orchestrator.viz import control as viz_control
 from provision import cli, config, doctor, engine, image_prune, images, vm_images
-from provision.errors import LabError, redact
+from provision.errors import Interrupted, LabError, redact
 from provision.report import ConsoleReporter
 
 ACTIVE_LAB = "SWARMDECK_LAB"  # exported by `lab.env`: the lab this shell works with
 LAB_HELP = "the lab (default: lab.yaml's name, else the lab that `lab.env` set in this shell, else 'swarmdeck')"
 OLD_NAME_HELP = "deprecated spelling of --lab"
+NO_WAIT_HELP = "refuse at once (exit 75) while another run changes this lab, instead of waiting for it"
 HELP_FLAGS = ("--help", "-h")
 
 
 class LabTask(Task):
-    """A task whose flags leave -h to --help (Invoke would give it to a flag such as --health-cmd)."""
+    """A task whose flags leave -h to --help (Invoke would give it to a flag such as --health-cmd),
+    and whose automatic short flags are letters only (Invoke would give ``--no-wait``, whose
+    ``n`` and ``o`` are taken, the short flag ``-``, shown as ``--``: the end-of-options marker)."""
 
     def arg_opts(self, name, default, taken_names):
-        return super().arg_opts(name, default, set(taken_names) | {"h"})
+        return super().arg_opts(name, default, set(taken_names) | {"h", "-"})
 
 
 def lab_task(*args, **kwargs):
@@ -62,6 +65,8 @@ def lab_task(*args, **kwargs):
                 return print_help(wrapper)
             try:
                 return fn(c, *a, **kw)
+            except Interrupted as err:  # a second Ctrl-C: the message says how to finish, it is no error
+                raise Exit(err.user_message(), code=err.exit_code) from None
             except LabError as err:
                 raise Exit(f"error: {err.user_message()}", code=err.exit_code) from err
             except (docker.errors.DockerException, requests.RequestException) as err:
@@ -162,10 +167,10 @@ def _not_the_lab(task_name: str, name) -> None:
     "image_method": "node image build: auto | debootstrap | dockerfile", "mirror": "Debian mirror URL for debootstrap",
     "profile": "timings: default (Swarm's own) or tuned (0.5 s heartbeat, fast task restarts)",
     "dry_run": "print the lab spec as JSON (every layer applied and checked) and its warnings; create nothing",
-    "name": OLD_NAME_HELP,
+    "name": OLD_NAME_HELP, "no_wait": NO_WAIT_HELP,
 })
 def up(c, lab=None, spec=None, managers=None, workers=None, subnet=None, provider=None, no_registry=False,
-       keep=False, image_method="auto", mirror=None, profile=None, dry_run=False, name=None):
+       keep=False, image_method="auto", mirror=None, profile=None, dry_run=False, name=None, no_wait=False):
     """Create the lab (3 managers + 2 workers + registry); safe to re-run."""
     if name is not None:
         ConsoleReporter().warn("--name is deprecated for the lab: use --lab (-l)")
@@ -181,16 +186,16 @@ def up(c, lab=None, spec=None, managers=None, workers=None, subnet=None, provide
     if dry_run:
         print(json.dumps(labs.dry_run(lab_spec, ConsoleReporter()), indent=2))
         return
-    options = labs.UpOptions(keep=keep, image_method=image_method, mirror=mirror)
+    options = labs.UpOptions(keep=keep, image_method=image_method, mirror=mirror, wait=not no_wait)
     result = labs.up(lab_spec, ConsoleReporter(), options)
     print(status_table(result))
 
 
-@lab_task(help={"lab": LAB_HELP, "name": OLD_NAME_HELP})
-def down(c, lab=None, name=None):
+@lab_task(help={"lab": LAB_HELP, "name": OLD_NAME_HELP, "no_wait": NO_WAIT_HELP})
+def down(c, lab=None, name=None, no_wait=False):
     """Remove the lab's containers, networks, volumes and state; nothing else."""
     chosen = _lab(c, lab, name)
-    counts = labs.down(chosen)
+    counts = labs.down(chosen, ConsoleReporter(), wait=not no_wait)
     if not any(counts.values()):
         print(f"no lab named {chosen} on this machine: nothing to remove")
         return
@@ -294,19 +299,20 @@ def pause_node(c, node, lab=None, name=None):
 
 @lab_task(name="add", iterable=["label"], help={
     "node": "the new node's hostname", "role": "worker (default) or manager", "lab": LAB_HELP,
-    "label": "a node label key=value for Swarm (repeatable)", "name": OLD_NAME_HELP,
+    "label": "a node label key=value for Swarm (repeatable)", "name": OLD_NAME_HELP, "no_wait": NO_WAIT_HELP,
 })
-def add_node(c, node, role="worker", lab=None, label=None, name=None):
+def add_node(c, node, role="worker", lab=None, label=None, name=None, no_wait=False):
     """Add a node to a running lab: create, set up, join, put behind the entry point."""
     result = membership.add_node(_lab(c, lab, name), node, role, dict(_key_value(item) for item in label or []),
-                                 ConsoleReporter())
+                                 ConsoleReporter(), wait=not no_wait)
     print(status_table(result))
 
 
-@lab_task(name="remove", help={"node": "node name", "lab": LAB_HELP, "name": OLD_NAME_HELP})
-def remove_node(c, node, lab=None, name=None):
+@lab_task(name="remove", help={"node": "node name", "lab": LAB_HELP, "name": OLD_NAME_HELP,
+                               "no_wait": NO_WAIT_HELP})
+def remove_node(c, node, lab=None, name=None, no_wait=False):
     """Remove a node from a running lab: drain, leave the swarm, delete the machine."""
-    result = membership.remove_node(_lab(c, lab, name), node, ConsoleReporter())
+    result = membership.remove_node(_lab(c, lab, name), node, ConsoleReporter(), wait=not no_wait)
     print(status_table(result))
 
 

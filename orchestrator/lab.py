@@ -23,39 +23,51 @@ from provision import api, cli, contexts, demo_images, doctor, engine, entrypoin
 from provision import config as spec_config
 from provision import spec as specs
 from provision.errors import LabError, LabUnhealthy
+from provision.ledger import Ledger, roll_back
 from provision.machine import RUNNING, LabPlan
+from provision.paths import lab_dir
 from provision.providers import get_provider
 from provision.report import Reporter
-from provision.wait import retried
+from provision.wait import retried, stop_helper_threads
 from provision.spec import LabSpec
 
 
 @dataclass(frozen=True)
 class UpOptions:
-    keep: bool = False  # keep what was created when up fails (default: roll back a new lab)
+    keep: bool = False  # keep what was created when up fails (default: roll back what this run made)
     image_method: str = "auto"
     mirror: str | None = None
     demo_images: bool = True
+    wait: bool = True  # wait for another run holding the lab's lock (else refuse: exit 75)
 
 
 def up(spec: LabSpec, reporter: Reporter, options: UpOptions = UpOptions()) -> LabStatus:
-    """Create, set up and form the lab of ``spec``; safe to re-run on a formed lab.
+    """Create, set up and form the lab of ``spec``; safe to re-run.
 
-    A failure (or Ctrl-C) while creating a new lab removes what was created,
-    unless ``options.keep``; an existing lab is never removed by a failed re-run.
+    The lab's lock is held for the whole run: a second ``lab.up`` (or down, add, remove)
+    of the same lab waits for it, then finds the lab this one made. A failure (or Ctrl-C)
+    removes what this run created, in reverse order (provision.ledger), unless
+    ``options.keep``: never a lab, machine or disk that existed before it started. The
+    state folder goes only when this run made it.
     """
     specs.validate(spec)  # every problem visible without a backend, before any work
-    provider = get_provider(spec.provider, lab=spec.name)
-    provider.check()
-    spec = api.spec_for_up(spec, provider)
-    is_new = provider.stored_spec(spec.name) is None
-    try:
-        return _up(spec, provider, reporter, options)
-    except BaseException:
-        if is_new and not options.keep:
-            reporter.warn(f"lab.up failed: removing what it created for lab {spec.name} (use --keep to keep it)")
-            api.destroy(spec.name, spec.provider)
-        raise
+    with api.lab_change(spec.name, "lab.up", reporter, wait=options.wait):
+        provider = get_provider(spec.provider, lab=spec.name)
+        provider.check()
+        spec = api.spec_for_up(spec, provider)
+        ledger = Ledger()
+        if state.is_empty(spec.name):
+            ledger.record(f"state folder {lab_dir(spec.name)}", lambda: state.remove(spec.name))
+        try:
+            return _up(spec, provider, reporter, options, ledger)
+        except BaseException as failure:
+            if isinstance(failure, KeyboardInterrupt):
+                stop_helper_threads()  # the node threads still waiting must not outlive the rollback
+            if not options.keep:
+                roll_back(ledger, reporter, announce=f"lab.up failed: removing what it created for lab {spec.name} "
+                                                     "(use --keep to keep it)",
+                          resume=cli.command("lab.up", lab=spec.name), remove=cli.command("lab.down", lab=spec.name))
+            raise
 
 
 def dry_run(spec: LabSpec, reporter: Reporter) -> dict:
@@ -69,8 +81,9 @@ def dry_run(spec: LabSpec, reporter: Reporter) -> dict:
     return spec_config.to_mapping(spec)
 
 
-def _up(spec: LabSpec, provider, reporter: Reporter, options: UpOptions) -> LabStatus:
-    plan, hosts = api.provision(spec, provider, reporter, image_method=options.image_method, mirror=options.mirror)
+def _up(spec: LabSpec, provider, reporter: Reporter, options: UpOptions, ledger: Ledger) -> LabStatus:
+    plan, hosts = api.provision(spec, provider, reporter, ledger, image_method=options.image_method,
+                                mirror=options.mirror)
     try:
         with ClientPool(plan) as clients:
             api.wait_for_engines(plan, clients, [n.name for n in plan.nodes],
@@ -81,7 +94,7 @@ def _up(spec: LabSpec, provider, reporter: Reporter, options: UpOptions) -> LabS
                     registry.ensure_registry(clients[plan.first_manager], hosts[plan.first_manager.name],
                                              plan.registry, spec.registry.image, reporter, timeout=plan.scaled(30))
             swarm_bootstrap.bootstrap(plan, clients, reporter)
-            finish(plan, clients, provider, reporter, demo_images=options.demo_images)
+            finish(plan, clients, provider, reporter, demo_images=options.demo_images, ledger=ledger)
             return lab_status(plan, provider.list(plan.name), clients)
     finally:
         api.close_hosts(hosts)
@@ -102,14 +115,16 @@ def pace_to_machines(plan: LabPlan, clients: ClientPool, reporter: Reporter) -> 
     return paced
 
 
-def finish(plan: LabPlan, clients: ClientPool, provider, reporter: Reporter, *, demo_images: bool = True) -> list[str]:
+def finish(plan: LabPlan, clients: ClientPool, provider, reporter: Reporter, *, demo_images: bool = True,
+           ledger: Ledger | None = None) -> list[str]:
     """The steps a formed lab can work without: its entry point and the demo images.
 
     A failure of one of them is not a reason to remove the lab (only failures of its
     machines, their setup or the swarm are): it is reported with the command that
     finishes the job, and the lab stays up. Returns the steps that failed.
     """
-    steps = [("entry point", lambda: ensure_entry_point(plan, provider, reporter), cli.command("lab.up", lab=plan.name))]
+    steps = [("entry point", lambda: ensure_entry_point(plan, provider, reporter, ledger),
+              cli.command("lab.up", lab=plan.name))]
     if plan.registry and demo_images:
         steps.append(("demo images", lambda: push_demo_images(plan, clients, reporter),
                       cli.command("image.demo", lab=plan.name)))
@@ -124,10 +139,11 @@ def finish(plan: LabPlan, clients: ClientPool, provider, reporter: Reporter, *, 
     return failed
 
 
-def ensure_entry_point(plan: LabPlan, provider, reporter: Reporter) -> entrypoint.EntryPoint:
+def ensure_entry_point(plan: LabPlan, provider, reporter: Reporter, ledger: Ledger | None = None
+                       ) -> entrypoint.EntryPoint:
     """Without a routing mesh, run the lab's load balancer in front of the nodes."""
     entry = entrypoint.entry_point(plan)
-    changed = entry.kind == "load balancer" and provider.ensure_load_balancer(plan)
+    changed = entry.kind == "load balancer" and provider.ensure_load_balancer(plan, ledger)
     reporter.result(f"entry point: {entry.kind} at {entry.address} (ports {', '.join(map(str, entrypoint.PORTS))})",
                     changed)
     return entry
@@ -169,15 +185,17 @@ def _same_image(local, manager, address: str, tag: str) -> bool:
     return remote.id == local.images.get(tag).id
 
 
-def down(name: str, provider_name: str | None = None) -> dict[str, int]:
+def down(name: str, reporter: Reporter, provider_name: str | None = None, *, wait: bool = True) -> dict[str, int]:
     """Remove every resource of lab ``name`` (and stop its visualizer, and remove its nodes'
-    docker contexts); nothing of other labs is touched. All counts 0: there was no such lab."""
-    viz_control.down(name)
-    counts = api.destroy(name, provider_name)
-    removed = contexts.remove_lab(name)
-    if removed:
-        counts["docker contexts"] = len(removed)
-    return counts
+    docker contexts); nothing of other labs is touched. All counts 0: there was no such lab.
+    Holds the lab's lock (a running lab.up finishes first); no empty folder is left."""
+    with api.lab_change(name, "lab.down", reporter, wait=wait):
+        viz_control.down(name)
+        counts = api.destroy(name, provider_name)
+        removed = contexts.remove_lab(name)
+        if removed:
+            counts["docker contexts"] = len(removed)
+        return counts
 
 
 def status(name: str) -> LabStatus:

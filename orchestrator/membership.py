@@ -24,45 +24,94 @@ from orchestrator.session import LabSession, require_manager
 from provision import api, cli, firstboot, keys, tls
 from provision import spec as specs
 from provision.errors import LabError, SwarmError
+from provision.ledger import Ledger, roll_back
 from provision.machine import RUNNING, LabPlan
 from provision.report import Reporter
 from provision.setup import run_setup
+from provision.wait import stop_helper_threads
 
 
 def add_node(name: str, node: str, role: str, labels: dict[str, str], reporter: Reporter, *,
-             image_method: str = "auto", mirror: str | None = None) -> LabStatus:
-    """Create ``node`` with ``role``, set it up, join it; safe to re-run."""
-    provider, plan = api.existing_lab(name)
-    if provider.name == "ssh":
-        raise LabError(f"lab {name!r} is made of existing machines: lab.add cannot create {node}",
-                       hint=f"add the machine to nodes and hosts in lab.yaml, then {cli.command('lab.down')} and {cli.command('lab.up')} "
-                            "(or build a libvirt, vagrant or docker lab)")
+             image_method: str = "auto", mirror: str | None = None, wait: bool = True) -> LabStatus:
+    """Create ``node`` with ``role``, set it up, join it; safe to re-run.
+
+    Holds the lab's lock for the whole run. A failure removes what this run created (the
+    machine and its storage, its keys and certificate, its swarm entry, its line in the
+    lab's spec) and nothing else; other hosts' /etc/hosts keep its name until the next
+    lab.up, lab.add or lab.remove sets them up again.
+    """
+    again = (node, "--role", role) if role != "worker" else (node,)
+    with api.lab_change(name, "lab.add", reporter, wait=wait, args=again):
+        provider, plan = api.existing_lab(name)
+        if provider.name == "ssh":
+            raise LabError(f"lab {name!r} is made of existing machines: lab.add cannot create {node}",
+                           hint=f"add the machine to nodes and hosts in lab.yaml, then {cli.command('lab.down')} and "
+                                f"{cli.command('lab.up')} (or build a libvirt, vagrant or docker lab)")
+        ledger = Ledger()
+        try:
+            return _add_node(provider, plan, node, role, labels, reporter, ledger, image_method, mirror)
+        except BaseException as failure:
+            if isinstance(failure, KeyboardInterrupt):
+                stop_helper_threads()  # the node threads still waiting must not outlive the rollback
+            roll_back(ledger, reporter, announce=f"lab.add failed: removing what it created for {node} in lab {name}",
+                      resume=cli.command("lab.add", *again, lab=name), remove=cli.command("lab.remove", node, lab=name))
+            raise
+
+
+def _add_node(provider, plan: LabPlan, node: str, role: str, labels: dict[str, str], reporter: Reporter,
+              ledger: Ledger, image_method: str, mirror: str | None) -> LabStatus:
+    name = plan.name
     spec = with_node(plan.spec, node, role, labels)
+    if spec != plan.spec:  # a new node (a re-run of an interrupted add finds it in the spec already)
+        previous = plan.spec
+        ledger.record(f"{node}'s entry in the lab's spec", lambda: api.record_spec(previous))
+        ledger.record(f"the SSH host key and engine certificate of {node}", lambda: _forget_files(name, node))
     api.record_spec(spec)
     with reporter.step(f"machine {node} for lab {name}"):
         provider.prepare(reporter, image_method=image_method, mirror=mirror)
-        plan = provider.resolve(spec)
+        plan = api.lab_network(spec, provider, reporter, ledger)
         api.warn_about_memory(plan, provider, reporter, [node])
         api.known_hosts(plan, provider)
         new = plan.node(node)
         machines = provider.create(dataclasses.replace(plan, nodes=(new,)), lambda n: firstboot.files(plan, n),
-                                   reporter)
+                                   reporter, ledger)
     _set_up_running_hosts(plan, provider, machines, reporter)
     with ClientPool(plan) as clients:
         api.wait_for_engines(plan, clients, [node])
         with reporter.step(f"{node} joins the swarm as {role}"):
             lab = LabSession(provider, plan, clients, require_manager(plan, clients, provider))
+            if all(n.hostname != node for n in swarm_nodes(lab.manager)):
+                ledger.record(f"{node}'s entry in the swarm", lambda: _leave_swarm(provider, plan, node))
             reporter.result(f"{node} joined as {role}", nodes.join(lab, node, role))
             if new.labels:
                 node_id = nodes.find(lab.manager, node).id
                 reporter.result(f"labels on {node}: {dict(new.labels)}",
                                 swarm.ensure_labels(lab.manager, node_id, dict(new.labels)))
-        ensure_entry_point(plan, provider, reporter)
+        ensure_entry_point(plan, provider, reporter, ledger)
         return lab_status(plan, provider.list(name), clients)
 
 
-def remove_node(name: str, node: str, reporter: Reporter) -> LabStatus:
-    """Drain ``node``, take it out of the swarm, remove its machine; safe to re-run."""
+def _forget_files(lab: str, node: str) -> None:
+    keys.remove_host_key(lab, node)
+    tls.remove_node_certs(lab, node)
+
+
+def _leave_swarm(provider, plan: LabPlan, node: str) -> None:
+    """Take a node that joined in a failed lab.add out of the swarm again (before its machine goes)."""
+    with ClientPool(plan) as clients:
+        lab = LabSession(provider, plan, clients, require_manager(plan, clients, provider))
+        if any(n.hostname == node for n in swarm_nodes(lab.manager)):
+            nodes.leave(lab, node)
+
+
+def remove_node(name: str, node: str, reporter: Reporter, *, wait: bool = True) -> LabStatus:
+    """Drain ``node``, take it out of the swarm, remove its machine; safe to re-run. Holds
+    the lab's lock for the whole run."""
+    with api.lab_change(name, "lab.remove", reporter, wait=wait, args=(node,)):
+        return _remove_node(name, node, reporter)
+
+
+def _remove_node(name: str, node: str, reporter: Reporter) -> LabStatus:
     provider, plan = api.existing_lab(name)
     spec = without_node(plan, node)
     machine = next((m for m in provider.list(name) if m.name == node), None)

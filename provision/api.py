@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+from contextlib import contextmanager
+from typing import Iterator
 
 import requests
 
 from provision import cli
 from provision import config as spec_config
 from provision import doctor, engine, firstboot, state, spec as specs
-from provision.errors import HostUnreachable, LabError, SpecError
+from provision.errors import HostUnreachable, LabError, ProviderError, SpecError, SubnetTaken
 from provision.host import Host, SSHHost, run_on_all
+from provision.ledger import Ledger
 from provision.machine import RUNNING, LabPlan, Machine
 from provision.paths import lab_dir
 from provision.providers import get_provider
@@ -96,18 +99,74 @@ def _shape(spec: specs.LabSpec) -> list[tuple[str, str]]:
     return [(n.name, n.role) for n in spec.nodes]
 
 
-def provision(spec: specs.LabSpec, provider: Provider, reporter: Reporter, *, image_method: str = "auto",
-              mirror: str | None = None) -> tuple[LabPlan, dict[str, Host]]:
-    """Create and set up every machine of ``spec``; return the plan and SSH hosts."""
+@contextmanager
+def lab_change(lab: str, task: str, reporter: Reporter, *, wait: bool = True, args: tuple[str, ...] = ()
+               ) -> Iterator[None]:
+    """Hold ``lab``'s lock for a whole ``task`` (lab.up, lab.down, lab.add, lab.remove).
+
+    A second run of any of them waits, told through ``reporter`` which pid holds the lab,
+    or with ``wait=False`` refuses at once (state.LabBusy, exit code 75). Afterwards a
+    state folder left with nothing but its lock (a lab removed, a run that made nothing)
+    is tidied away.
+    """
+    hint = (f"wait for it to finish, then run {cli.command(task, *args, lab=lab)} again "
+            "(without --no-wait it waits by itself)")
+    try:
+        with state.lab_lock(lab, wait=wait, on_wait=reporter.info, hint=hint):
+            yield
+    finally:
+        state.tidy(lab)
+
+
+def lab_network(spec: specs.LabSpec, provider: Provider, reporter: Reporter, ledger: Ledger) -> LabPlan:
+    """The lab's plan, its network made: the subnet is chosen and the network created while
+    this machine's ``subnets`` lock is held, so two labs created at once by swarmdeck never
+    pick the same first free /24.
+
+    A network made by something that takes no such lock (another SWARMDECK_HOME, an older
+    swarmdeck, `docker network create`) can still take the subnet between the choice and
+    the creation: then the next free subnet is tried, once.
+
+    Raises:
+        SubnetTaken: the subnet was given in the spec and is taken (naming the lab network
+            and the one holding the subnet).
+        ProviderError: the next free subnet was taken too (naming every network in the way).
+    """
+    with state.machine_lock("subnets", on_wait=reporter.info):
+        plan = provider.resolve(spec)
+        try:
+            changed = provider.ensure_network(plan, ledger)
+        except SubnetTaken as taken:
+            if spec.network.subnet != specs.AUTO:
+                raise
+            retry = provider.resolve(spec)  # the network that took it is listed now
+            if retry.subnet == plan.subnet:
+                raise
+            reporter.warn(f"{taken}: trying the next free subnet, {retry.subnet}")
+            try:
+                changed = provider.ensure_network(retry, ledger)
+            except SubnetTaken as again:
+                raise ProviderError(f"the lab network {again.network} found no free subnet: {taken.overlap()}; "
+                                    f"then {again.overlap()}", hint=SubnetTaken.HINT) from again
+            plan = retry
+    if plan.subnet:  # machines on their own networks (provider ssh) have no lab network
+        reporter.result(f"lab network {plan.subnet}", changed)
+    return plan
+
+
+def provision(spec: specs.LabSpec, provider: Provider, reporter: Reporter, ledger: Ledger, *,
+              image_method: str = "auto", mirror: str | None = None) -> tuple[LabPlan, dict[str, Host]]:
+    """Create and set up every machine of ``spec``; return the plan and SSH hosts. What is
+    created is recorded in ``ledger``, so that a failed run can remove exactly that."""
     with reporter.step(f"machines for lab {spec.name} ({provider.name})"):
         provider.prepare(reporter, image_method=image_method, mirror=mirror)
-        plan = provider.resolve(spec)
-        record_provider(spec)
+        record_provider(spec)  # before the network: a run killed after it is found again
+        plan = lab_network(spec, provider, reporter, ledger)
         for warning in specs.warnings(spec):
             reporter.warn(warning)
         warn_about_memory(plan, provider, reporter)
         known_hosts(plan, provider)
-        machines = provider.create(plan, lambda node: firstboot.files(plan, node), reporter)
+        machines = provider.create(plan, lambda node: firstboot.files(plan, node), reporter, ledger)
     with reporter.step("host setup over SSH"):
         hosts = open_hosts(plan, provider, machines)
         run_setup(plan, hosts, reporter)

@@ -100,3 +100,25 @@ class LabUnhealthy(LabError):
     """The lab runs but is not whole: no manager answers, or a node is not ready (``lab.status``)."""
 
     exit_code = 5
+
+
+class SubnetTaken(ProviderError):
+    """The backend refused the lab network's subnet: another network holds it (or part of it)."""
+
+    HINT = "choose a free range with --subnet (or network.subnet in lab.yaml), or remove the other network"
+
+    def __init__(self, network: str, subnet: str, holders: dict[str, str]):
+        self.network, self.subnet, self.holders = network, subnet, dict(holders)
+        super().__init__(f"the lab network {network} cannot use subnet {self.overlap()}", hint=self.HINT)
+
+    def overlap(self) -> str:
+        """``10.199.2.0/24: it overlaps network 'x' (10.199.2.0/24)``."""
+        held_by = (", ".join(f"network {name!r} ({other})" for name, other in sorted(self.holders.items()))
+                   or "a network the backend does not list")
+        return f"{self.subnet}: it overlaps {held_by}"
+
+
+class Interrupted(LabError):
+    """Ctrl-C while a failed run was cleaning up: the message says how to finish."""
+
+    exit_code = 130  # 128 + SIGINT, as a shell reports it

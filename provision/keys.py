@@ -15,9 +15,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from provision.paths import ensure_private_dir, lab_dir
+from provision.state import write_atomically
 
-
-_lock = threading.Lock()  # nodes are prepared in parallel; each key must be made once
+# Nodes are prepared in parallel threads; each key must be made once. Across processes,
+# the runs that make keys (lab.up, lab.add) hold the lab's lock (provision.state).
+_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -50,10 +52,10 @@ def _generate(path: Path, public: Path, comment: str) -> None:
     )
     public_bytes = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
     ensure_private_dir(path.parent)
-    path.touch(mode=0o600)
-    path.chmod(0o600)
-    path.write_bytes(private_bytes)
-    public.write_text(f"{public_bytes.decode()} {comment}\n")
+    # each file whole or not at all (a temporary file renamed): an interrupted run leaves no
+    # half key, and the public half is written last, so a missing one means "make both anew"
+    write_atomically(path, private_bytes, 0o600)
+    write_atomically(public, f"{public_bytes.decode()} {comment}\n".encode(), 0o644)
 
 
 
@@ -79,8 +81,7 @@ def write_known_hosts(lab: str, entries: dict[str, tuple[str, str]]) -> Path:
         key_type, key_data = public_line.split()[:2]
         lines.append(f"{address},{node} {key_type} {key_data}")
     path = known_hosts_path(lab)
-    path.write_text("\n".join(lines) + "\n")
-    path.chmod(0o600)
+    write_atomically(path, ("\n".join(lines) + "\n").encode(), 0o600)
     return path
 
 

@@ -108,18 +108,26 @@ def write_pace(lab: str, pace: float) -> None:
 
 
 def remove(lab: str) -> bool:
-    """Remove the lab's state folder (keys, certificates, records, reports); True if it held
-    anything (a folder with only its lock file in it is no lab: ``lab.down`` says so)."""
-    folder = lab_dir(lab)
-    if not folder.exists():
-        return False
-    removed = False
-    for entry in folder.iterdir():  # the lock file stays until its holder lets go of it
-        if entry.name == LOCK_FILE:
-            continue
+    """Empty the lab's state folder (keys, certificates, records, reports); True if it held
+    anything (a folder with only its lock file in it is no lab: ``lab.down`` says so). The
+    lock file stays until its holder lets go of it (then ``tidy``)."""
+    entries = _records(lab)
+    for entry in entries:
         shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
-        removed = True
-    return removed
+    return bool(entries)
+
+
+def is_empty(lab: str) -> bool:
+    """Whether the lab's state folder holds nothing yet but its lock (a run that finds it so
+    is the one that creates the lab's state, and removes it when it rolls back)."""
+    return not _records(lab)
+
+
+def _records(lab: str) -> list[Path]:
+    try:
+        return [entry for entry in lab_dir(lab).iterdir() if entry.name != LOCK_FILE]
+    except OSError:
+        return []
 
 
 @contextmanager
@@ -132,9 +140,12 @@ def locked(path: Path, what: str, *, wait: bool = True, on_wait: Callable[[str],
     it raises LabBusy instead. A lock file removed by its holder (``lab.down``) is not
     trusted: the lock is taken again on the file now at ``path``.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
     while True:
-        handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except FileNotFoundError:
+            continue  # ``tidy`` removed the folder between the two calls: make it again
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -20,10 +20,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from provision.paths import ensure_private_dir, lab_dir
+from provision.state import write_atomically
 
 VALID_DAYS = 825
 ENGINE_PORT = 2376
-_lock = threading.RLock()  # nodes are created in parallel; each lab must get exactly one CA
+# Nodes are created in parallel threads; each lab must get exactly one CA. Across processes,
+# the runs that issue certificates (lab.up, lab.add) hold the lab's lock (provision.state).
+_lock = threading.RLock()
 
 
 @dataclass(frozen=True)
@@ -93,7 +96,7 @@ def _new_ca(lab: str, cert_path: Path, key_path: Path) -> None:
         .sign(key, hashes.SHA256())
     )
     _write_key(key_path, key)
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    write_atomically(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)  # last: the pair is complete
 
 
 def _issue(lab, files: CertFiles, common_name, *, client=False, names=(), addresses=()) -> None:
@@ -110,8 +113,8 @@ def _issue(lab, files: CertFiles, common_name, *, client=False, names=(), addres
     cert = builder.sign(ca_key, hashes.SHA256())
     ensure_private_dir(files.folder)
     _write_key(files.key, key)
-    files.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    files.ca.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    write_atomically(files.cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    write_atomically(files.ca, ca_cert.public_bytes(serialization.Encoding.PEM), 0o644)
 
 
 def _covers(cert_path: Path, address: str) -> bool:
@@ -134,11 +137,10 @@ def _builder(subject, issuer, public_key) -> x509.CertificateBuilder:
 
 
 def _write_key(path: Path, key) -> None:
-    path.touch(mode=0o600)
-    path.chmod(0o600)
-    path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
+    """A private key, 0600 from its first byte, whole or not at all (temporary file + rename)."""
+    write_atomically(
+        path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()), 0o600)
 
 
 def remove_node_certs(lab: str, node: str) -> None:

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Callable, TypeVar
 
 import requests
 
-from provision.errors import LabError, WaitTimeout
+from provision.errors import Interrupted, LabError, WaitTimeout
 
 T = TypeVar("T")
+
+# Ctrl-C reaches the main thread only: the helper threads of a run (waiting for SSH on
+# every node in parallel) would keep polling until their timeouts, and keep the process
+# from ending after its rollback. Once this is set, their waits give up at the next poll.
+_interrupted = threading.Event()
+
+
+def stop_helper_threads() -> None:
+    """Make every ``wait_until`` running in a thread other than the main one give up."""
+    _interrupted.set()
 
 
 class NotYet(Exception):
@@ -38,6 +49,8 @@ def wait_until(
     deadline = clock() + timeout
     last: object = "nothing yet"
     while True:
+        if _interrupted.is_set() and threading.current_thread() is not threading.main_thread():
+            raise Interrupted(f"stopped waiting for {describe}: the run was interrupted")
         try:
             value = check()
             if value:

@@ -14,6 +14,7 @@ from typing import Callable, Protocol
 from provision import cli
 from provision.errors import ProviderError
 from provision.firstboot import File
+from provision.ledger import Ledger
 from provision.machine import LabPlan, Machine, NodePlan
 from provision.report import Reporter
 from provision.spec import LabSpec
@@ -72,8 +73,14 @@ class Provider(Protocol):
     def resolve(self, spec: LabSpec) -> LabPlan:
         """Resolve the spec's subnet and MTU against the backend and validate it."""
 
-    def create(self, plan: LabPlan, first_boot: FirstBoot, reporter: Reporter) -> list[Machine]:
-        """Create and start what is missing (idempotent); return every machine."""
+    def ensure_network(self, plan: LabPlan, ledger: Ledger | None = None) -> bool:
+        """Create the lab network (and its per-node reservations) if missing; True if it changed.
+        Raises SubnetTaken when the backend finds the subnet in use (see provision.api.lab_network)."""
+
+    def create(self, plan: LabPlan, first_boot: FirstBoot, reporter: Reporter,
+               ledger: Ledger | None = None) -> list[Machine]:
+        """Create and start what is missing (idempotent); return every machine. Whatever it
+        creates is recorded in ``ledger`` first, with how to remove it (provision.ledger)."""
 
     def list(self, lab: str) -> list[Machine]:
         """The lab's machines, rediscovered from the backend."""
@@ -97,3 +104,6 @@ class Provider(Protocol):
         """Names of the labs this backend holds."""
 
     def ssh_target(self, machine: Machine) -> SSHTarget: ...
+
+    def ensure_load_balancer(self, plan: LabPlan, ledger: Ledger | None = None) -> bool:
+        """Run the lab's load balancer where the lab has no routing mesh; True if it changed."""

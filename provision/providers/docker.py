@@ -20,8 +20,9 @@ from provision import config as spec_config
 from provision import cli, doctor, entrypoint, images, labels, runtime
 from provision import spec as specs
 from provision.engine import host_client
-from provision.errors import ProviderError, SpecError
+from provision.errors import ProviderError, SpecError, SubnetTaken
 from provision.firstboot import File
+from provision.ledger import Ledger
 from provision.machine import CREATED, PAUSED, RUNNING, STOPPED, LabPlan, Machine, NodePlan, plan
 from provision.providers.base import Capabilities, FirstBoot, SSHTarget, ensure_nodes
 from provision.report import Reporter
@@ -109,35 +110,57 @@ class DockerProvider:
         except (docker.errors.NotFound, ValueError):
             return 1500
 
-    def _ensure_network(self, plan: LabPlan) -> bool:
+    def ensure_network(self, plan: LabPlan, ledger: Ledger | None = None) -> bool:
+        """The lab's bridge network on ``plan.subnet``; True when it was created now.
+
+        Raises:
+            SubnetTaken: the engine says the subnet overlaps another network's (one made
+                since ``resolve`` chose it), naming that network when the engine lists it.
+        """
         if self._network(plan.name) is not None:
             return False
+        name = labels.network_name(plan.name)
         subnet = ipaddress.ip_network(plan.subnet)
         ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=plan.subnet, gateway=str(subnet[1]))])
-        self.client.networks.create(
-            labels.network_name(plan.name),
-            driver="bridge",
-            ipam=ipam,
-            options={"com.docker.network.driver.mtu": str(plan.mtu)},
-            labels={
-                labels.LAB: plan.name,
-                labels.KIND: "network",
-                labels.SPEC: json.dumps(spec_config.to_mapping(plan.spec)),
-            },
-        )
+        (ledger or Ledger()).record(f"network {name}", lambda: self._remove_lab_network(plan.name))
+        try:
+            self.client.networks.create(
+                name,
+                driver="bridge",
+                ipam=ipam,
+                options={"com.docker.network.driver.mtu": str(plan.mtu)},
+                labels={
+                    labels.LAB: plan.name,
+                    labels.KIND: "network",
+                    labels.SPEC: json.dumps(spec_config.to_mapping(plan.spec)),
+                },
+            )
+        except docker.errors.APIError as err:
+            text = str(err.explanation or err)
+            if "overlaps" in text:  # "Pool overlaps with other one on this address space"
+                holders = {n: s for n, s in self._taken_subnets(exclude=name).items()
+                           if ipaddress.ip_network(s, strict=False).overlaps(subnet)}
+                raise SubnetTaken(name, plan.subnet, holders) from err
+            raise ProviderError(f"creating the lab network {name} ({plan.subnet}) failed: {text}") from err
         return True
+
+    def _remove_lab_network(self, lab: str) -> None:
+        for network in self.client.networks.list(filters=labels.lab_filter(lab, "network")):
+            _ignore_missing(network.remove)
 
     # -- machines --------------------------------------------------------------------------
 
-    def create(self, plan: LabPlan, first_boot: FirstBoot, reporter: Reporter) -> list[Machine]:
+    def create(self, plan: LabPlan, first_boot: FirstBoot, reporter: Reporter,
+               ledger: Ledger | None = None) -> list[Machine]:
         if self.image is None or self.profile is None:
             raise ProviderError("DockerProvider.create called before prepare()")
-        reporter.result(f"network {labels.network_name(plan.name)} {plan.subnet}", self._ensure_network(plan))
-        ensure_nodes(plan, lambda node: self._ensure_node(plan, node, first_boot), reporter, "node")
+        ledger = ledger or Ledger()
+        self.ensure_network(plan, ledger)  # made already by provision.api.lab_network, under the subnet lock
+        ensure_nodes(plan, lambda node: self._ensure_node(plan, node, first_boot, ledger), reporter, "node")
         return self.list(plan.name)
 
-    def _ensure_node(self, plan: LabPlan, node: NodePlan, first_boot: FirstBoot) -> str:
-        container = self._container(plan.name, node.name) or self._create_container(plan, node)
+    def _ensure_node(self, plan: LabPlan, node: NodePlan, first_boot: FirstBoot, ledger: Ledger) -> str:
+        container = self._container(plan.name, node.name) or self._create_container(plan, node, ledger)
         was = container.status
         if was == "running":
             return "running"
@@ -149,14 +172,17 @@ class DockerProvider:
         container.start()
         return "created" if was == "created" else "started"
 
-    def _create_container(self, plan: LabPlan, node: NodePlan):
+    def _create_container(self, plan: LabPlan, node: NodePlan, ledger: Ledger):
         name = labels.container_name(plan.name, node.name)
         node_labels = {
             labels.LAB: plan.name, labels.KIND: "node", labels.NODE: node.name, labels.ROLE: node.role,
             labels.INDEX: str(node.index), ADDRESS: node.address,
         }
         volume = labels.volume_name(plan.name, node.name)
-        self.client.volumes.create(volume, labels={labels.LAB: plan.name, labels.KIND: "volume"})
+        if not self._has_volume(volume):  # one left by an earlier run is used, and stays on rollback
+            ledger.record(f"volume {volume}", lambda: self._remove_volume(volume, plan.name))
+            self.client.volumes.create(volume, labels={labels.LAB: plan.name, labels.KIND: "volume"})
+        ledger.record(f"container {name}", lambda: self._remove_container(name, plan.name))
         api = self.client.api
         network = labels.network_name(plan.name)
         host_config = self.profile.host_config(  # type: ignore[union-attr]
@@ -175,6 +201,28 @@ class DockerProvider:
 
     def _container(self, lab: str, node: str):
         return self._existing(labels.container_name(lab, node))
+
+    def _has_volume(self, name: str) -> bool:
+        try:
+            self.client.volumes.get(name)
+            return True
+        except docker.errors.NotFound:
+            return False
+
+    # A rollback removes a container or volume only if it carries this lab's label: never a
+    # namesake that another lab or tool owns.
+    def _remove_container(self, name: str, lab: str) -> None:
+        container = self._existing(name)
+        if container is not None and container.labels.get(labels.LAB) == lab:
+            _ignore_missing(lambda: container.remove(force=True, v=True))
+
+    def _remove_volume(self, name: str, lab: str) -> None:
+        try:
+            volume = self.client.volumes.get(name)
+        except docker.errors.NotFound:
+            return
+        if (volume.attrs.get("Labels") or {}).get(labels.LAB) == lab:
+            _ignore_missing(lambda: volume.remove(force=True))
 
     def list(self, lab: str) -> list[Machine]:
         found = self.client.containers.list(all=True, filters=labels.lab_filter(lab, "node"))
@@ -251,7 +299,7 @@ class DockerProvider:
         code, output = self.client.containers.get(machine.id).exec_run(["sh", "-c", command])
         return code, output.decode(errors="replace")
 
-    def ensure_load_balancer(self, plan: LabPlan) -> bool:
+    def ensure_load_balancer(self, plan: LabPlan, ledger: Ledger | None = None) -> bool:
         """Run the lab's HAProxy container in front of the nodes; True when it changed.
 
         A running load balancer whose nodes changed (lab.add, lab.remove) gets the new
@@ -269,6 +317,9 @@ class DockerProvider:
             return True
         if container is not None:
             container.remove(force=True)
+        else:
+            (ledger or Ledger()).record(f"load balancer {name}",
+                                        lambda: self._remove_container(name, plan.name))
         api, network = self.client.api, labels.network_name(plan.name)
         endpoint = api.create_endpoint_config(aliases=["lb"], ipv4_address=entrypoint.lb_address(plan))
         try:

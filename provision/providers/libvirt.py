@@ -24,8 +24,9 @@ from pathlib import Path
 from provision import cli
 from provision import config as spec_config
 from provision import spec as specs, vm_images
-from provision.errors import ProviderError, ProviderUnavailable, SpecError
+from provision.errors import ProviderError, ProviderUnavailable, SpecError, SubnetTaken
 from provision.firstboot import File
+from provision.ledger import Ledger
 from provision.machine import PAUSED, RUNNING, STOPPED, LabPlan, Machine, NodePlan, plan
 from provision.paths import home, lab_dir
 from provision.providers.base import Capabilities, FirstBoot, SSHTarget, ensure_nodes, find_machine, no_console
@@ -176,20 +177,35 @@ class LibvirtProvider:
         taken.update({name: subnet for name, subnet in _host_subnets().items() if name != own_bridge})
         return taken
 
-    def ensure_network(self, plan: LabPlan) -> bool:
-        """The lab network with a DHCP reservation per node; True when anything changed."""
+    def ensure_network(self, plan: LabPlan, ledger: Ledger | None = None) -> bool:
+        """The lab network with a DHCP reservation per node; True when anything changed.
+
+        Raises:
+            SubnetTaken: libvirt says the subnet is in use (by an interface or a network
+                made since ``resolve`` chose it).
+        """
         libvirt = _libvirt()
+        ledger = ledger or Ledger()
         network = self._network(plan.name)
         if network is None:
             spec_config.write_spec_json(plan.spec, lab_dir(plan.name) / "libvirt.json")
+            ledger.record(f"network {network_name(plan.name)}", lambda: self._remove_network(plan.name))
             network = self.conn.networkDefineXML(network_xml(plan))
-            network.create()
+            try:
+                network.create()
+            except libvirt.libvirtError as err:
+                network.undefine()  # defined but not started: the next attempt defines it anew
+                if "in use" in str(err):  # "Network is already in use by interface virbr1"
+                    raise SubnetTaken(network_name(plan.name), plan.subnet, self._overlapping(plan)) from err
+                raise ProviderError(f"starting the lab network {network_name(plan.name)} failed: {err}") from err
             return True
         changed = False
         have = network.XMLDesc(0)
         for node in plan.nodes:
             if mac_address(plan.name, node.name) not in have:
                 entry = f"<host mac='{mac_address(plan.name, node.name)}' name='{node.name}' ip='{node.address}'/>"
+                ledger.record(f"DHCP reservation of {node.name}",
+                              lambda node=node.name: self.forget_reservation(plan.name, node))
                 network.update(libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST, libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST,
                                -1, entry, libvirt.VIR_NETWORK_UPDATE_AFFECT_LIVE | libvirt.VIR_NETWORK_UPDATE_AFFECT_CONFIG)
                 changed = True
@@ -198,21 +214,38 @@ class LibvirtProvider:
             changed = True
         return changed
 
+    def _overlapping(self, plan: LabPlan) -> dict[str, str]:
+        mine = ipaddress.ip_network(plan.subnet)
+        return {name: subnet for name, subnet in self._taken_subnets(plan.name).items()
+                if ipaddress.ip_network(subnet, strict=False).overlaps(mine)}
+
+    def _remove_network(self, lab: str) -> None:
+        network = self._network(lab)
+        if network is not None:
+            if network.isActive():
+                network.destroy()
+            network.undefine()
+
     # -- machines ------------------------------------------------------------------------------
 
-    def create(self, plan: LabPlan, first_boot: FirstBoot, reporter: Reporter) -> list[Machine]:
+    def create(self, plan: LabPlan, first_boot: FirstBoot, reporter: Reporter,
+               ledger: Ledger | None = None) -> list[Machine]:
         if self.image is None or self.domain_type is None:
             raise ProviderError("LibvirtProvider.create called before prepare()")
-        reporter.result(f"network {network_name(plan.name)} {plan.subnet}", self.ensure_network(plan))
-        ensure_nodes(plan, lambda node: self._ensure_node(plan, node, first_boot), reporter, "VM")
+        ledger = ledger or Ledger()
+        self.ensure_network(plan, ledger)  # made already by provision.api.lab_network, under the subnet lock
+        ensure_nodes(plan, lambda node: self._ensure_node(plan, node, first_boot, ledger), reporter, "VM")
         return self.list(plan.name)
 
-    def _ensure_node(self, plan: LabPlan, node: NodePlan, first_boot: FirstBoot) -> str:
+    def _ensure_node(self, plan: LabPlan, node: NodePlan, first_boot: FirstBoot, ledger: Ledger) -> str:
         libvirt = _libvirt()
+        name = domain_name(plan.name, node.name)
         try:
-            domain = self.conn.lookupByName(domain_name(plan.name, node.name))
+            domain = self.conn.lookupByName(name)
         except libvirt.libvirtError:
-            domain = self.conn.defineXML(self._domain_xml(plan, node, first_boot))
+            xml = self._domain_xml(plan, node, first_boot, ledger)
+            ledger.record(f"VM {name}", lambda: self._undefine(name))
+            domain = self.conn.defineXML(xml)
         state = domain.state()[0]
         if state == libvirt.VIR_DOMAIN_RUNNING:
             return "running"
@@ -222,15 +255,17 @@ class LibvirtProvider:
         domain.create()
         return "started"
 
-    def _domain_xml(self, plan: LabPlan, node: NodePlan, first_boot: FirstBoot) -> str:
+    def _domain_xml(self, plan: LabPlan, node: NodePlan, first_boot: FirstBoot, ledger: Ledger) -> str:
         libvirt = _libvirt()
         pool = self._pool()
         disk_name, seed_name = f"{domain_name(plan.name, node.name)}.qcow2", f"{domain_name(plan.name, node.name)}-seed.img"
         try:
             disk = pool.storageVolLookupByName(disk_name)
         except libvirt.libvirtError:
+            ledger.record(f"disk {disk_name}", lambda: _delete_volume(self._pool(), disk_name))
             disk = pool.createXML(render("libvirt/volume.xml.j2", name=disk_name, capacity=DISK_GIB << 30,
                                          format="qcow2", backing=self.volumes["disk"]), 0)
+        ledger.record(f"disk {seed_name}", lambda: _delete_volume(self._pool(), seed_name))  # made anew each time
         _delete_volume(pool, seed_name)
         with tempfile.TemporaryDirectory(prefix="swarmdeck-seed-") as tmp:
             local = vm_images.seed_disk([*first_boot(node), *_identity_files(node)], Path(tmp) / "seed.img")
@@ -324,6 +359,16 @@ class LibvirtProvider:
             except libvirt.libvirtError:
                 pass  # no reservation left for it
 
+    def _undefine(self, name: str) -> None:
+        """Power off and undefine the VM ``name`` if it is there (its disks are separate entries)."""
+        try:
+            domain = self.conn.lookupByName(name)
+        except _libvirt().libvirtError:
+            return
+        if domain.isActive():
+            domain.destroy()
+        domain.undefine()
+
     def _remove_domain(self, domain, lab: str, node: str) -> int:
         """Power off and undefine the VM, delete its disks; returns how many disks."""
         if domain.isActive():
@@ -350,11 +395,8 @@ class LibvirtProvider:
                     counts["volumes"] += 1
         except _libvirt().libvirtError:
             pass  # no pool: no volume
-        network = self._network(lab)
-        if network is not None:
-            if network.isActive():
-                network.destroy()
-            network.undefine()
+        if self._network(lab) is not None:
+            self._remove_network(lab)
             counts["networks"] += 1
         return counts
 
@@ -381,7 +423,7 @@ class LibvirtProvider:
     def console(self, machine: Machine, command: str) -> tuple[int, str]:
         raise no_console(self.name)
 
-    def ensure_load_balancer(self, plan: LabPlan) -> bool:
+    def ensure_load_balancer(self, plan: LabPlan, ledger: Ledger | None = None) -> bool:
         return False  # VM kernels have IPVS: the routing mesh is the entry point
 
 

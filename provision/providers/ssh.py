@@ -15,6 +15,7 @@ import socket
 from provision import adopt, config as spec_config, keys, spec as specs
 from provision.errors import HostUnreachable, ProviderError, SpecError
 from provision.host import SSHHost, check
+from provision.ledger import Ledger
 from provision.machine import RUNNING, STOPPED, LabPlan, Machine, NodePlan, plan
 from provision.paths import home, lab_dir
 from provision.providers.base import Capabilities, FirstBoot, SSHTarget, ensure_nodes, find_machine, no_console
@@ -50,14 +51,26 @@ class SSHProvider:
                             hint="leave network.subnet at auto: their addresses come from hosts")
         return _plan(spec)
 
-    def create(self, plan: LabPlan, first_boot: FirstBoot, reporter: Reporter) -> list[Machine]:
+    def ensure_network(self, plan: LabPlan, ledger: Ledger | None = None) -> bool:
+        return False  # the machines are on their own networks already
+
+    def create(self, plan: LabPlan, first_boot: FirstBoot, reporter: Reporter,
+               ledger: Ledger | None = None) -> list[Machine]:
+        ledger = ledger or Ledger()
         spec_config.write_spec_json(plan.spec, lab_dir(plan.name) / RECORD)
-        ensure_nodes(plan, lambda node: self._adopt(plan, node), reporter, "host")
+        ensure_nodes(plan, lambda node: self._adopt(plan, node, ledger), reporter, "host")
         return self.list(plan.name)
 
-    def _adopt(self, plan: LabPlan, node: NodePlan) -> str:
+    def _adopt(self, plan: LabPlan, node: NodePlan, ledger: Ledger) -> str:
         host = plan.spec.hosts[node.name]
         target = SSHTarget(host.address, host.port, host.user)
+        if node.name not in keys.read_known_hosts(plan.name):
+            # not the lab's yet: a rollback releases it as lab.down would (these machines are
+            # not swarmdeck's to delete, only to give back as they were)
+            machine = Machine(lab=plan.name, name=node.name, role=node.role, index=node.index, address=node.address,
+                              state=RUNNING, provider=self.name, id=node.address)
+            ledger.record(f"the lab's setup on host {node.name} ({host.address})",
+                          lambda: self._release_if_adopted(machine))
         return adopt.adopt(plan.name, node.name, target, adopt.user_key(host.key))
 
     def list(self, lab: str) -> list[Machine]:
@@ -106,6 +119,10 @@ class SSHProvider:
                 counts["hosts not reached (left as they are)"] += 1
         return counts
 
+    def _release_if_adopted(self, machine: Machine) -> None:
+        if machine.name in keys.read_known_hosts(machine.lab):  # else nothing of the lab reached it
+            self._release(machine)
+
     def _release(self, machine: Machine) -> None:
         if not keys.known_hosts_path(machine.lab).is_file():
             raise HostUnreachable(f"{machine.name}: never adopted (no host key recorded)")
@@ -137,7 +154,7 @@ class SSHProvider:
     def console(self, machine: Machine, command: str) -> tuple[int, str]:
         raise no_console(self.name)
 
-    def ensure_load_balancer(self, plan: LabPlan) -> bool:
+    def ensure_load_balancer(self, plan: LabPlan, ledger: Ledger | None = None) -> bool:
         return False  # their own kernels: the routing mesh is the entry point
 
 

@@ -29,6 +29,7 @@ from provision import cli
 from provision import adopt, spec as specs, vm_images
 from provision import config as spec_config
 from provision.errors import ProviderError, ProviderUnavailable
+from provision.ledger import Ledger
 from provision.machine import PAUSED, RUNNING, STOPPED, LabPlan, Machine, plan
 from provision.paths import REPO, home, lab_dir
 from provision.providers import libvirt as lv
@@ -146,7 +147,13 @@ class VagrantProvider:
                                 hint="leave network.subnet at auto")
         return plan(spec, subnet, spec.network.mtu or 1500, pace=lv.PACE["kvm"])
 
-    def create(self, plan: LabPlan, first_boot: FirstBoot, reporter: Reporter) -> list[Machine]:
+    def ensure_network(self, plan: LabPlan, ledger: Ledger | None = None) -> bool:
+        """vagrant-libvirt: the lab's libvirt network (VirtualBox makes its own host-only one)."""
+        return plan.spec.vagrant.provider == "libvirt" and self.libvirt.ensure_network(plan, ledger)
+
+    def create(self, plan: LabPlan, first_boot: FirstBoot, reporter: Reporter,
+               ledger: Ledger | None = None) -> list[Machine]:
+        ledger = ledger or Ledger()
         owner = _json_lab()
         if owner not in (None, plan.name) and self._status(owner):
             raise ProviderError(f"the Vagrantfile in {vagrant_dir()} describes lab {owner!r}, which still has machines",
@@ -155,11 +162,16 @@ class VagrantProvider:
         self._prepare_machines(plan.spec, reporter)
         resolved = dataclasses.replace(plan.spec, network=specs.NetworkSpec(plan.subnet, plan.spec.network.mtu))
         spec_config.write_spec_json(resolved, lab_dir(plan.name) / "vagrant.json")  # with the subnet it got
-        if plan.spec.vagrant.provider == "libvirt":
-            reporter.result(f"network {lv.network_name(plan.name)} {plan.subnet}", self.libvirt.ensure_network(plan))
+        self.ensure_network(plan, ledger)  # made already by provision.api.lab_network, under the subnet lock
+        if owner != plan.name:  # the Vagrantfile described no lab, or one without machines: now this one
+            ledger.record(f"Vagrant's description of lab {plan.name} ({vagrant_dir() / SPEC_JSON})",
+                          lambda: _forget_json(plan.name))
         self._write_json(plan_all(plan))
         states = self._status(plan.name)
         missing = [n.name for n in plan.nodes if states.get(n.name) != "running"]
+        for node in missing:
+            if states.get(node, "not_created") == "not_created":  # Vagrant makes it now; `vagrant destroy` undoes it
+                ledger.record(f"Vagrant machine {node}", lambda node=node: self._destroy_machine(plan.name, node))
         if missing:
             with reporter.step(f"vagrant up {' '.join(missing)} ({plan.spec.vagrant.provider}; output in "
                                f"{lab_dir(plan.name) / 'vagrant.log'})"):
@@ -248,6 +260,12 @@ class VagrantProvider:
             data["nodes"] = [n for n in data["nodes"] if n["name"] != machine.name]
             (vagrant_dir() / SPEC_JSON).write_text(json.dumps(data, indent=2) + "\n")
 
+    def _destroy_machine(self, lab: str, node: str) -> None:
+        """``vagrant destroy NODE`` and its DHCP reservation, if Vagrant still describes the lab."""
+        if _json_lab() == lab:
+            self.remove(Machine(lab=lab, name=node, role="", index=0, address="", state=STOPPED,
+                                provider=self.name, id=node))
+
     def destroy(self, lab: str) -> dict[str, int]:
         """`vagrant destroy`; then, for vagrant-libvirt, what Vagrant left: the lab network,
         disks, and the domains themselves when Vagrant fails (a broken Vagrantfile must not
@@ -298,7 +316,7 @@ class VagrantProvider:
     def console(self, machine: Machine, command: str) -> tuple[int, str]:
         raise no_console(self.name)
 
-    def ensure_load_balancer(self, plan: LabPlan) -> bool:
+    def ensure_load_balancer(self, plan: LabPlan, ledger: Ledger | None = None) -> bool:
         return False  # VM kernels have IPVS: the routing mesh is the entry point
 
 
@@ -325,6 +343,12 @@ def _json() -> dict | None:
 def _json_lab() -> str | None:
     data = _json()
     return data.get("lab") if data else None
+
+
+def _forget_json(lab: str) -> None:
+    """Remove the Vagrantfile's lab description if it still describes ``lab``."""
+    if _json_lab() == lab:
+        (vagrant_dir() / SPEC_JSON).unlink(missing_ok=True)
 
 
 def _vagrant_lib():

@@ -6,6 +6,7 @@ Set UPDATE_GOLDEN=1 to rewrite the golden files after a deliberate template chan
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import xml.etree.ElementTree as ET
@@ -16,6 +17,8 @@ import pytest
 libvirt = pytest.importorskip("libvirt", reason="the libvirt extra: pip install -e '.[libvirt]'")
 
 from provision import config  # noqa: E402
+from provision.errors import SubnetTaken  # noqa: E402
+from provision.ledger import Ledger  # noqa: E402
 from provision.firstboot import File  # noqa: E402
 from provision.machine import PAUSED, RUNNING, STOPPED, plan  # noqa: E402
 from provision.providers import libvirt as lv  # noqa: E402
@@ -137,6 +140,55 @@ def test_adding_and_removing_a_node_updates_the_dhcp_reservations(provider):
     provider.remove(provider.machine("vmlab", "worker3"))
     assert lv.mac_address("vmlab", "worker3") not in provider._network("vmlab").XMLDesc(0)
     assert [m.name for m in provider.list("vmlab")] == ["manager1", "worker1", "worker2"]
+
+
+def _lab_volumes(provider) -> list[str]:
+    return sorted(v.name() for v in provider._pool().listAllVolumes(0) if v.name().startswith("vmlab-"))
+
+
+def test_a_failed_run_removes_the_vms_disks_and_network_it_made_last_first(provider):
+    ledger = Ledger()
+    lab = provider.resolve(lab_plan().spec)
+    provider.ensure_network(lab, ledger)
+    provider.create(lab, first_boot, Quiet(), ledger)
+    made = [e.what for e in ledger.entries]
+    assert made[0] == "network swarmdeck-vmlab"
+    for node in ("manager1", "worker1", "worker2"):  # each VM after its disks, so it goes before them
+        assert made.index(f"disk vmlab-{node}.qcow2") < made.index(f"disk vmlab-{node}-seed.img") \
+            < made.index(f"VM vmlab-{node}")
+    assert ledger.roll_back(Quiet()) == []
+    assert provider.list("vmlab") == [] and provider._network("vmlab") is None and _lab_volumes(provider) == []
+
+
+def test_a_failed_add_removes_only_the_new_vm_its_disks_and_its_reservation(provider):
+    from orchestrator.membership import with_node
+
+    lab = provider.resolve(lab_plan().spec)
+    provider.create(lab, first_boot, Quiet())
+    before = _lab_volumes(provider)
+    ledger = Ledger()
+    grown = provider.resolve(with_node(lab.spec, "worker3", "worker", {}))
+    provider.ensure_network(grown, ledger)
+    provider.create(dataclasses.replace(grown, nodes=(grown.node("worker3"),)), first_boot, Quiet(), ledger)
+    assert [e.what for e in ledger.entries] == ["DHCP reservation of worker3", "disk vmlab-worker3.qcow2",
+                                                "disk vmlab-worker3-seed.img", "VM vmlab-worker3"]
+    ledger.roll_back(Quiet())
+    assert [m.name for m in provider.list("vmlab")] == ["manager1", "worker1", "worker2"]
+    assert _lab_volumes(provider) == before
+    assert lv.mac_address("vmlab", "worker3") not in provider._network("vmlab").XMLDesc(0)
+
+
+def test_a_subnet_in_use_is_refused_by_name_and_leaves_no_network(provider, monkeypatch):
+    lab = provider.resolve(lab_plan().spec)
+    monkeypatch.setattr(lv, "_host_subnets", lambda: {"interface virbr9": lab.subnet})  # appeared meanwhile
+
+    def in_use(self, flags=0):
+        raise libvirt.libvirtError("internal error: Network is already in use by interface virbr9")
+
+    monkeypatch.setattr(libvirt.virNetwork, "create", in_use)
+    with pytest.raises(SubnetTaken, match=r"swarmdeck-vmlab cannot use subnet 10.201.0.0/24: .*'interface virbr9'"):
+        provider.ensure_network(lab, Ledger())
+    assert provider._network("vmlab") is None  # a retry can define it anew
 
 
 def test_an_existing_lab_keeps_its_subnet_and_refuses_another(provider):

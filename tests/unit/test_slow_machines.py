@@ -72,7 +72,7 @@ def test_a_slow_call_is_retried_then_reported_with_its_attempts():
 class BrokenBalancer:
     name = "docker"
 
-    def ensure_load_balancer(self, plan):
+    def ensure_load_balancer(self, plan, ledger=None):
         raise ProviderError("the lab's load balancer slow-lb could not start: address in use")
 
 
