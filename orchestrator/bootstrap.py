@@ -50,7 +50,7 @@ def fit_ingress_mtu(ctx: BootstrapContext) -> None:
 
 def _join(ctx: BootstrapContext, node: NodePlan) -> bool:
     assert ctx.tokens is not None
-    return swarm.join(ctx.clients[node], node.name, node.address, ctx.plan.first_manager.address,
+    return swarm.join(ctx.clients[node], node.name, node.address, [ctx.plan.first_manager.address],
                       ctx.tokens.for_role(node.role), ctx.members)
 
 

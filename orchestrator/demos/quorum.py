@@ -118,7 +118,7 @@ def _rejoin(lab: LabSession, name: str) -> None:
                    timeout=60, describe=f"the old {name} to be down")
         lab.manager.nodes.get(node.id).remove(force=True)
     node = lab.plan.node(name)
-    swarm.join(client, name, node.address, lab.plan.first_manager.address, swarm.tokens(lab.manager).manager,
+    swarm.join(client, name, node.address, [lab.plan.first_manager.address], swarm.tokens(lab.manager).manager,
                swarm.member_ids(lab.manager))
     wait_until(lambda: any(n.hostname == name and n.reachability == "reachable" for n in swarm_nodes(lab.manager)),
                timeout=90, describe=f"{name} to be a reachable manager")
