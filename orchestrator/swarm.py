@@ -111,10 +111,14 @@ def join(client: docker.DockerClient, name: str, address: str, managers: Sequenc
 
 
 def leave(client: docker.DockerClient) -> bool:
-    """``docker swarm leave --force``; False when the node is in no swarm."""
+    """``docker swarm leave --force``; False when the node is in no swarm.
+
+    Through the low-level API: the SDK's ``client.swarm`` first inspects the swarm, which
+    fails on a manager whose swarm has no leader (the very node that must leave).
+    """
     if local_state(client) == "inactive":
         return False
-    client.swarm.leave(force=True)
+    client.api.leave_swarm(force=True)
     return True
 
 

@@ -110,8 +110,7 @@ def _force_new_cluster(lab: LabSession, address: str) -> None:
 def _rejoin(lab: LabSession, name: str) -> None:
     """A manager of the old cluster must leave it and join the new one."""
     client: docker.DockerClient = lab.clients[name]
-    if swarm.local_state(client) != "inactive":
-        client.swarm.leave(force=True)
+    swarm.leave(client)
     old = [n for n in swarm_nodes(lab.manager) if n.hostname == name]
     for node in old:  # the new cluster still lists the lost managers (outside its Raft): drop them
         wait_until(lambda: next((n.state for n in swarm_nodes(lab.manager) if n.id == node.id), "down") == "down",

@@ -80,6 +80,7 @@ class Engine:
         self.cluster: Cluster | None = None
         self.node_id = ""
         self.swarm = _SwarmAPI(self)
+        self.api = _LowLevelAPI(self.swarm)
         self.nodes = _Nodes(self)
         self.networks = _Networks()
 
@@ -175,6 +176,11 @@ class _SwarmAPI:
         if dispatcher_heartbeat_period:
             cluster.heartbeat = dispatcher_heartbeat_period
         return True
+
+
+class _LowLevelAPI:
+    def __init__(self, swarm: _SwarmAPI):
+        self.leave_swarm = swarm.leave
 
 
 class _Node:
