@@ -47,8 +47,9 @@ def find_or_init_swarm(ctx: BootstrapContext) -> None:
     Nodes in a swarm that is not the lab's (left over, or made by hand) leave it first.
     """
     plan = ctx.plan
-    found = wait_until(lambda: repair.decide(repair.survey(plan, ctx.clients)), timeout=ELECTION_TIMEOUT,
-                       interval=1, describe="the managers that hold the lab's swarm to agree on a leader",
+    found = wait_until(lambda: repair.decide(repair.survey(plan, ctx.clients)),
+                       timeout=plan.scaled(ELECTION_TIMEOUT), interval=1,
+                       describe="the managers that hold the lab's swarm to agree on a leader",
                        hint=f"{cli.command('lab.status', lab=plan.name)} shows the managers; Raft needs a majority "
                             "of them up to elect a leader")
     ctx.keeper = found.keeper
@@ -112,7 +113,7 @@ def remove_stale_entries(ctx: BootstrapContext) -> None:
     for stale in repair.stale_entries(entries, live):
         if stale.labels and swarm.add_missing_labels(ctx.manager_client, live[stale.hostname], stale.labels):
             ctx.reporter.result(f"labels of {stale.hostname}'s stale entry kept: {stale.labels}", True)
-        swarm.remove_entry(ctx.manager_client, stale.id)
+        swarm.remove_entry(ctx.manager_client, stale.id, timeout=ctx.plan.scaled(60))
         ctx.reporter.result(f"stale entry of {stale.hostname} removed (a {stale.role}, {stale.state}, "
                             f"from before it rejoined)", True)
 
