@@ -25,6 +25,7 @@ class SwarmNode:
     reachability: str  # reachable | unreachable | "" (workers)
     address: str
     labels: dict
+    created: str = ""  # CreatedAt: of two entries with one hostname, the newer is the node's live one
 
 
 def swarm_nodes(manager: docker.DockerClient) -> list[SwarmNode]:
@@ -37,9 +38,34 @@ def swarm_nodes(manager: docker.DockerClient) -> list[SwarmNode]:
             id=node.id, hostname=(attrs.get("Description") or {}).get("Hostname", ""), role=spec.get("Role", ""),
             state=status.get("State", "unknown"), availability=spec.get("Availability", ""),
             leader=bool(manager_status.get("Leader")), reachability=manager_status.get("Reachability", ""),
-            address=status.get("Addr", ""), labels=dict(spec.get("Labels") or {}),
+            address=status.get("Addr", ""), labels=dict(spec.get("Labels") or {}), created=attrs.get("CreatedAt", ""),
         ))
     return sorted(found, key=lambda n: n.hostname)
+
+
+def created_order(node: SwarmNode) -> tuple[str, str]:
+    """Sortable CreatedAt: Go trims trailing zeros of the nanoseconds, so plain text does not sort."""
+    seconds, _, fraction = node.created.rstrip("Z").partition(".")
+    return seconds, fraction.ljust(9, "0")
+
+
+def entries_by_hostname(nodes: list[SwarmNode]) -> dict[str, list[SwarmNode]]:
+    """Every hostname's entries, the newest first.
+
+    A node that left and joined again (``docker swarm leave --force``, then a join) gets
+    a new node ID; the swarm keeps listing its old entry, Down, until someone removes it.
+    Node IDs are never reused, so the newest entry is the live one (if any is) and the
+    older ones are stale.
+    """
+    grouped: dict[str, list[SwarmNode]] = {}
+    for node in sorted(nodes, key=created_order, reverse=True):
+        grouped.setdefault(node.hostname, []).append(node)
+    return grouped
+
+
+def live_entries(nodes: list[SwarmNode]) -> dict[str, SwarmNode]:
+    """``{hostname: its live entry}`` (see ``entries_by_hostname``)."""
+    return {hostname: entries[0] for hostname, entries in entries_by_hostname(nodes).items()}
 
 
 def reachable_manager(plan: LabPlan, clients: ClientPool, machines: list[Machine]) -> docker.DockerClient | None:
@@ -65,6 +91,7 @@ class NodeStatus:
     availability: str
     leader: bool
     machine: str  # running | stopped | paused | created | missing
+    stale: int = 0  # older swarm entries with this hostname, left when the node rejoined (lab.up removes them)
 
     @property
     def ready(self) -> bool:
@@ -138,15 +165,15 @@ def not_ready(nodes: list[NodeStatus]) -> list[str]:
 def lab_status(plan: LabPlan, machines: list[Machine], clients: ClientPool) -> LabStatus:
     by_name = {m.name: m for m in machines}
     manager = reachable_manager(plan, clients, machines)
-    known = {n.hostname: n for n in swarm_nodes(manager)} if manager else {}
+    entries = entries_by_hostname(swarm_nodes(manager)) if manager else {}
     nodes = []
     for node in plan.nodes:
         machine = by_name[node.name].state if node.name in by_name else "missing"
-        seen = known.get(node.name)
+        seen, *stale = entries.get(node.name) or [None]
         nodes.append(NodeStatus(
             name=node.name, role=seen.role if seen else node.role, address=node.address,
             state=seen.state if seen else machine, availability=seen.availability if seen else "",
-            leader=bool(seen and seen.leader), machine=machine,
+            leader=bool(seen and seen.leader), machine=machine, stale=len(stale),
         ))
     return LabStatus(plan.name, plan.spec.provider, plan.registry, entry_point(plan).to_json(), manager is not None,
                      nodes, viz_control.url(plan.name))

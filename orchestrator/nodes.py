@@ -15,7 +15,7 @@ import docker.errors
 import requests
 
 from orchestrator import swarm
-from orchestrator.inspect import SwarmNode, swarm_nodes
+from orchestrator.inspect import SwarmNode, entries_by_hostname, swarm_nodes
 from orchestrator.session import LabSession
 from provision import cli
 from provision.engine import node_client
@@ -27,17 +27,25 @@ AVAILABILITIES = ("active", "pause", "drain")
 
 
 def find(manager: docker.DockerClient, name: str) -> SwarmNode:
-    """The swarm node whose hostname is ``name``.
+    """The live entry of the swarm node whose hostname is ``name`` (the newest: older
+    entries with that hostname are stale ones, left when the node rejoined).
 
     Raises:
         LabError: naming the nodes the swarm has.
     """
-    nodes = swarm_nodes(manager)
-    for node in nodes:
-        if node.hostname == name:
-            return node
-    known = ", ".join(n.hostname for n in nodes)
-    raise LabError(f"the swarm has no node {name!r} (its nodes: {known})")
+    return entries(manager, name)[0]
+
+
+def entries(manager: docker.DockerClient, name: str) -> list[SwarmNode]:
+    """Every entry with hostname ``name``, the live one first.
+
+    Raises:
+        LabError: there is none; naming the nodes the swarm has.
+    """
+    grouped = entries_by_hostname(swarm_nodes(manager))
+    if name not in grouped:
+        raise LabError(f"the swarm has no node {name!r} (its nodes: {', '.join(sorted(grouped))})")
+    return grouped[name]
 
 
 def promote(lab: LabSession, name: str) -> bool:
@@ -137,35 +145,38 @@ def set_labels(lab: LabSession, name: str, add: dict[str, str], remove: list[str
 
 
 def leave(lab: LabSession, name: str) -> bool:
-    """Make ``name`` leave the swarm and remove it from the node list.
+    """Make ``name`` leave the swarm and remove it from the node list: its live entry and
+    any stale ones that earlier memberships left.
 
     A manager is demoted first, so Raft shrinks cleanly instead of counting a
     missing member against its majority. A node whose engine does not answer (it is
     down) cannot leave by itself: the managers forget it.
     """
     try:
-        node = find(lab.manager, name)
+        node, *stale = entries(lab.manager, name)
     except LabError:
-        node = None
+        node, stale = None, []
     if node is not None and node.role == "manager":
         demote(lab, name)
     left = _leave_from_node(lab, name, must_answer=node is None)
     if node is not None:
         if left:
-            wait_until(lambda: find(lab.manager, name).state == "down", timeout=lab.plan.scaled(60),
+            wait_until(lambda: _state(lab.manager, node.id) == "down", timeout=lab.plan.scaled(60),
                        describe=f"the swarm to see {name} down after it left")
         lab.manager.nodes.get(node.id).remove(force=True)
+    for entry in stale:
+        swarm.remove_entry(lab.manager, entry.id, timeout=lab.plan.scaled(60))
     return left or node is not None
+
+
+def _state(manager: docker.DockerClient, node_id: str) -> str:
+    return next((n.state for n in swarm_nodes(manager) if n.id == node_id), "absent")
 
 
 def _leave_from_node(lab: LabSession, name: str, *, must_answer: bool) -> bool:
     """``docker swarm leave --force`` on the node; False when it is in no swarm or down."""
     try:
-        client = lab.clients[name]
-        if swarm.local_state(client) == "inactive":
-            return False
-        client.swarm.leave(force=True)
-        return True
+        return swarm.leave(lab.clients[name])
     except (docker.errors.DockerException, requests.RequestException):
         if must_answer:
             raise
@@ -192,7 +203,7 @@ def join(lab: LabSession, name: str, role: str) -> bool:
     leader = next(n for n in swarm_nodes(lab.manager) if n.leader)
     node = lab.plan.node(name)
     tokens = swarm.tokens(lab.manager)
-    changed = swarm.join(lab.clients[name], name, node.address, leader.address.split(":")[0],
+    changed = swarm.join(lab.clients[name], name, node.address, [leader.address.split(":")[0]],
                          tokens.for_role(role), swarm.member_ids(lab.manager))
     wait_until(lambda: find(lab.manager, name).state == "ready", timeout=lab.plan.scaled(60),
                describe=f"{name} to be ready")

@@ -7,7 +7,7 @@ into a message: errors are redacted by LabError, and nothing here logs a token.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import docker
 import docker.errors
@@ -15,6 +15,7 @@ import docker.errors
 from provision import cli
 from provision.errors import SwarmError
 from provision.spec import SwarmSpec
+from provision.wait import NotYet, wait_until
 
 SWARM_PORT = 2377
 
@@ -83,9 +84,10 @@ def member_ids(manager: docker.DockerClient) -> set[str]:
     return {node.id for node in manager.nodes.list()}
 
 
-def join(client: docker.DockerClient, name: str, address: str, manager_address: str, token: str,
+def join(client: docker.DockerClient, name: str, address: str, managers: Sequence[str], token: str,
          members: set[str]) -> bool:
-    """Join this node to the swarm of ``manager_address``; False when it is a member already.
+    """Join this node to the swarm whose managers listen on ``managers`` (addresses);
+    False when it is a member already.
 
     Raises:
         SwarmError: the node belongs to another swarm, or the join failed.
@@ -95,15 +97,28 @@ def join(client: docker.DockerClient, name: str, address: str, manager_address: 
         if info.get("NodeID") in members:
             return False
         raise SwarmError(f"{name} is already part of another swarm",
-                         hint=f"make it leave (`docker swarm leave --force` on {name}) or recreate the lab")
+                         hint=f"{cli.command('lab.up')} makes it leave that swarm and join the lab's "
+                              f"(or `docker swarm leave --force` on {name})")
     try:
         client.swarm.join(
-            remote_addrs=[f"{manager_address}:{SWARM_PORT}"], join_token=token,
+            remote_addrs=[f"{manager}:{SWARM_PORT}" for manager in managers], join_token=token,
             advertise_addr=address, listen_addr=f"{address}:{SWARM_PORT}",
         )
     except docker.errors.APIError as err:
-        raise SwarmError(f"{name} could not join the swarm at {manager_address}: {err.explanation or err}",
+        raise SwarmError(f"{name} could not join the swarm at {', '.join(managers)}: {err.explanation or err}",
                          hint=f"check that the nodes reach each other on 2377/tcp ({cli.command('lab.doctor')})") from err
+    return True
+
+
+def leave(client: docker.DockerClient) -> bool:
+    """``docker swarm leave --force``; False when the node is in no swarm.
+
+    Through the low-level API: the SDK's ``client.swarm`` first inspects the swarm, which
+    fails on a manager whose swarm has no leader (the very node that must leave).
+    """
+    if local_state(client) == "inactive":
+        return False
+    client.api.leave_swarm(force=True)
     return True
 
 
@@ -126,6 +141,43 @@ def update_node(manager: docker.DockerClient, node_id: str, change: Callable[[di
 def ensure_labels(manager: docker.DockerClient, node_id: str, labels: dict[str, str]) -> bool:
     """Make sure the node carries ``labels`` (others are left alone)."""
     return update_node(manager, node_id, lambda spec: spec["Labels"].update(labels))
+
+
+def add_missing_labels(manager: docker.DockerClient, node_id: str, labels: dict[str, str]) -> bool:
+    """Give the node those of ``labels`` whose keys it has no value for."""
+    def change(spec: dict) -> None:
+        for key, value in labels.items():
+            spec["Labels"].setdefault(key, value)
+
+    return update_node(manager, node_id, change)
+
+
+def remove_entry(manager: docker.DockerClient, node_id: str, timeout: float = 60) -> None:
+    """Remove a node entry whose node is gone (it left, or is a stale copy of a node that rejoined).
+
+    A manager entry that is a member of Raft is demoted first: Raft counts it against
+    its majority until then, and Swarm refuses to remove it before. The demotion takes
+    effect a moment later, so the removal is retried until Swarm accepts it. (After
+    ``swarm init --force-new-cluster`` the old managers' entries are outside Raft:
+    they are removed at once.)
+    """
+    entry = manager.nodes.get(node_id)
+    if entry.attrs["Spec"].get("Role") == "manager" and entry.attrs.get("ManagerStatus"):
+        update_node(manager, node_id, lambda spec: spec.update(Role="worker"))
+
+    def removed() -> bool:
+        try:
+            manager.nodes.get(node_id).remove(force=True)
+        except docker.errors.NotFound:
+            return True
+        except docker.errors.APIError as err:
+            if "demoted" in str(err.explanation or err):  # Raft has not let it go yet
+                raise NotYet(str(err.explanation or err)) from err
+            raise SwarmError(f"the swarm did not remove node entry {node_id[:12]}: {err.explanation or err}") from err
+        return True
+
+    wait_until(removed, timeout=timeout, interval=0.5, describe=f"the swarm to remove node entry {node_id[:12]}",
+               hint="Raft needs a majority of the managers up to change its membership")
 
 
 VXLAN_OVERHEAD = 50  # outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8

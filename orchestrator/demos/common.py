@@ -11,7 +11,7 @@ import docker.errors
 import requests
 
 from orchestrator import nodes, services
-from orchestrator.inspect import swarm_nodes
+from orchestrator.inspect import live_entries, swarm_nodes
 from orchestrator.probe import Probe
 from orchestrator.report import DemoReport
 from orchestrator.session import LabSession
@@ -89,7 +89,8 @@ def wait_running(lab: LabSession, service: str, count: int, *, timeout: float = 
 
 
 def node_state(lab: LabSession, node: str) -> str:
-    return next((n.state for n in swarm_nodes(lab.manager) if n.hostname == node), "absent")
+    live = live_entries(swarm_nodes(lab.manager)).get(node)
+    return live.state if live else "absent"
 
 
 def wait_for_state(lab: LabSession, report: DemoReport, node: str, state: str, text: str) -> float:

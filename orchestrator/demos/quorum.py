@@ -110,15 +110,14 @@ def _force_new_cluster(lab: LabSession, address: str) -> None:
 def _rejoin(lab: LabSession, name: str) -> None:
     """A manager of the old cluster must leave it and join the new one."""
     client: docker.DockerClient = lab.clients[name]
-    if swarm.local_state(client) != "inactive":
-        client.swarm.leave(force=True)
+    swarm.leave(client)
     old = [n for n in swarm_nodes(lab.manager) if n.hostname == name]
     for node in old:  # the new cluster still lists the lost managers (outside its Raft): drop them
         wait_until(lambda: next((n.state for n in swarm_nodes(lab.manager) if n.id == node.id), "down") == "down",
                    timeout=60, describe=f"the old {name} to be down")
         lab.manager.nodes.get(node.id).remove(force=True)
     node = lab.plan.node(name)
-    swarm.join(client, name, node.address, lab.plan.first_manager.address, swarm.tokens(lab.manager).manager,
+    swarm.join(client, name, node.address, [lab.plan.first_manager.address], swarm.tokens(lab.manager).manager,
                swarm.member_ids(lab.manager))
     wait_until(lambda: any(n.hostname == name and n.reachability == "reachable" for n in swarm_nodes(lab.manager)),
                timeout=90, describe=f"{name} to be a reachable manager")

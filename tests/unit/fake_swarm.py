@@ -1,0 +1,252 @@
+"""A fake Docker engine per node, with just the Swarm of the docker SDK that swarmdeck uses.
+
+Engines share a ``World`` of swarms. It keeps what matters to lab.up's repair: node IDs
+that change on every join, entries that stay listed after a node left (Down, and still a
+Raft member for a manager until demoted), Raft's majority (without it a manager reports
+no cluster ID and refuses writes), labels, and Swarm's refusal to remove a manager entry
+that Raft still counts. Demotion and the heartbeat are immediate here.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import docker.errors
+
+_ids = itertools.count(1)
+
+
+def _created(n: int) -> str:
+    """A CreatedAt as Docker writes it: RFC 3339 with the nanoseconds' trailing zeros trimmed."""
+    return f"2026-01-01T{n // 3600:02d}:{n // 60 % 60:02d}:{n % 60:02d}.{'5' if n % 2 else '25'}Z"
+
+
+def _error(text: str, cls=docker.errors.APIError):
+    return cls(text, explanation=text)
+
+
+@dataclass
+class Entry:
+    """A node entry in a swarm's node list."""
+
+    id: str
+    hostname: str
+    address: str
+    role: str
+    created: str
+    labels: dict = field(default_factory=dict)
+    availability: str = "active"
+
+
+@dataclass
+class Cluster:
+    id: str
+    entries: dict[str, Entry] = field(default_factory=dict)
+    raft: set[str] = field(default_factory=set)  # node IDs of Raft's members
+    heartbeat: int = 5_000_000_000
+
+
+class World:
+    """Every engine and swarm of a lab."""
+
+    def __init__(self, addresses: dict[str, str], *, newest_first: bool = False):
+        self.newest_first = newest_first  # the order of the node list (Docker's follows node IDs: either may come first)
+        self.engines = {name: Engine(self, name, address) for name, address in addresses.items()}
+        self.clusters: dict[str, Cluster] = {}
+
+    def __getitem__(self, node) -> "Engine":  # a ClientPool: by name or NodePlan
+        return self.engines[node if isinstance(node, str) else node.name]
+
+    def live(self, node_id: str) -> "Engine | None":
+        return next((e for e in self.engines.values() if e.cluster is not None and e.node_id == node_id), None)
+
+    def has_leader(self, cluster: Cluster) -> bool:
+        alive = [i for i in cluster.raft if (e := self.live(i)) is not None and e.cluster is cluster]
+        return 2 * len(alive) > len(cluster.raft)
+
+    def cluster_of(self, name: str) -> Cluster | None:
+        return self.engines[name].cluster
+
+    def entries(self, hostname: str) -> list[Entry]:
+        return [e for c in self.clusters.values() for e in c.entries.values() if e.hostname == hostname]
+
+
+class Engine:
+    """What swarmdeck calls on a docker.DockerClient of a node, for Swarm."""
+
+    def __init__(self, world: World, name: str, address: str):
+        self.world, self.name, self.address = world, name, address
+        self.cluster: Cluster | None = None
+        self.node_id = ""
+        self.swarm = _SwarmAPI(self)
+        self.api = _LowLevelAPI(self.swarm)
+        self.nodes = _Nodes(self)
+        self.networks = _Networks()
+
+    @property
+    def manager(self) -> bool:
+        return self.cluster is not None and self.node_id in self.cluster.raft
+
+    def info(self) -> dict:
+        if self.cluster is None:
+            return {"Swarm": {"LocalNodeState": "inactive", "NodeID": "", "ControlAvailable": False,
+                              "RemoteManagers": None, "Cluster": None}}
+        cluster = self.cluster
+        led = self.world.has_leader(cluster)
+        return {"Swarm": {
+            "LocalNodeState": "active", "NodeID": self.node_id, "ControlAvailable": self.manager,
+            "RemoteManagers": [{"NodeID": i, "Addr": f"{cluster.entries[i].address}:2377"} for i in sorted(cluster.raft)],
+            "Cluster": {"ID": cluster.id} if self.manager and led else {"ID": ""},
+            "Error": "" if led else "The swarm does not have a leader.",
+        }}
+
+    def require_leader(self) -> Cluster:
+        if not self.manager:
+            raise _error("This node is not a swarm manager.", docker.errors.APIError)
+        assert self.cluster is not None
+        if not self.world.has_leader(self.cluster):
+            raise _error("rpc error: code = Unknown desc = The swarm does not have a leader.")
+        return self.cluster
+
+    def enter(self, cluster: Cluster, role: str) -> Entry:
+        self.cluster, self.node_id = cluster, f"{self.name}-{next(_ids)}"
+        entry = Entry(self.node_id, self.name, self.address, role, _created(next(_ids)))
+        cluster.entries[entry.id] = entry
+        if role == "manager":
+            cluster.raft.add(entry.id)
+        return entry
+
+    def close(self) -> None:
+        pass
+
+
+class _SwarmAPI:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.attrs: dict = {}
+
+    def init(self, advertise_addr: str, listen_addr: str, dispatcher_heartbeat_period: int | None = None,
+             force_new_cluster: bool = False) -> str:
+        engine = self.engine
+        if engine.cluster is not None and not force_new_cluster:
+            raise _error("This node is already part of a swarm.", docker.errors.APIError)
+        if force_new_cluster:
+            assert engine.cluster is not None and engine.manager
+            engine.cluster.raft = {engine.node_id}
+            return engine.node_id
+        cluster = Cluster(f"cluster-{next(_ids)}")
+        if dispatcher_heartbeat_period:
+            cluster.heartbeat = dispatcher_heartbeat_period
+        engine.world.clusters[cluster.id] = cluster
+        engine.enter(cluster, "manager")
+        return engine.node_id
+
+    def join(self, remote_addrs: list[str], join_token: str, advertise_addr: str, listen_addr: str) -> bool:
+        engine = self.engine
+        if engine.cluster is not None:
+            raise _error("This node is already part of a swarm.")
+        hosts = {a.split(":")[0] for a in remote_addrs}
+        target = next((e for e in engine.world.engines.values() if e.address in hosts and e.manager
+                       and engine.world.has_leader(e.cluster)), None)
+        if target is None:
+            raise _error(f"could not join {remote_addrs}: no manager with a leader there")
+        cluster = target.cluster
+        assert cluster is not None
+        role = "manager" if join_token == f"{cluster.id}-manager" else "worker"
+        engine.enter(cluster, role)
+        return True
+
+    def leave(self, force: bool = False) -> bool:
+        engine = self.engine
+        if engine.cluster is None:
+            raise _error("This node is not part of a swarm.", docker.errors.APIError)
+        if engine.manager and not force:
+            raise _error("You are attempting to leave the swarm on a node that is participating as a manager.")
+        engine.cluster, engine.node_id = None, ""  # its entry stays listed (down); a manager stays in Raft
+        return True
+
+    def reload(self) -> None:
+        cluster = self.engine.require_leader()
+        self.attrs = {"JoinTokens": {"Worker": f"{cluster.id}-worker", "Manager": f"{cluster.id}-manager"},
+                      "Spec": {"Dispatcher": {"HeartbeatPeriod": cluster.heartbeat}}}
+
+    def update(self, dispatcher_heartbeat_period: int | None = None, **_) -> bool:
+        cluster = self.engine.require_leader()
+        if dispatcher_heartbeat_period:
+            cluster.heartbeat = dispatcher_heartbeat_period
+        return True
+
+
+class _LowLevelAPI:
+    def __init__(self, swarm: _SwarmAPI):
+        self.leave_swarm = swarm.leave
+
+
+class _Node:
+    def __init__(self, engine: Engine, entry: Entry):
+        self.engine, self.entry, self.id = engine, entry, entry.id
+
+    @property
+    def attrs(self) -> dict:
+        entry, world = self.entry, self.engine.world
+        cluster = self.engine.require_leader()
+        live = world.live(entry.id)
+        attrs = {"ID": entry.id, "CreatedAt": entry.created, "Description": {"Hostname": entry.hostname},
+                 "Spec": {"Role": entry.role, "Availability": entry.availability, "Labels": dict(entry.labels)},
+                 "Status": {"State": "ready" if live is not None else "down", "Addr": entry.address}}
+        if entry.id in cluster.raft:
+            leader = min((i for i in cluster.raft if world.live(i) is not None), default="")
+            attrs["ManagerStatus"] = {"Reachability": "reachable" if live is not None else "unreachable",
+                                      "Addr": f"{entry.address}:2377", **({"Leader": True} if leader == entry.id else {})}
+        return attrs
+
+    def update(self, spec: dict) -> bool:
+        cluster = self.engine.require_leader()
+        entry = self.entry
+        entry.labels, entry.availability = dict(spec.get("Labels") or {}), spec.get("Availability", "active")
+        if spec.get("Role") == "worker" and entry.role == "manager":
+            cluster.raft.discard(entry.id)
+            if not self.engine.world.has_leader(cluster):
+                cluster.raft.add(entry.id)
+                raise _error("rpc error: can't remove member: would lose quorum")
+        elif spec.get("Role") == "manager" and entry.role == "worker":
+            cluster.raft.add(entry.id)
+        entry.role = spec.get("Role", entry.role)
+        return True
+
+    def remove(self, force: bool = False) -> bool:
+        cluster = self.engine.require_leader()
+        if self.entry.id in cluster.raft:
+            raise _error(f"rpc error: code = FailedPrecondition desc = node {self.id} is a cluster manager and is a "
+                         "member of the raft cluster. It must be demoted to worker before removal")
+        live = self.engine.world.live(self.id)
+        if live is not None and not force:
+            raise _error(f"node {self.id} is not down and can't be removed")
+        if live is not None:
+            live.cluster, live.node_id = None, ""
+        del cluster.entries[self.id]
+        return True
+
+
+class _Nodes:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def list(self) -> list[_Node]:
+        cluster = self.engine.require_leader()
+        listed = [_Node(self.engine, e) for e in cluster.entries.values()]
+        return listed[::-1] if self.engine.world.newest_first else listed
+
+    def get(self, node_id: str) -> _Node:
+        cluster = self.engine.require_leader()
+        if node_id not in cluster.entries:
+            raise _error(f"node {node_id} not found", docker.errors.NotFound)
+        return _Node(self.engine, cluster.entries[node_id])
+
+
+class _Networks:
+    """No ingress network listed: Swarm's default MTU, which fits a 1500-byte lab network."""
+
+    def list(self, filters=None) -> list:
+        return []
