@@ -100,3 +100,7 @@ class LabUnhealthy(LabError):
     """The lab runs but is not whole: no manager answers, or a node is not ready (``lab.status``)."""
 
     exit_code = 5
+
+
+class ConvergenceError(LabError):
+    """A service did not reach the state asked for; the message carries Swarm's reason."""
