@@ -450,7 +450,7 @@ def _wait_options(detach, timeout) -> services.WaitOptions:
     "health_cmd": "a shell healthcheck command", "lab": LAB_HELP, "detach": DETACH_HELP, "timeout": TIMEOUT_HELP})
 def service_create(c, image, name=None, replicas=1, global_=False, publish=None, constraint=None, env=None,
                    endpoint_mode="vip", update_parallelism=1, update_delay=0.0, update_order="stop-first",
-                   update_failure_action="pause", health_cmd=None, lab=None, detach=False, timeout=None):
+                   update_failure_action="pause", lab=None, health_cmd=None, detach=False, timeout=None):
     """Create a service and wait until its tasks run: service.create --name web IMAGE."""
     service = name or services.default_name(image)
     request = services.ServiceRequest(

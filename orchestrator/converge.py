@@ -31,6 +31,7 @@ import docker.errors
 
 from provision import cli
 from provision.errors import ConvergenceError, LabError
+from provision.machine import LabPlan
 from provision.report import Reporter
 from provision.wait import NotYet, wait_until
 
@@ -283,18 +284,24 @@ def _inspect(manager: docker.DockerClient, name: str) -> dict:
         raise LabError(f"service {name} was removed while swarmdeck waited for it") from err
 
 
+def watch_for(plan: LabPlan, name: str, **options) -> Watch:
+    """A Watch of service ``name`` in the lab of ``plan``, patient as its machines are slow."""
+    return Watch(name, plan.name, patience=plan.scaled(PATIENCE), **options)
+
+
 def wait(manager: docker.DockerClient, watches: list[Watch], reporter: Reporter, *, timeout: float | None = None,
-         interval: float = 0.5, clock: Callable[[], float] = time.monotonic,
+         pace: float = 1.0, interval: float = 0.5, clock: Callable[[], float] = time.monotonic,
          sleep: Callable[[float], None] = time.sleep) -> list[Progress]:
     """Poll until every watched service converged; report a line whenever one changes.
 
     Raises:
         ConvergenceError: with Swarm's reason, as soon as Swarm gives one.
-        WaitTimeout: after ``timeout`` (default: from the services' update settings), naming
-            every service still waited for and its last state.
+        WaitTimeout: after ``timeout`` (default: from the services' update settings, times the
+            lab's ``pace``: see LabPlan.scaled), naming every service still waited for and its
+            last state.
     """
     if timeout is None:
-        timeout = max(default_timeout(_inspect(manager, w.name)) for w in watches)
+        timeout = pace * max(default_timeout(_inspect(manager, w.name)) for w in watches)
     shown: dict[str, tuple] = {}
     told: set[tuple[str, str, str]] = set()
 

@@ -383,7 +383,7 @@ def _detached(lab: LabSession, name: str) -> str:
 
 
 def _wait(lab: LabSession, watch: converge.Watch, reporter: Reporter, options: WaitOptions) -> str:
-    return outcome(converge.wait(lab.manager, [watch], reporter, timeout=options.timeout)[0])
+    return outcome(converge.wait(lab.manager, [watch], reporter, timeout=options.timeout, pace=lab.plan.pace)[0])
 
 
 def create_service(lab: LabSession, request: ServiceRequest, reporter: Reporter,
@@ -400,7 +400,7 @@ def create_service(lab: LabSession, request: ServiceRequest, reporter: Reporter,
     create(lab.manager, lab.plan, request, image=image)
     if options.detach:
         return _detached(lab, request.name)
-    return _wait(lab, converge.Watch(request.name, lab.plan.name), reporter, options)
+    return _wait(lab, converge.watch_for(lab.plan, request.name), reporter, options)
 
 
 def scale_service(lab: LabSession, name: str, replicas: int, reporter: Reporter,
@@ -410,7 +410,7 @@ def scale_service(lab: LabSession, name: str, replicas: int, reporter: Reporter,
     changed = scale(lab.manager, name, replicas)
     if options.detach:
         return changed, _detached(lab, name)
-    return changed, _wait(lab, converge.Watch(name, lab.plan.name, seen=seen), reporter, options)
+    return changed, _wait(lab, converge.watch_for(lab.plan, name, seen=seen), reporter, options)
 
 
 def update_service(lab: LabSession, name: str, reporter: Reporter, options: WaitOptions = WaitOptions(),
@@ -423,7 +423,7 @@ def update_service(lab: LabSession, name: str, reporter: Reporter, options: Wait
     update(lab.manager, lab.plan, name, **changes)
     if options.detach:
         return _detached(lab, name)
-    return _wait(lab, converge.Watch(name, lab.plan.name, seen=seen), reporter, options)
+    return _wait(lab, converge.watch_for(lab.plan, name, seen=seen), reporter, options)
 
 
 def rollback_service(lab: LabSession, name: str, reporter: Reporter, options: WaitOptions = WaitOptions()) -> str:
@@ -432,4 +432,4 @@ def rollback_service(lab: LabSession, name: str, reporter: Reporter, options: Wa
     rollback(lab.manager, name)
     if options.detach:
         return _detached(lab, name)
-    return _wait(lab, converge.Watch(name, lab.plan.name, rollback=True, seen=seen), reporter, options)
+    return _wait(lab, converge.watch_for(lab.plan, name, rollback=True, seen=seen), reporter, options)

@@ -141,10 +141,10 @@ def deploy(lab: LabSession, stack: str, source: str, reporter: Reporter,
         reporter.info(line)
     if options.detach:
         return f"stack {stack} deployed; not waiting (--detach)"
-    watches = [converge.Watch(s.name, lab.plan.name, seen=seen) for s in stack_services(lab, stack)]
+    watches = [converge.watch_for(lab.plan, s.name, seen=seen) for s in stack_services(lab, stack)]
     if not watches:
         return f"stack {stack} deployed: it has no services"
-    done = converge.wait(lab.manager, watches, reporter, timeout=options.timeout)
+    done = converge.wait(lab.manager, watches, reporter, timeout=options.timeout, pace=lab.plan.pace)
     return f"stack {stack} deployed: " + "; ".join(f"{p.service} {services.outcome(p)}" for p in done)
 
 
