@@ -168,6 +168,7 @@ def _in_lab_registry(plan: LabPlan, reference: str, held: dict[str, list[str]]) 
 
 def _on_a_node_or_resolvable(lab: LabSession, reference: str, reporter: Reporter,
                              silent_registry: LabError | None) -> str:
+    """Accept an image that some node has, or that a manager resolves; else refuse, saying what was tried."""
     have = []
     for node in lab.plan.nodes:
         try:
@@ -186,7 +187,7 @@ def _on_a_node_or_resolvable(lab: LabSession, reference: str, reporter: Reporter
         said = _explanation(err)
     if have:
         reporter.warn(f"image {reference} is only on {', '.join(have)} and no registry has it: Swarm rejects "
-                          "its tasks on the other nodes (no such image); " + _push_hint(lab.plan, reference))
+                      "its tasks on the other nodes (no such image); " + _push_hint(lab.plan, reference))
         return reference
     tried = f"it is on no node of lab {lab.plan.name}, and the manager could not resolve it in a registry ({said})"
     if silent_registry is not None:
