@@ -435,6 +435,22 @@ def viz_down(c, lab=None, name=None):
 # -- services ----------------------------------------------------------------------------------
 
 
+DETACH_HELP = "return at once instead of waiting until every task runs (as `docker service create --detach`)"
+TIMEOUT_HELP = "seconds to wait for the tasks (default: from the update settings, at least 120)"
+
+
+def _wait_options(detach, timeout) -> services.WaitOptions:
+    if timeout is None:
+        return services.WaitOptions(detach=detach)
+    try:
+        seconds = float(timeout)
+    except ValueError:
+        raise Exit(f"error: --timeout {timeout!r} is not a number of seconds", code=2) from None
+    if seconds <= 0:
+        raise Exit("error: --timeout must be more than 0 seconds", code=2)
+    return services.WaitOptions(detach=detach, timeout=seconds)
+
+
 @lab_task(name="create", iterable=["publish", "constraint", "env"], help={
     "image": "image (swarmdeck/web:1 means the lab registry's copy)",
     "name": "the service's name, as in `docker service create --name` (default: from the image, e.g. web)",
@@ -443,19 +459,21 @@ def viz_down(c, lab=None, name=None):
     "env": "KEY=VALUE (repeatable)", "endpoint_mode": "vip (default) or dnsrr",
     "update_parallelism": "tasks updated at once", "update_delay": "seconds between update batches",
     "update_order": "stop-first or start-first", "update_failure_action": "pause, continue or rollback",
-    "health_cmd": "a shell healthcheck command", "lab": LAB_HELP})
+    "health_cmd": "a shell healthcheck command", "lab": LAB_HELP, "detach": DETACH_HELP, "timeout": TIMEOUT_HELP})
 def service_create(c, image, name=None, replicas=1, global_=False, publish=None, constraint=None, env=None,
                    endpoint_mode="vip", update_parallelism=1, update_delay=0.0, update_order="stop-first",
-                   update_failure_action="pause", health_cmd=None, lab=None):
-    """Create a service (replicated or global) from an image: service.create --name web IMAGE."""
+                   update_failure_action="pause", lab=None, health_cmd=None, detach=False, timeout=None):
+    """Create a service and wait until its tasks run: service.create --name web IMAGE."""
     service = name or services.default_name(image)
     request = services.ServiceRequest(
         service, image, None if global_ else _whole(replicas), tuple(services.Publish.parse(p) for p in publish or []),
         tuple(constraint or []), tuple(env or []), endpoint_mode, _whole(update_parallelism), float(update_delay),
         update_order, update_failure_action, health_cmd)
+    options = _wait_options(detach, timeout)
+    reporter = ConsoleReporter()
     with open_lab(_lab(c, lab)) as session:
-        services.create(session.manager, session.plan, request)
-    ConsoleReporter().result(f"service {service} created", True)
+        result = services.create_service(session, request, reporter, options)
+    reporter.result(f"service {service} created: {result}", True)
 
 
 @lab_task(name="ls", help={"lab": LAB_HELP, "name": OLD_NAME_HELP})
@@ -473,14 +491,17 @@ def service_ps(c, service, lab=None, name=None):
         print(task_table(services.tasks(session.manager, service)))
 
 
-@lab_task(name="scale", help={"target": "NAME=REPLICAS", "lab": LAB_HELP, "name": "(not the lab: use --lab)"})
-def service_scale(c, target, lab=None, name=None):
-    """Set a replicated service's number of tasks: service.scale web=9."""
+@lab_task(name="scale", help={"target": "NAME=REPLICAS", "lab": LAB_HELP, "name": "(not the lab: use --lab)",
+                              "detach": DETACH_HELP, "timeout": TIMEOUT_HELP})
+def service_scale(c, target, lab=None, name=None, detach=False, timeout=None):
+    """Set a replicated service's number of tasks and wait for them: service.scale web=9."""
     _not_the_lab("service.scale", name)
     service, replicas = _key_value(target)
+    options = _wait_options(detach, timeout)
+    reporter = ConsoleReporter()
     with open_lab(_lab(c, lab)) as session:
-        changed = services.scale(session.manager, service, _whole(replicas))
-    ConsoleReporter().result(f"{service} scaled to {replicas}", changed)
+        changed, result = services.scale_service(session, service, _whole(replicas), reporter, options)
+    reporter.result(f"{service} scaled to {replicas}: {result}", changed)
 
 
 @lab_task(name="update", help={
@@ -488,27 +509,33 @@ def service_scale(c, target, lab=None, name=None):
     "parallelism": "tasks updated at once", "delay": "seconds between batches",
     "order": "stop-first or start-first", "failure_action": "pause, continue or rollback",
     "force": "restart every task even without a change (rebalances)", "lab": LAB_HELP,
-    "name": "(not the lab: use --lab)"})
+    "name": "(not the lab: use --lab)", "detach": "return at once instead of waiting until Swarm completed the update",
+    "timeout": TIMEOUT_HELP})
 def service_update(c, service, image=None, replicas=None, parallelism=None, delay=None, order=None,
-                   failure_action=None, force=False, lab=None, name=None):
-    """Change a service's image, replicas or update settings (rolling update)."""
+                   failure_action=None, force=False, lab=None, name=None, detach=False, timeout=None):
+    """Change a service's image, replicas or update settings (rolling update) and wait until it completed."""
     _not_the_lab("service.update", name)
+    options = _wait_options(detach, timeout)
+    reporter = ConsoleReporter()
     with open_lab(_lab(c, lab)) as session:
-        services.update(session.manager, session.plan, service, image=image,
-                        replicas=None if replicas is None else _whole(replicas),
-                        parallelism=None if parallelism is None else _whole(parallelism),
-                        delay=None if delay is None else float(delay), order=order,
-                        failure_action=failure_action, force=force)
-    ConsoleReporter().result(f"service {service} updated", True)
+        result = services.update_service(
+            session, service, reporter, options, image=image, replicas=None if replicas is None else _whole(replicas),
+            parallelism=None if parallelism is None else _whole(parallelism),
+            delay=None if delay is None else float(delay), order=order, failure_action=failure_action, force=force)
+    reporter.result(f"service {service} updated: {result}", True)
 
 
-@lab_task(name="rollback", help={"service": "service name", "lab": LAB_HELP, "name": "(not the lab: use --lab)"})
-def service_rollback(c, service, lab=None, name=None):
-    """Go back to a service's previous version."""
+@lab_task(name="rollback", help={"service": "service name", "lab": LAB_HELP, "name": "(not the lab: use --lab)",
+                                 "detach": "return at once instead of waiting until Swarm completed the rollback",
+                                 "timeout": TIMEOUT_HELP})
+def service_rollback(c, service, lab=None, name=None, detach=False, timeout=None):
+    """Go back to a service's previous version and wait until the rollback completed."""
     _not_the_lab("service.rollback", name)
+    options = _wait_options(detach, timeout)
+    reporter = ConsoleReporter()
     with open_lab(_lab(c, lab)) as session:
-        services.rollback(session.manager, service)
-    ConsoleReporter().result(f"service {service} rolled back", True)
+        result = services.rollback_service(session, service, reporter, options)
+    reporter.result(f"service {service} rolled back: {result}", True)
 
 
 @lab_task(name="rm", help={"service": "service name", "lab": LAB_HELP, "name": "(not the lab: use --lab)"})
@@ -531,12 +558,17 @@ def _whole(text) -> int:
 
 
 @lab_task(name="deploy", help={"file": "a compose file, or a shipped stack: " + ", ".join(stacks.shipped()),
-                               "stack": "the stack's name", "lab": LAB_HELP, "name": "(not the lab: use --lab)"})
-def stack_deploy(c, file, stack, lab=None, name=None):
-    """Deploy (or update) a stack from a compose file."""
+                               "stack": "the stack's name", "lab": LAB_HELP, "name": "(not the lab: use --lab)",
+                               "detach": "return once deployed instead of waiting until every service's tasks run",
+                               "timeout": TIMEOUT_HELP})
+def stack_deploy(c, file, stack, lab=None, name=None, detach=False, timeout=None):
+    """Deploy (or update) a stack from a compose file and wait until its services run."""
     _not_the_lab("stack.deploy", name)
+    options = _wait_options(detach, timeout)
+    reporter = ConsoleReporter()
     with open_lab(_lab(c, lab)) as session:
-        print(stacks.deploy(session, stack, file).strip())
+        result = stacks.deploy(session, stack, file, reporter, options)
+    reporter.result(result, True)
 
 
 @lab_task(name="rm", help={"stack": "the stack's name", "lab": LAB_HELP, "name": "(not the lab: use --lab)"})

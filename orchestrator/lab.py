@@ -95,6 +95,8 @@ def _up(spec: LabSpec, provider, reporter: Reporter, options: UpOptions, ledger:
                                              plan.registry, spec.registry.image, reporter, timeout=plan.scaled(30))
             swarm_bootstrap.bootstrap(plan, clients, reporter)
             finish(plan, clients, provider, reporter, demo_images=options.demo_images, ledger=ledger)
+            if not entrypoint.has_routing_mesh(plan):
+                reporter.info(entrypoint.no_mesh_line(plan))
             return lab_status(plan, provider.list(plan.name), clients)
     finally:
         api.close_hosts(hosts)

@@ -2,6 +2,10 @@
 
 Images of the lab registry may be named without it: ``swarmdeck/web:1`` becomes
 ``REGISTRY/swarmdeck/web:1`` when the lab registry holds that repository.
+
+The ``*_service`` functions are what the tasks run: like the docker CLI without
+``--detach``, they wait until Swarm converged (orchestrator.converge), and a new
+service's image is checked before anything is created.
 """
 
 from __future__ import annotations
@@ -11,11 +15,15 @@ from dataclasses import dataclass, field
 
 import docker
 import docker.errors
+import requests
 from docker.types import EndpointSpec, Healthcheck, RestartPolicy, ServiceMode, UpdateConfig
 
-from provision import cli, registry
+from orchestrator import converge
+from orchestrator.session import LabSession
+from provision import cli, entrypoint, registry
 from provision.errors import LabError
 from provision.machine import LabPlan
+from provision.report import Reporter
 
 NANO = 1_000_000_000
 PUBLISH_MODES = ("ingress", "host")
@@ -87,16 +95,121 @@ def default_name(image: str) -> str:
     return re.sub(r"[^a-z0-9-]", "-", base.lower()).strip("-") or "service"
 
 
-def lab_image(plan: LabPlan, image: str) -> str:
-    """``image`` in the lab registry when the registry holds its repository, else unchanged."""
+def lab_image(plan: LabPlan, image: str, held: dict[str, list[str]] | None = None) -> str:
+    """``image`` in the lab registry when the registry holds its repository, else unchanged.
+
+    ``held`` is the registry's catalog when the caller has it already.
+    """
     if not plan.registry or image.startswith(plan.registry + "/"):
         return image
-    repository = image.rsplit(":", 1)[0] if ":" in image.rsplit("/", 1)[-1] else image
-    try:
-        held = registry.catalog(plan.registry)
-    except LabError:
-        return image
+    if held is None:
+        try:
+            held = registry.catalog(plan.registry)
+        except LabError:
+            return image
+    repository, _ = split_reference(image)
     return registry.lab_reference(plan.registry, image) if repository in held else image
+
+
+def split_reference(image: str) -> tuple[str, str | None]:
+    """``repo[:tag][@digest]`` -> (repository, tag): ``latest`` when none is given, None for a digest."""
+    name, at, _ = image.partition("@")
+    last = name.rsplit("/", 1)[-1]
+    repository, tag = (name.rsplit(":", 1) if ":" in last else (name, "latest"))
+    return repository, None if at else tag
+
+
+def checked_image(lab: LabSession, image: str, reporter: Reporter) -> str:
+    """The reference a new service (or an update) runs, refused before anything changes when
+    no node could get it.
+
+    An image of the lab registry (``REGISTRY/...``, or a repository the registry holds) must
+    have that tag there. Any other image must be on a node already or resolvable by a manager
+    (the distribution lookup that `docker service create` makes to pin a digest).
+    """
+    plan = lab.plan
+    held, silent = _catalog(plan)
+    reference = lab_image(plan, image, held if held is not None else {})
+    if plan.registry and reference.startswith(plan.registry + "/"):
+        if held is None:
+            raise silent  # type: ignore[misc]  # the registry is where this image has to come from
+        return _in_lab_registry(plan, reference, held)
+    return _on_a_node_or_resolvable(lab, reference, reporter, silent)
+
+
+def _catalog(plan: LabPlan) -> tuple[dict[str, list[str]] | None, LabError | None]:
+    """The lab registry's catalog (empty without a registry), or None and why it did not answer."""
+    if not plan.registry:
+        return {}, None
+    try:
+        return registry.catalog(plan.registry), None
+    except LabError as err:
+        return None, err
+
+
+def _push_hint(plan: LabPlan, image: str) -> str:
+    return (f"push it from this machine's engine into the lab registry first: "
+            f"{cli.command('registry.push', image, lab=plan.name)} (the nodes reach no other registry here)")
+
+
+def _in_lab_registry(plan: LabPlan, reference: str, held: dict[str, list[str]]) -> str:
+    assert plan.registry
+    repository, tag = split_reference(reference.removeprefix(plan.registry + "/"))
+    if repository not in held:
+        raise LabError(f"the lab registry {plan.registry} has no image {repository} "
+                       f"(it holds: {', '.join(sorted(held)) or 'nothing'})",
+                       hint=_push_hint(plan, f"{repository}:{tag or 'TAG'}"))
+    tags = held[repository]
+    if tag is not None and tag not in tags:
+        raise LabError(f"the lab registry {plan.registry} has no tag {tag!r} of {repository} "
+                       f"(its tags: {', '.join(tags) or 'none'})", hint=_push_hint(plan, f"{repository}:{tag}"))
+    return reference
+
+
+def _on_a_node_or_resolvable(lab: LabSession, reference: str, reporter: Reporter,
+                             silent_registry: LabError | None) -> str:
+    """Accept an image that some node has, or that a manager resolves; else refuse, saying what was tried."""
+    have = []
+    for node in lab.plan.nodes:
+        try:
+            lab.clients[node].images.get(reference)
+            have.append(node.name)
+        except docker.errors.ImageNotFound:
+            pass
+        except (docker.errors.DockerException, requests.RequestException):
+            pass  # a node that is down cannot run the task either
+    if len(have) == len(lab.plan.nodes):
+        return reference
+    try:
+        lab.manager.api.inspect_distribution(reference)
+        return reference
+    except (docker.errors.APIError, requests.RequestException) as err:
+        said = _explanation(err)
+    if have:
+        reporter.warn(f"image {reference} is only on {', '.join(have)} and no registry has it: Swarm rejects "
+                      "its tasks on the other nodes (no such image); " + _push_hint(lab.plan, reference))
+        return reference
+    tried = f"it is on no node of lab {lab.plan.name}, and the manager could not resolve it in a registry ({said})"
+    if silent_registry is not None:
+        tried += f"; the lab registry did not answer either ({silent_registry})"
+    raise LabError(f"cannot create a service of image {reference}: {tried}", hint=_push_hint(lab.plan, reference))
+
+
+def _explanation(err: Exception) -> str:
+    text = getattr(err, "explanation", None) or str(err)
+    return " ".join(str(text).split())[:300]
+
+
+def ingress_warning(plan: LabPlan, request: "ServiceRequest") -> str | None:
+    """The no-routing-mesh warning when ``request`` publishes ingress ports in a lab without IPVS."""
+    ingress = [p for p in request.publish if p.mode == "ingress"]
+    if not ingress or entrypoint.has_routing_mesh(plan):
+        return None
+    ports = ", ".join(str(p.published) for p in ingress)
+    example = ingress[0]
+    return entrypoint.without_mesh(
+        plan, f"service {request.name}'s ingress port{'s' if len(ingress) > 1 else ''} {ports}",
+        f"`--publish {example.published}:{example.target}:host`", "`--endpoint-mode dnsrr`")
 
 
 def find(manager: docker.DockerClient, name: str):
@@ -107,12 +220,19 @@ def find(manager: docker.DockerClient, name: str):
         raise LabError(f"there is no service {name!r} (services: {known})") from err
 
 
-def create(manager: docker.DockerClient, plan: LabPlan, request: ServiceRequest):
+def refuse_bad_request(manager: docker.DockerClient, request: ServiceRequest, lab: str | None = None) -> None:
+    """Every problem of ``request``, and a name that is taken, before anything is created."""
     problems = request.problems()
     if problems:
         raise LabError("cannot create service " + request.name + ": " + "; ".join(problems))
     if any(s.name == request.name for s in manager.services.list()):
-        raise LabError(f"service {request.name!r} exists already", hint=f"{cli.command('service.rm', request.name)} first")
+        raise LabError(f"service {request.name!r} exists already",
+                       hint=f"{cli.command('service.rm', request.name, lab=lab)} first")
+
+
+def create(manager: docker.DockerClient, plan: LabPlan, request: ServiceRequest, *, image: str | None = None):
+    """Create the service (returns at once); ``image`` is its checked reference (see checked_image)."""
+    refuse_bad_request(manager, request)
     ports = {p.published: (p.target, p.protocol, p.mode) for p in request.publish}
     mode = ServiceMode("global") if request.replicas is None else ServiceMode("replicated", request.replicas)
     kwargs = dict(
@@ -132,7 +252,7 @@ def create(manager: docker.DockerClient, plan: LabPlan, request: ServiceRequest)
     elif request.health_interval is not None:  # the image's check, run more often
         kwargs["healthcheck"] = Healthcheck(interval=int(request.health_interval * NANO))
     try:
-        return manager.services.create(lab_image(plan, request.image), **kwargs)
+        return manager.services.create(image or lab_image(plan, request.image), **kwargs)
     except docker.errors.APIError as err:
         raise LabError(f"creating service {request.name} failed: {err.explanation or err}") from err
 
@@ -243,3 +363,75 @@ def running_per_node(manager: docker.DockerClient) -> dict[str, int]:
         if task.state == "running":
             counts[task.node] = counts.get(task.node, 0) + 1
     return counts
+
+
+# -- what the tasks run: change, then wait like the docker CLI ------------------------------------
+
+
+@dataclass(frozen=True)
+class WaitOptions:
+    detach: bool = False  # return at once, as `docker service create --detach`
+    timeout: float | None = None  # seconds; None: from the service's update settings (converge.default_timeout)
+
+
+def outcome(progress: converge.Progress) -> str:
+    """``3/3 tasks running (manager1, worker1, worker2)``."""
+    where = f" ({converge.hosts_text(progress.running)})" if progress.running else ""
+    return f"{len(progress.running)}/{progress.desired} tasks running{where}"
+
+
+def _detached(lab: LabSession, name: str) -> str:
+    return f"not waiting (--detach): {cli.command('service.ps', name, lab=lab.plan.name)} shows its tasks"
+
+
+def _wait(lab: LabSession, watch: converge.Watch, reporter: Reporter, options: WaitOptions) -> str:
+    return outcome(converge.wait(lab.manager, [watch], reporter, timeout=options.timeout, pace=lab.plan.pace)[0])
+
+
+def create_service(lab: LabSession, request: ServiceRequest, reporter: Reporter,
+                   options: WaitOptions = WaitOptions()) -> str:
+    """`docker service create`: refuse an image no node could get, create, wait until its tasks run.
+
+    Returns the outcome ("3/3 tasks running (...)", or that it did not wait).
+    """
+    refuse_bad_request(lab.manager, request, lab.plan.name)
+    image = checked_image(lab, request.image, reporter)
+    warning = ingress_warning(lab.plan, request)
+    if warning:
+        reporter.warn(warning)
+    create(lab.manager, lab.plan, request, image=image)
+    if options.detach:
+        return _detached(lab, request.name)
+    return _wait(lab, converge.watch_for(lab.plan, request.name), reporter, options)
+
+
+def scale_service(lab: LabSession, name: str, replicas: int, reporter: Reporter,
+                  options: WaitOptions = WaitOptions()) -> tuple[bool, str]:
+    """`docker service scale NAME=N`: returns whether it changed and the outcome."""
+    seen = converge.task_ids(lab.manager, [find(lab.manager, name).id])
+    changed = scale(lab.manager, name, replicas)
+    if options.detach:
+        return changed, _detached(lab, name)
+    return changed, _wait(lab, converge.watch_for(lab.plan, name, seen=seen), reporter, options)
+
+
+def update_service(lab: LabSession, name: str, reporter: Reporter, options: WaitOptions = WaitOptions(),
+                   **changes) -> str:
+    """`docker service update`: a new image is checked first; waits until Swarm completed the update."""
+    service = find(lab.manager, name)
+    if changes.get("image"):
+        changes["image"] = checked_image(lab, changes["image"], reporter)
+    seen = converge.task_ids(lab.manager, [service.id])
+    update(lab.manager, lab.plan, name, **changes)
+    if options.detach:
+        return _detached(lab, name)
+    return _wait(lab, converge.watch_for(lab.plan, name, seen=seen), reporter, options)
+
+
+def rollback_service(lab: LabSession, name: str, reporter: Reporter, options: WaitOptions = WaitOptions()) -> str:
+    """`docker service rollback`: waits until Swarm completed the rollback."""
+    seen = converge.task_ids(lab.manager, [find(lab.manager, name).id])
+    rollback(lab.manager, name)
+    if options.detach:
+        return _detached(lab, name)
+    return _wait(lab, converge.watch_for(lab.plan, name, rollback=True, seen=seen), reporter, options)

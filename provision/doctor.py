@@ -32,9 +32,7 @@ def run_checks(nodes: int = 5) -> list[Finding]:
     client = _client(findings)
     if client is not None:
         findings += [_guard(f, client) for f in (check_node_image, check_runtime, check_cgroup, check_disk)]
-    findings += [check_module("ipvs", "ip_vs", "the ingress routing mesh and service VIPs"),
-                 check_module("vxlan", "vxlan", "overlay networks"),
-                 check_memory(nodes), check_kvm(), check_libvirt(), check_vm_tools(), check_vagrant()]
+    findings += [*module_checks(), check_memory(nodes), check_kvm(), check_libvirt(), check_vm_tools(), check_vagrant()]
     return findings
 
 
@@ -89,13 +87,24 @@ def check_disk(client: docker.DockerClient) -> Finding:
     return Finding("disk", "ok", f"{free_gb:.0f} GB free under {root}")
 
 
-def check_module(label: str, module: str, needed_for: str) -> Finding:
+def module_checks() -> list[Finding]:
+    """The kernel modules that Swarm's networking needs."""
+    return [check_module("ipvs", "ip_vs", "container nodes have no ingress routing mesh and no service VIPs"),
+            check_module("vxlan", "vxlan", "overlay networks cannot carry traffic between nodes")]
+
+
+def check_module(label: str, module: str, consequence: str) -> Finding:
+    """``consequence``: a whole clause saying what is missing without the module."""
     if ipvs.module_present(module):
         return Finding(label, "ok", f"kernel module {module} is available")
-    level = "warn" if module == "ip_vs" else "fail"
-    fix = ("container nodes here cannot use the routing mesh or VIPs; use host-mode ports and "
-           "endpoint-mode dnsrr, or VM nodes" if module == "ip_vs" else f"load it: `modprobe {module}`")
-    return Finding(label, level, f"kernel module {module} is missing, so there are no {needed_for}", fix)
+    if module == "ip_vs":
+        return Finding(label, "warn", f"kernel module {module} is missing, so {consequence}",
+                       "publish ports in host mode (`--publish 8080:80:host`, `mode: host` in a stack) and reach "
+                       "them through the lab's load balancer, which forwards ports 8080 and 8081 to every node; "
+                       "use `--endpoint-mode dnsrr` instead of a VIP; or use VM nodes (`--provider libvirt`), "
+                       "whose kernels have IPVS")
+    return Finding(label, "fail", f"kernel module {module} is missing, so {consequence}",
+                   f"load it: `modprobe {module}`")
 
 
 def check_memory(nodes: int) -> Finding:

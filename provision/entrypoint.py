@@ -53,6 +53,31 @@ def entry_point(plan: LabPlan) -> EntryPoint:
     return EntryPoint("load balancer", lb_address(plan))
 
 
+def has_routing_mesh(plan: LabPlan) -> bool:
+    """Whether ingress-published ports and service VIPs answer in this lab (see ``entry_point``)."""
+    return entry_point(plan).kind == "routing mesh"
+
+
+def no_mesh_line(plan: LabPlan) -> str:
+    """What `lab.up` says once about a lab without the routing mesh."""
+    return (f"no routing mesh in this lab (this kernel has no IPVS): ingress ports and service VIPs answer "
+            f"nothing; publish in host mode (`--publish 8080:80:host`) behind the load balancer at "
+            f"{lb_address(plan)}, or use `--endpoint-mode dnsrr`")
+
+
+def without_mesh(plan: LabPlan, what: str, host_mode: str, dnsrr: str) -> str:
+    """The warning for ``what`` (ingress ports) in a lab without the routing mesh, with what works instead.
+
+    ``host_mode`` and ``dnsrr`` spell the alternatives in the user's syntax (a flag or a compose key).
+    """
+    ports = " and ".join(map(str, PORTS))
+    return (f"lab {plan.name} has no routing mesh (this kernel has no IPVS): {what} will be created but answer "
+            f"nothing, and neither will service VIPs. What works instead: host-mode ports ({host_mode}: each node "
+            f"running a task answers on it); the lab's load balancer at {lb_address(plan)}, which forwards ports "
+            f"{ports} to every node (publish one of them in host mode); {dnsrr} instead of a VIP for traffic "
+            "between services")
+
+
 def lb_address(plan: LabPlan) -> str:
     return str(ipaddress.ip_network(plan.subnet)[LB_OFFSET])
 

@@ -122,3 +122,7 @@ class Interrupted(LabError):
     """Ctrl-C while a failed run was cleaning up: the message says how to finish."""
 
     exit_code = 130  # 128 + SIGINT, as a shell reports it
+
+
+class ConvergenceError(LabError):
+    """A service did not reach the state asked for; the message carries Swarm's reason."""

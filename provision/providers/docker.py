@@ -92,7 +92,11 @@ class DockerProvider:
         for network in self.client.networks.list():
             if network.name == exclude:
                 continue
-            for entry in (self.client.networks.get(network.id).attrs.get("IPAM") or {}).get("Config") or []:
+            try:
+                attrs = self.client.networks.get(network.id).attrs
+            except docker.errors.NotFound:
+                continue  # removed since the list (another lab going down): its subnet is free
+            for entry in (attrs.get("IPAM") or {}).get("Config") or []:
                 if entry.get("Subnet") and ":" not in entry["Subnet"]:
                     taken[network.name] = entry["Subnet"]
         return taken

@@ -154,7 +154,7 @@ def test_scaling_changes_the_cards_within_two_seconds(viz, page):
     name, _ = viz
     cli("service.create", "--name", "web", "swarmdeck/web:1", "--replicas", "3", "--lab", name)
     wait_page(page, lambda p: cards(p, "web") == 3, "3 web cards")
-    cli("service.scale", "web=6", "--lab", name)
+    cli("service.scale", "web=6", "--detach", "--lab", name)  # the page, not the command, must show it
     seconds = wait_page(page, lambda p: cards(p, "web") == 6, "6 web cards", timeout=2)
     assert seconds <= 2
     wait_page(page, lambda p: p.locator(".task[data-service='web'][data-state='running']").count() == 6,

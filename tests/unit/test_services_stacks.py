@@ -2,8 +2,8 @@ import pytest
 import yaml
 
 from orchestrator import services, stacks, swarm
-from provision import config, machine
-from provision.errors import LabError
+from provision import config, doctor, entrypoint, machine
+from provision.errors import LabError, ProviderError
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -39,7 +39,7 @@ class FakeLab:
 
 @pytest.mark.parametrize("with_ipvs, mode", [(True, "ingress"), (False, "host")])
 def test_shipped_stacks_render_for_the_kernel(monkeypatch, with_ipvs, mode):
-    monkeypatch.setattr(stacks.ipvs, "available", lambda: with_ipvs)
+    monkeypatch.setattr(stacks.entrypoint.ipvs, "available", lambda: with_ipvs)
     for stack in stacks.shipped():
         compose = yaml.safe_load(stacks.compose_text(FakeLab(mtu=1400), stack))
         for service in compose["services"].values():
@@ -63,3 +63,232 @@ def test_stacks_need_the_lab_registry_and_a_real_file():
 
 def test_overlay_mtu_leaves_room_for_vxlan():
     assert swarm.overlay_mtu(1500) == 1450 and swarm.overlay_mtu(1400) == 1350
+
+
+# -- the image check before a service is created -------------------------------------------------
+
+import docker.errors  # noqa: E402
+
+from provision.report import RecordingReporter  # noqa: E402
+
+CATALOG = {"swarmdeck/web": ["1", "2", "3"]}
+
+
+class FakeImages:
+    def __init__(self, present):
+        self.present, self.asked = set(present), []
+
+    def get(self, reference):
+        self.asked.append(reference)
+        if reference not in self.present:
+            raise docker.errors.ImageNotFound(f"No such image: {reference}")
+
+
+class FakeEngine:
+    def __init__(self, present=(), resolvable=()):
+        self.images = FakeImages(present)
+        self.resolvable, self.looked_up = set(resolvable), []
+        self.created = []
+        self.api = self
+
+    def inspect_distribution(self, reference):
+        self.looked_up.append(reference)
+        if reference not in self.resolvable:
+            raise docker.errors.APIError("500", explanation='Get "https://registry-1.docker.io/v2/": dial tcp: '
+                                                              "lookup registry-1.docker.io: no such host")
+        return {"Descriptor": {"digest": "sha256:abc"}}
+
+
+class FakeSession(FakeLab):
+    """A LabSession's plan, node clients and manager: images on nodes by name."""
+
+    def __init__(self, on_nodes=None, resolvable=(), registry=True):
+        super().__init__(registry=registry)
+        on_nodes = on_nodes or {}
+        self.clients = {n.name: FakeEngine(on_nodes.get(n.name, ())) for n in self.plan.nodes}
+        self.clients = _ByNode(self.clients)
+        self.manager = FakeEngine(resolvable=resolvable)
+
+
+class _ByNode(dict):
+    def __getitem__(self, node):
+        return super().__getitem__(node if isinstance(node, str) else node.name)
+
+
+@pytest.fixture
+def catalog(monkeypatch):
+    asked = []
+
+    def fake_catalog(address):
+        asked.append(address)
+        return CATALOG
+
+    monkeypatch.setattr(services.registry, "catalog", fake_catalog)
+    return asked
+
+
+def test_a_lab_registry_image_needs_that_tag_there(catalog):
+    lab = FakeSession()
+    assert services.checked_image(lab, "swarmdeck/web:2", RecordingReporter()) == "10.199.9.10:5000/swarmdeck/web:2"
+    with pytest.raises(LabError) as caught:
+        services.checked_image(lab, "swarmdeck/web:9", RecordingReporter())
+    assert str(caught.value) == "the lab registry 10.199.9.10:5000 has no tag '9' of swarmdeck/web (its tags: 1, 2, 3)"
+    assert "registry.push swarmdeck/web:9 --lab t1" in caught.value.hint
+    with pytest.raises(LabError, match="has no image swarmdeck/db .it holds: swarmdeck/web."):
+        services.checked_image(lab, "10.199.9.10:5000/swarmdeck/db:1", RecordingReporter())
+    assert lab.manager.looked_up == []  # the registry's own list decides
+
+
+def test_another_image_is_accepted_when_a_node_has_it_or_a_manager_resolves_it(catalog):
+    everywhere = FakeSession(on_nodes={n: ["nginx:1"] for n in ("manager1", "manager2", "manager3", "worker1", "worker2")})
+    assert services.checked_image(everywhere, "nginx:1", RecordingReporter()) == "nginx:1"
+    assert everywhere.manager.looked_up == []  # on every node: nothing to resolve
+    resolvable = FakeSession(resolvable=["nginx:1"])
+    assert services.checked_image(resolvable, "nginx:1", RecordingReporter()) == "nginx:1"
+    one_node = FakeSession(on_nodes={"worker1": ["nginx:1"]})
+    reporter = RecordingReporter()
+    assert services.checked_image(one_node, "nginx:1", reporter) == "nginx:1"
+    assert "only on worker1" in reporter.kinds("warn")[0] and "registry.push nginx:1" in reporter.kinds("warn")[0]
+
+
+def test_an_image_no_node_could_get_is_refused_saying_what_was_tried(catalog):
+    lab = FakeSession()
+    with pytest.raises(LabError) as caught:
+        services.checked_image(lab, "nginx:latest", RecordingReporter())
+    text = str(caught.value)
+    assert text.startswith("cannot create a service of image nginx:latest: it is on no node of lab t1, and the "
+                           "manager could not resolve it in a registry")
+    assert "no such host" in text
+    assert "registry.push nginx:latest --lab t1" in caught.value.hint and "no other registry" in caught.value.hint
+    assert lab.manager.looked_up == ["nginx:latest"]
+    assert all(c.images.asked == ["nginx:latest"] for c in lab.clients.values())
+
+
+def test_a_silent_lab_registry_is_named_in_the_refusal(monkeypatch):
+    def silent(address):
+        raise ProviderError(f"the registry at {address} did not answer: connection refused")
+
+    monkeypatch.setattr(services.registry, "catalog", silent)
+    with pytest.raises(LabError, match="did not answer"):
+        services.checked_image(FakeSession(), "10.199.9.10:5000/swarmdeck/web:1", RecordingReporter())
+    with pytest.raises(LabError, match="the lab registry did not answer either"):
+        services.checked_image(FakeSession(), "swarmdeck/web:1", RecordingReporter())
+
+
+class FakeServices:
+    def __init__(self):
+        self.created = []
+
+    def list(self, **_):
+        return []
+
+    def create(self, image, **kwargs):
+        self.created.append(image)
+
+
+def test_create_service_refuses_before_anything_is_created(catalog):
+    lab = FakeSession()
+    lab.manager.services = FakeServices()
+    with pytest.raises(LabError, match="no tag '9'"):
+        services.create_service(lab, services.ServiceRequest("web", "swarmdeck/web:9", 3), RecordingReporter())
+    assert lab.manager.services.created == []
+
+
+@pytest.mark.parametrize("image, expected", [
+    ("swarmdeck/web:1", ("swarmdeck/web", "1")), ("swarmdeck/web", ("swarmdeck/web", "latest")),
+    ("10.0.0.10:5000/web", ("10.0.0.10:5000/web", "latest")), ("10.0.0.10:5000/web:2", ("10.0.0.10:5000/web", "2")),
+    ("web@sha256:abc", ("web", None)), ("web:1@sha256:abc", ("web", None)),
+])
+def test_split_reference(image, expected):
+    assert services.split_reference(image) == expected
+
+
+# -- no routing mesh: warn where it applies ------------------------------------------------------
+
+
+COMPOSE = """
+version: "3.8"
+services:
+  short:
+    image: a
+    ports: ["8080:80", "127.0.0.1:9000:90/udp"]
+  unquoted:
+    image: a
+    ports:
+      - 53:53
+      - 80
+  long:
+    image: a
+    ports:
+      - {target: 80, published: 8081}
+      - {target: 81, published: 8082, mode: ingress}
+      - {target: 82, published: 8083, mode: host}
+  hosted:
+    image: a
+    ports:
+      - {target: 80, published: 8084, mode: host}
+  quiet:
+    image: a
+"""
+
+
+def test_ingress_ports_in_compose_short_and_long_syntax():
+    assert stacks.ingress_ports(COMPOSE) == [
+        ("short", "8080"), ("short", "9000"), ("unquoted", "53"), ("unquoted", "a random port for 80"),
+        ("long", "8081"), ("long", "8082")]
+    assert stacks.ingress_ports("services: {web: {image: a, ports: [{target: 80, published: 80, mode: host}]}}") == []
+    assert stacks.ingress_ports("{not yaml") == [] and stacks.ingress_ports("- a list") == []
+
+
+@pytest.mark.parametrize("provider, with_ipvs, warned", [("docker", False, True), ("docker", True, False),
+                                                         ("libvirt", False, False)])
+def test_the_no_mesh_warning_only_where_it_applies(monkeypatch, provider, with_ipvs, warned):
+    monkeypatch.setattr(services.entrypoint.ipvs, "available", lambda: with_ipvs)
+    lab = FakeLab()
+    lab.plan = machine.plan(config.load_spec(None, {}, {"name": "t1", "provider": provider}), "10.199.9.0/24", 1500)
+    ingress = services.ServiceRequest("web", "img", publish=(services.Publish(8080, 80),))
+    host = services.ServiceRequest("web", "img", publish=(services.Publish(8080, 80, "host"),))
+    warning = services.ingress_warning(lab.plan, ingress)
+    assert (warning is not None) == warned and services.ingress_warning(lab.plan, host) is None
+    stack_warning = stacks.ingress_warning(lab, "demo", COMPOSE)
+    assert (stack_warning is not None) == warned
+    assert stacks.ingress_warning(lab, "demo", "services: {web: {image: a}}") is None
+    if warned:
+        assert "service web's ingress port 8080 will be created but answer nothing" in warning
+        assert "`--publish 8080:80:host`" in warning and "`--endpoint-mode dnsrr`" in warning
+        assert "load balancer at 10.199.9.9, which forwards ports 8080 and 8081 to every node" in warning
+        assert "(short 8080, short 9000, unquoted 53, unquoted a random port for 80, long 8081, long 8082)" \
+            in stack_warning
+        assert "`mode: host`" in stack_warning and "`endpoint_mode: dnsrr` under `deploy:`" in stack_warning
+
+
+def test_vm_labs_get_ingress_stacks_even_on_a_kernel_without_ipvs(monkeypatch):
+    monkeypatch.setattr(stacks.entrypoint.ipvs, "available", lambda: False)
+    lab = FakeLab()
+    lab.plan = machine.plan(config.load_spec(None, {}, {"name": "t1", "provider": "libvirt"}), "10.199.9.0/24", 1500)
+    compose = yaml.safe_load(stacks.compose_text(lab, "web"))
+    assert compose["services"]["web"]["ports"][0]["mode"] == "ingress"
+
+
+def test_lab_up_says_once_that_there_is_no_mesh(monkeypatch):
+    monkeypatch.setattr(entrypoint.ipvs, "available", lambda: False)
+    plan = FakeLab().plan
+    assert not entrypoint.has_routing_mesh(plan)
+    line = entrypoint.no_mesh_line(plan)
+    assert line.startswith("no routing mesh in this lab (this kernel has no IPVS)") and "10.199.9.9" in line
+    vm = machine.plan(config.load_spec(None, {}, {"name": "t1", "provider": "libvirt"}), "10.199.9.0/24", 1500)
+    assert entrypoint.has_routing_mesh(vm)
+
+
+def test_doctor_says_what_is_missing_in_plain_english(monkeypatch):
+    monkeypatch.setattr(doctor.ipvs, "module_present", lambda module: False)
+    found = {f.check: f for f in doctor.module_checks()}
+    assert found["ipvs"].observed == ("kernel module ip_vs is missing, so container nodes have no ingress routing "
+                                      "mesh and no service VIPs")
+    assert "`--publish 8080:80:host`" in found["ipvs"].fix and "--endpoint-mode dnsrr" in found["ipvs"].fix
+    assert found["ipvs"].level == "warn"
+    assert found["vxlan"].observed == ("kernel module vxlan is missing, so overlay networks cannot carry traffic "
+                                       "between nodes")
+    assert found["vxlan"].level == "fail" and found["vxlan"].fix == "load it: `modprobe vxlan`"
+    monkeypatch.setattr(doctor.ipvs, "module_present", lambda module: True)
+    assert doctor.check_module("ipvs", "ip_vs", "x").observed == "kernel module ip_vs is available"
