@@ -17,7 +17,7 @@ from invoke.parser.parser import ParseMachine
 from orchestrator import access, listing
 from orchestrator import lab as labs
 from orchestrator import membership, nodes, services, stacks
-from orchestrator.output import demo_summary, lab_list_table, service_table, status_table, task_table
+from orchestrator.tables import demo_summary, lab_list_table, service_table, status_table, task_table
 from orchestrator.demos import constraints as demo_constraints
 from orchestrator.demos import drain as demo_drain
 from orchestrator.demos import failover as demo_failover
@@ -31,9 +31,10 @@ from orchestrator.demos import scale as demo_scale
 from orchestrator.demos import run_all, run_demo
 from orchestrator.session import open_lab
 from orchestrator.viz import control as viz_control
-from provision import cli, config, doctor, engine, image_prune, images, vm_images
+from provision import config, doctor, engine, image_prune, images, vm_images
+from provision import hints
 from provision.errors import Interrupted, LabError, redact
-from provision.report import ConsoleReporter
+from provision.progress import ConsoleReporter
 
 ACTIVE_LAB = "SWARMDECK_LAB"  # exported by `lab.env`: the lab this shell works with
 LAB_HELP = "the lab (default: lab.yaml's name, else the lab that `lab.env` set in this shell, else 'swarmdeck')"
@@ -83,7 +84,7 @@ def lab_task(*args, **kwargs):
 def print_help(body) -> None:
     """The help of the task whose body is ``body``, as `swarmdeck --help TASK` prints it."""
     name = next(n for n in ns.task_names if ns[n].body is body)
-    program = Program(namespace=ns, name="swarmdeck", binary=cli.program())
+    program = Program(namespace=ns, name="swarmdeck", binary=hints.program())
     program.collection, program.parser = ns, Parser(contexts=ns.to_contexts())
     try:
         program.print_task_help(name)

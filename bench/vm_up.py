@@ -27,7 +27,7 @@ from orchestrator.clients import ClientPool  # noqa: E402
 from provision import api, config, firstboot  # noqa: E402
 from provision.host import SSHHost  # noqa: E402
 from provision.providers.libvirt import LibvirtProvider  # noqa: E402
-from provision.report import Reporter  # noqa: E402
+from provision.progress import Reporter  # noqa: E402
 from provision.setup import run_setup  # noqa: E402
 
 PHASES = ("image", "define", "boot", "setup", "engines", "swarm")

@@ -11,9 +11,10 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-from provision import api, cli, contexts, keys, tls
+from provision import api, contexts, keys, tls
+from provision import hints
 from provision.errors import LabError
-from provision.machine import LabPlan, NodePlan
+from provision.plan import LabPlan, NodePlan
 from provision.providers.base import SSHTarget
 
 
@@ -24,7 +25,7 @@ def find_node(plan: LabPlan, node: str) -> NodePlan:
             return found
     names = ", ".join(n.name for n in plan.nodes)
     raise LabError(f"no node {node!r} in lab {plan.name!r} (its nodes: {names})",
-                   hint=f"{cli.command('lab.status', lab=plan.name)} lists them")
+                   hint=f"{hints.command('lab.status', lab=plan.name)} lists them")
 
 
 def engine_url(address: str) -> str:
@@ -124,7 +125,7 @@ def scp_argv(lab: str, plan: LabPlan, sources: list[Location], destination: Loca
     locations = [*sources, destination]
     if all(loc.node is None for loc in locations):
         raise LabError("neither side of the copy is on a node: write the node's side as NODE:PATH",
-                       hint=f"{cli.command('lab.scp', 'worker1:/etc/hostname', './hostname', lab=lab)}")
+                       hint=f"{hints.command('lab.scp', 'worker1:/etc/hostname', './hostname', lab=lab)}")
     remote = [loc for loc in locations if loc.node is not None]
     names = [n.name for n in plan.nodes]
     for loc in remote:
@@ -132,7 +133,7 @@ def scp_argv(lab: str, plan: LabPlan, sources: list[Location], destination: Loca
             raise LabError(f"no node {loc.node!r} in lab {lab!r} (its nodes: {', '.join(names)})",
                            hint=f"a local path with a colon in its first part: write it as ./{loc.node}:{loc.path}")
         if loc.node not in targets:
-            raise LabError(f"node {loc.node} of lab {lab} has no machine", hint=f"{cli.command('lab.status', lab=lab)}")
+            raise LabError(f"node {loc.node} of lab {lab} has no machine", hint=f"{hints.command('lab.status', lab=lab)}")
     ports = {targets[loc.node].port for loc in remote}  # type: ignore[index]
     if len(ports) > 1:
         raise LabError(f"the nodes of this copy listen for SSH on different ports ({', '.join(map(str, sorted(ports)))})",

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 
 from orchestrator import repair, swarm
 from orchestrator.clients import ClientPool
-from orchestrator.inspect import live_entries, swarm_nodes
-from provision import cli
+from orchestrator.views import live_entries, swarm_nodes
+from provision import hints
 from provision.errors import PartialFailure
-from provision.machine import LabPlan, NodePlan
-from provision.report import Reporter
+from provision.plan import LabPlan, NodePlan
+from provision.progress import Reporter
 from provision.wait import NotYet, wait_until
 
 READY_TIMEOUT = 90
@@ -50,7 +50,7 @@ def find_or_init_swarm(ctx: BootstrapContext) -> None:
     found = wait_until(lambda: repair.decide(repair.survey(plan, ctx.clients)),
                        timeout=plan.scaled(ELECTION_TIMEOUT), interval=1,
                        describe="the managers that hold the lab's swarm to agree on a leader",
-                       hint=f"{cli.command('lab.status', lab=plan.name)} shows the managers; Raft needs a majority "
+                       hint=f"{hints.command('lab.status', lab=plan.name)} shows the managers; Raft needs a majority "
                             "of them up to elect a leader")
     ctx.keeper = found.keeper
     keeper = plan.node(found.keeper)
@@ -141,7 +141,7 @@ def wait_ready(ctx: BootstrapContext) -> None:
 
     wait_until(all_ready, timeout=ctx.plan.scaled(READY_TIMEOUT),
                describe="every node to be Ready (and every manager reachable)",
-               hint=f"{cli.command('lab.status')} shows which node lags; {cli.command('lab.doctor')} checks the host")
+               hint=f"{hints.command('lab.status')} shows which node lags; {hints.command('lab.doctor')} checks the host")
     ctx.reporter.result(f"{len(expected)} nodes ready", False)
 
 

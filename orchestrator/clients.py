@@ -7,7 +7,7 @@ import threading
 import docker
 
 from provision.engine import node_client
-from provision.machine import LabPlan, NodePlan
+from provision.plan import LabPlan, NodePlan
 
 
 class ClientPool:

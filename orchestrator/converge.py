@@ -29,10 +29,10 @@ from typing import Callable, Iterable
 import docker
 import docker.errors
 
-from provision import cli
+from provision import hints
 from provision.errors import ConvergenceError, LabError
-from provision.machine import LabPlan
-from provision.report import Reporter
+from provision.plan import LabPlan
+from provision.progress import Reporter
 from provision.wait import NotYet, wait_until
 
 STATES = ("new", "allocated", "pending", "assigned", "accepted", "preparing", "ready", "starting", "running",
@@ -237,16 +237,16 @@ class Watch:
             raise ConvergenceError(
                 f"Swarm runs no task of global service {self.name}: no active node meets its placement"
                 + (f" ({', '.join(constraints)})" if constraints else ""),
-                hint=f"check the constraints and the nodes' availability: {cli.command('swarm.status', lab=self.lab)}")
+                hint=f"check the constraints and the nodes' availability: {hints.command('swarm.status', lab=self.lab)}")
         raise self._failed(f"service {self.name} has tasks that no node can take", progress)
 
     def _failed(self, what: str, progress: Progress) -> ConvergenceError:
         said = progress.reasons()
         return ConvergenceError(
             f"{what}\n  seen: {progress.line()}" + (f"\n  Swarm says: {said}" if said else ""),
-            hint=f"{cli.command('service.ps', self.name, lab=self.lab)} shows every task; fix the cause, then "
-                 f"{cli.command('service.update', self.name, lab=self.lab)} or "
-                 f"{cli.command('service.rm', self.name, lab=self.lab)}")
+            hint=f"{hints.command('service.ps', self.name, lab=self.lab)} shows every task; fix the cause, then "
+                 f"{hints.command('service.update', self.name, lab=self.lab)} or "
+                 f"{hints.command('service.rm', self.name, lab=self.lab)}")
 
 
 def settle_seconds(service: dict) -> float:
@@ -322,7 +322,7 @@ def wait(manager: docker.DockerClient, watches: list[Watch], reporter: Reporter,
         return [w.last for w in watches if w.last is not None]
 
     names = ", ".join(w.name for w in watches)
-    ps = cli.command("service.ps", watches[0].name, lab=watches[0].lab)
+    ps = hints.command("service.ps", watches[0].name, lab=watches[0].lab)
     try:
         return wait_until(look, timeout=timeout, interval=interval, clock=clock, sleep=sleep,
                           describe=f"service{'s' if len(watches) > 1 else ''} {names} to converge "

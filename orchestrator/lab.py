@@ -15,19 +15,20 @@ from orchestrator import bootstrap as swarm_bootstrap
 from orchestrator import swarm
 from orchestrator.clients import ClientPool
 from orchestrator import services
-from orchestrator.inspect import LabStatus, lab_status, not_ready, reachable_manager, startable
+from orchestrator.views import LabStatus, lab_status, not_ready, reachable_manager, startable
 from orchestrator import chaos
 from orchestrator.session import LabSession, open_lab
 from orchestrator.viz import control as viz_control
-from provision import api, cli, contexts, demo_images, doctor, engine, entrypoint, images, registry, state, tls
+from provision import api, contexts, demo_images, doctor, engine, entrypoint, images, registry, state, tls
+from provision import hints
 from provision import config as spec_config
 from provision import spec as specs
 from provision.errors import LabError, LabUnhealthy
 from provision.ledger import Ledger, roll_back
-from provision.machine import RUNNING, LabPlan
+from provision.plan import RUNNING, LabPlan
 from provision.paths import lab_dir
 from provision.providers import get_provider
-from provision.report import Reporter
+from provision.progress import Reporter
 from provision.wait import retried, stop_helper_threads
 from provision.spec import LabSpec
 
@@ -66,7 +67,7 @@ def up(spec: LabSpec, reporter: Reporter, options: UpOptions = UpOptions()) -> L
             if not options.keep:
                 roll_back(ledger, reporter, announce=f"lab.up failed: removing what it created for lab {spec.name} "
                                                      "(use --keep to keep it)",
-                          resume=cli.command("lab.up", lab=spec.name), remove=cli.command("lab.down", lab=spec.name))
+                          resume=hints.command("lab.up", lab=spec.name), remove=hints.command("lab.down", lab=spec.name))
             raise
 
 
@@ -126,10 +127,10 @@ def finish(plan: LabPlan, clients: ClientPool, provider, reporter: Reporter, *, 
     finishes the job, and the lab stays up. Returns the steps that failed.
     """
     steps = [("entry point", lambda: ensure_entry_point(plan, provider, reporter, ledger),
-              cli.command("lab.up", lab=plan.name))]
+              hints.command("lab.up", lab=plan.name))]
     if plan.registry and demo_images:
         steps.append(("demo images", lambda: push_demo_images(plan, clients, reporter),
-                      cli.command("image.demo", lab=plan.name)))
+                      hints.command("image.demo", lab=plan.name)))
     failed = []
     for title, run, finish_with in steps:
         try:
@@ -174,7 +175,7 @@ def push_demo_images(plan: LabPlan, clients: ClientPool, reporter: Reporter) -> 
             pushed.append(retried(lambda: registry.push(local, manager, plan.registry, tag),
                                   describe=f"pushing {tag} through the engine of {plan.first_manager.name}",
                                   timeout=clients.timeout,
-                                  hint=f"is {plan.first_manager.name} overloaded? {cli.command('lab.status', lab=plan.name)}"))
+                                  hint=f"is {plan.first_manager.name} overloaded? {hints.command('lab.status', lab=plan.name)}"))
             reporter.result(pushed[-1], True)
     return pushed
 
@@ -220,14 +221,14 @@ def require_healthy(status: LabStatus) -> None:
     if status.provider == "ssh":  # existing hosts: the machine is up, `lab.start` starts its engine
         stopped = [n.name for n in status.nodes if not n.ready]
     if stopped:
-        starts = ", ".join(cli.command("lab.start", node, lab=status.name) for node in stopped)
+        starts = ", ".join(hints.command("lab.start", node, lab=status.name) for node in stopped)
         hint = f"start {'it' if len(stopped) == 1 else 'them'}: {starts}"
     elif not status.swarm:
         hint = (f"every manager's machine runs but none answers as a swarm manager: "
-                f"{cli.command('lab.up', lab=status.name)} sets the lab up again")
+                f"{hints.command('lab.up', lab=status.name)} sets the lab up again")
     else:
         hint = (f"a node whose machine runs may still be joining (Swarm marks it ready within seconds); "
-                f"else look at its engine: {cli.command('lab.ssh', 'NODE', lab=status.name)}")
+                f"else look at its engine: {hints.command('lab.ssh', 'NODE', lab=status.name)}")
     raise LabUnhealthy(f"lab {status.name} is {status.state}: {'; '.join(problems)}", hint=hint)
 
 
@@ -294,7 +295,7 @@ def _unset(shell: str, key: str) -> str:
 
 
 def _usage(shell: str, task: str, *args: str) -> list[str]:
-    words = " ".join([cli.program(), task, *args])
+    words = " ".join([hints.program(), task, *args])
     run = {"fish": f"eval ({words})", "powershell": f"& {words} | Invoke-Expression"}.get(shell, f'eval "$({words})"')
     return ["# Run this command to configure your shell:", f"# {run}"]
 
@@ -384,7 +385,7 @@ def demo_images_for(name: str, reporter: Reporter) -> list[str]:
     if machine is None or machine.state != RUNNING:
         raise LabError(f"lab {name} is not up: {first}, which runs its registry, is "
                        f"{machine.state if machine else 'missing'}",
-                       hint=f"start it: {cli.command('lab.start', first, lab=name)}, or {cli.command('lab.up', lab=name)}")
+                       hint=f"start it: {hints.command('lab.start', first, lab=name)}, or {hints.command('lab.up', lab=name)}")
     with ClientPool(plan) as clients:
         push_demo_images(plan, clients, reporter)
     return [registry.lab_reference(plan.registry, tag) for tag in demo_images.demo_tags()]

@@ -19,7 +19,7 @@ from typing import Callable, Mapping
 
 from orchestrator.access import engine_url
 from orchestrator.clients import ClientPool
-from orchestrator.inspect import LAB_BROKEN, LabStatus, lab_status
+from orchestrator.views import LAB_BROKEN, LabStatus, lab_status
 from provision import api, contexts, engine, state, tls
 from provision.errors import redact
 from provision.paths import lab_dir

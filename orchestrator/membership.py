@@ -18,15 +18,16 @@ import docker.errors
 
 from orchestrator import nodes, swarm
 from orchestrator.clients import ClientPool
-from orchestrator.inspect import LabStatus, SwarmNode, lab_status, swarm_nodes
+from orchestrator.views import LabStatus, SwarmNode, lab_status, swarm_nodes
 from orchestrator.lab import ensure_entry_point
 from orchestrator.session import LabSession, require_manager
-from provision import api, cli, firstboot, keys, tls
+from provision import api, firstboot, keys, tls
+from provision import hints
 from provision import spec as specs
 from provision.errors import LabError, SwarmError
 from provision.ledger import Ledger, roll_back
-from provision.machine import RUNNING, LabPlan
-from provision.report import Reporter
+from provision.plan import RUNNING, LabPlan
+from provision.progress import Reporter
 from provision.setup import run_setup
 from provision.wait import stop_helper_threads
 
@@ -45,8 +46,8 @@ def add_node(name: str, node: str, role: str, labels: dict[str, str], reporter: 
         provider, plan = api.existing_lab(name)
         if provider.name == "ssh":
             raise LabError(f"lab {name!r} is made of existing machines: lab.add cannot create {node}",
-                           hint=f"add the machine to nodes and hosts in lab.yaml, then {cli.command('lab.down')} and "
-                                f"{cli.command('lab.up')} (or build a libvirt, vagrant or docker lab)")
+                           hint=f"add the machine to nodes and hosts in lab.yaml, then {hints.command('lab.down')} and "
+                                f"{hints.command('lab.up')} (or build a libvirt, vagrant or docker lab)")
         ledger = Ledger()
         try:
             return _add_node(provider, plan, node, role, labels, reporter, ledger, image_method, mirror)
@@ -54,7 +55,7 @@ def add_node(name: str, node: str, role: str, labels: dict[str, str], reporter: 
             if isinstance(failure, KeyboardInterrupt):
                 stop_helper_threads()  # the node threads still waiting must not outlive the rollback
             roll_back(ledger, reporter, announce=f"lab.add failed: removing what it created for {node} in lab {name}",
-                      resume=cli.command("lab.add", *again, lab=name), remove=cli.command("lab.remove", node, lab=name))
+                      resume=hints.command("lab.add", *again, lab=name), remove=hints.command("lab.remove", node, lab=name))
             raise
 
 
@@ -156,7 +157,7 @@ def with_node(spec: specs.LabSpec, node: str, role: str, labels: dict[str, str])
     if existing is not None:
         if existing.role != role:
             raise LabError(f"lab {spec.name!r} has a node {node!r} already, as a {existing.role}",
-                           hint=f"pick another name, or change its role with {cli.command('swarm.promote', node)} or swarm.demote")
+                           hint=f"pick another name, or change its role with {hints.command('swarm.promote', node)} or swarm.demote")
         return spec
     added = specs.NodeSpec(node, role, dict(labels), specs.next_slot(spec.nodes))
     grown = dataclasses.replace(spec, nodes=spec.nodes + (added,))
@@ -174,7 +175,7 @@ def without_node(plan: LabPlan, node: str) -> specs.LabSpec:
     target = plan.node(node)
     if plan.registry and target.name == plan.first_manager.name:
         raise LabError(f"{node} runs the lab registry ({plan.registry}) that every node pulls from",
-                       hint=f"remove other nodes, or recreate the lab: {cli.command('lab.down')} then {cli.command('lab.up')}")
+                       hint=f"remove other nodes, or recreate the lab: {hints.command('lab.down')} then {hints.command('lab.up')}")
     kept = tuple(dataclasses.replace(n, slot=p.index) for n, p in zip(plan.spec.nodes, plan.nodes) if n.name != node)
     spec = dataclasses.replace(plan.spec, nodes=kept)
     specs.validate(spec)
@@ -195,7 +196,7 @@ def check_removable(node: str, managers: list[SwarmNode], answers: Callable[[str
     """
     if [n.hostname for n in managers] == [node]:
         raise SwarmError(f"{node} is the swarm's last manager: without it nobody runs the swarm",
-                         hint=f"promote another node first: {cli.command('swarm.promote', 'NODE')}")
+                         hint=f"promote another node first: {hints.command('swarm.promote', 'NODE')}")
     nodes.check_majority(node, managers, answers, "removed")
 
 
@@ -204,7 +205,7 @@ def _raft_error(node: str, err: docker.errors.APIError) -> LabError:
     if "leader" in text or "quorum" in text:
         return SwarmError(f"the swarm could not change its membership to remove {node}: {text}",
                           hint="Raft needs a majority of the managers up to agree on any change; start the "
-                               f"managers that are down ({cli.command('lab.start', 'NODE')}) and try again (a demotion the "
+                               f"managers that are down ({hints.command('lab.start', 'NODE')}) and try again (a demotion the "
                                "leader already logged takes effect once they are back)")
     return SwarmError(f"removing {node} from the swarm failed: {text}")
 

@@ -15,12 +15,12 @@ import docker.errors
 import requests
 
 from orchestrator import swarm
-from orchestrator.inspect import SwarmNode, entries_by_hostname, swarm_nodes
+from orchestrator.views import SwarmNode, entries_by_hostname, swarm_nodes
 from orchestrator.session import LabSession
-from provision import cli
+from provision import hints
 from provision.engine import node_client
 from provision.errors import LabError, SwarmError
-from provision.machine import LabPlan
+from provision.plan import LabPlan
 from provision.wait import NotYet, wait_until
 
 AVAILABILITIES = ("active", "pause", "drain")
@@ -68,7 +68,7 @@ def demote(lab: LabSession, name: str) -> bool:
     managers = [n for n in swarm_nodes(lab.manager) if n.role == "manager"]
     if len(managers) == 1:
         raise SwarmError(f"{name} is the last manager: demoting it would leave nobody to run the swarm",
-                         hint=f"promote another node first: {cli.command('swarm.promote', 'worker1')}")
+                         hint=f"promote another node first: {hints.command('swarm.promote', 'worker1')}")
     check_majority(name, managers, lambda other: engine_answers(lab.plan, other), "demoted")
     speaking_to_it = lab.manager.info()["Swarm"]["NodeID"] == node.id
     swarm.update_node(lab.manager, node.id, lambda spec: spec.update(Role="worker"))
@@ -98,8 +98,8 @@ def check_majority(node: str, managers: list[SwarmNode], answers: Callable[[str]
         raise SwarmError(
             f"only {len(reachable)} of {len(managers)} managers are reachable: Raft needs a majority "
             f"({len(managers) // 2 + 1}) to agree on a smaller membership, so {node} cannot be {change} now",
-            hint=f"start the managers that are down ({cli.command('lab.start', 'NODE')}), or rebuild the control plane "
-                 f"from a survivor (see {cli.command('demo.quorum')})")
+            hint=f"start the managers that are down ({hints.command('lab.start', 'NODE')}), or rebuild the control plane "
+                 f"from a survivor (see {hints.command('demo.quorum')})")
 
 
 def engine_answers(plan: LabPlan, node: str, timeout: int = 3) -> bool:
@@ -129,7 +129,7 @@ def set_availability(lab: LabSession, name: str, availability: str) -> bool:
         others = [n for n in swarm_nodes(lab.manager) if n.availability == "active" and n.id != node.id]
         if not others:
             raise LabError(f"{name} is the last active node: with it {availability}ed no task could run",
-                           hint=f"activate another node first: {cli.command('swarm.activate', 'NODE')}")
+                           hint=f"activate another node first: {hints.command('swarm.activate', 'NODE')}")
     return swarm.update_node(lab.manager, node.id, lambda spec: spec.update(Availability=availability))
 
 

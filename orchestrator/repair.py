@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from orchestrator import swarm
-from orchestrator.inspect import SwarmNode, created_order
-from provision import cli
+from orchestrator.views import SwarmNode, created_order
+from provision import hints
 from provision.errors import SwarmError
-from provision.machine import LabPlan
+from provision.plan import LabPlan
 from provision.wait import NotYet
 
 
@@ -162,9 +162,9 @@ def _refuse_a_leaderless_swarm(found: Survey) -> None:
         f"it, but only {len(alive)} of its {raft} managers answer ({', '.join(alive)}) and Raft needs {raft // 2 + 1} "
         f"to elect a leader; lab.up does not start a second swarm beside it",
         hint=f"rebuild the swarm from {survivor.name}, keeping its services: "
-             f"{cli.command('lab.ssh', survivor.name, '--command', repr(init), lab=found.lab)}, then "
-             f"{cli.command('lab.up', lab=found.lab)} joins the other nodes to it (demo.quorum shows this recovery); "
-             f"or start afresh: {cli.command('lab.down', lab=found.lab)} then {cli.command('lab.up', lab=found.lab)}")
+             f"{hints.command('lab.ssh', survivor.name, '--command', repr(init), lab=found.lab)}, then "
+             f"{hints.command('lab.up', lab=found.lab)} joins the other nodes to it (demo.quorum shows this recovery); "
+             f"or start afresh: {hints.command('lab.down', lab=found.lab)} then {hints.command('lab.up', lab=found.lab)}")
 
 
 def _describe(found: Survey, held: dict[str, list[str]], chosen: str, majority: bool) -> str:

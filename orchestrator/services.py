@@ -20,10 +20,11 @@ from docker.types import EndpointSpec, Healthcheck, RestartPolicy, ServiceMode, 
 
 from orchestrator import converge
 from orchestrator.session import LabSession
-from provision import cli, entrypoint, registry
+from provision import entrypoint, registry
+from provision import hints
 from provision.errors import LabError
-from provision.machine import LabPlan
-from provision.report import Reporter
+from provision.plan import LabPlan
+from provision.progress import Reporter
 
 NANO = 1_000_000_000
 PUBLISH_MODES = ("ingress", "host")
@@ -149,7 +150,7 @@ def _catalog(plan: LabPlan) -> tuple[dict[str, list[str]] | None, LabError | Non
 
 def _push_hint(plan: LabPlan, image: str) -> str:
     return (f"push it from this machine's engine into the lab registry first: "
-            f"{cli.command('registry.push', image, lab=plan.name)} (the nodes reach no other registry here)")
+            f"{hints.command('registry.push', image, lab=plan.name)} (the nodes reach no other registry here)")
 
 
 def _in_lab_registry(plan: LabPlan, reference: str, held: dict[str, list[str]]) -> str:
@@ -227,7 +228,7 @@ def refuse_bad_request(manager: docker.DockerClient, request: ServiceRequest, la
         raise LabError("cannot create service " + request.name + ": " + "; ".join(problems))
     if any(s.name == request.name for s in manager.services.list()):
         raise LabError(f"service {request.name!r} exists already",
-                       hint=f"{cli.command('service.rm', request.name, lab=lab)} first")
+                       hint=f"{hints.command('service.rm', request.name, lab=lab)} first")
 
 
 def create(manager: docker.DockerClient, plan: LabPlan, request: ServiceRequest, *, image: str | None = None):
@@ -381,7 +382,7 @@ def outcome(progress: converge.Progress) -> str:
 
 
 def _detached(lab: LabSession, name: str) -> str:
-    return f"not waiting (--detach): {cli.command('service.ps', name, lab=lab.plan.name)} shows its tasks"
+    return f"not waiting (--detach): {hints.command('service.ps', name, lab=lab.plan.name)} shows its tasks"
 
 
 def _wait(lab: LabSession, watch: converge.Watch, reporter: Reporter, options: WaitOptions) -> str:

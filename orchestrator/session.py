@@ -9,10 +9,11 @@ from typing import Iterator
 import docker
 
 from orchestrator.clients import ClientPool
-from orchestrator.inspect import reachable_manager
-from provision import api, cli
+from orchestrator.views import reachable_manager
+from provision import api
+from provision import hints
 from provision.errors import SwarmError
-from provision.machine import LabPlan
+from provision.plan import LabPlan
 
 
 @dataclass
@@ -33,7 +34,7 @@ def require_manager(plan: LabPlan, clients: ClientPool, provider) -> docker.Dock
     if manager is None:
         raise SwarmError(
             f"no manager of lab {plan.name!r} answers as a swarm manager",
-            hint=f"{cli.command('lab.status', lab=plan.name)} shows the managers; with too few of them Raft has lost its majority",
+            hint=f"{hints.command('lab.status', lab=plan.name)} shows the managers; with too few of them Raft has lost its majority",
         )
     return manager
 

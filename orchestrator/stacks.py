@@ -22,7 +22,7 @@ from provision.errors import LabError
 from provision.host import SSHHost, check
 from provision.paths import TEMPLATES
 from provision.render import environment
-from provision.report import Reporter
+from provision.progress import Reporter
 
 STACKS = TEMPLATES / "stacks"
 NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,62}")

@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 import docker
 import docker.errors
 
-from provision import cli
+from provision import hints
 from provision.errors import SwarmError
 from provision.spec import SwarmSpec
 from provision.wait import NotYet, wait_until
@@ -97,7 +97,7 @@ def join(client: docker.DockerClient, name: str, address: str, managers: Sequenc
         if info.get("NodeID") in members:
             return False
         raise SwarmError(f"{name} is already part of another swarm",
-                         hint=f"{cli.command('lab.up')} makes it leave that swarm and join the lab's "
+                         hint=f"{hints.command('lab.up')} makes it leave that swarm and join the lab's "
                               f"(or `docker swarm leave --force` on {name})")
     try:
         client.swarm.join(
@@ -106,7 +106,7 @@ def join(client: docker.DockerClient, name: str, address: str, managers: Sequenc
         )
     except docker.errors.APIError as err:
         raise SwarmError(f"{name} could not join the swarm at {', '.join(managers)}: {err.explanation or err}",
-                         hint=f"check that the nodes reach each other on 2377/tcp ({cli.command('lab.doctor')})") from err
+                         hint=f"check that the nodes reach each other on 2377/tcp ({hints.command('lab.doctor')})") from err
     return True
 
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import paramiko
 
-from provision import cli, keys
+from provision import keys
+from provision import hints
 from provision.errors import HostUnreachable, SetupError
 from provision.host import Host, SSHHost, check
 from provision.providers.base import SSHTarget
@@ -75,7 +76,7 @@ def trust_host_key(lab: str, node: str, address: str, port: int = 22) -> tuple[s
             raise SetupError(
                 f"the SSH host key of {node} ({address}) changed: recorded {fingerprint(known[1])}, "
                 f"offered {fingerprint(offered)}",
-                hint=f"if the machine was reinstalled, {cli.command('lab.down', lab=lab)} forgets it; "
+                hint=f"if the machine was reinstalled, {hints.command('lab.down', lab=lab)} forgets it; "
                      "otherwise someone may be in the middle: do not go on")
         return fingerprint(offered), False
     keys.record_host_key(lab, node, address, offered)

@@ -8,17 +8,17 @@ from typing import Iterator
 
 import requests
 
-from provision import cli
+from provision import hints
 from provision import config as spec_config
 from provision import doctor, engine, firstboot, state, spec as specs
 from provision.errors import HostUnreachable, LabError, ProviderError, SpecError, SubnetTaken
 from provision.host import Host, SSHHost, run_on_all
 from provision.ledger import Ledger
-from provision.machine import RUNNING, LabPlan, Machine
+from provision.plan import RUNNING, LabPlan, Machine
 from provision.paths import lab_dir
 from provision.providers import get_provider
 from provision.providers.base import Provider
-from provision.report import Reporter
+from provision.progress import Reporter
 from provision.setup import run_setup
 from provision.wait import NotYet, wait_until
 
@@ -49,7 +49,7 @@ def existing_lab(name: str, provider_name: str | None = None) -> tuple[Provider,
     if current is None:
         others = ", ".join(provider.labs()) or "none"
         raise LabError(f"there is no lab named {name!r} (labs here: {others})",
-                       hint=f"create it with {cli.command('lab.up', lab=name)}")
+                       hint=f"create it with {hints.command('lab.up', lab=name)}")
     return provider, with_measured_pace(provider.resolve(current))
 
 
@@ -90,8 +90,8 @@ def spec_for_up(spec: specs.LabSpec, provider: Provider) -> specs.LabSpec:
     if shape not in (_shape(created), _shape(current)):
         have = ", ".join(f"{n}({r})" for n, r in _shape(current))
         raise SpecError([f"lab {spec.name!r} exists with other nodes: {have}"],
-                        hint=f"change a running lab's nodes with {cli.command('lab.add')} / {cli.command('lab.remove')}, "
-                             f"or remove it first: {cli.command('lab.down', lab=spec.name)}")
+                        hint=f"change a running lab's nodes with {hints.command('lab.add')} / {hints.command('lab.remove')}, "
+                             f"or remove it first: {hints.command('lab.down', lab=spec.name)}")
     return dataclasses.replace(spec, nodes=current.nodes)
 
 
@@ -109,7 +109,7 @@ def lab_change(lab: str, task: str, reporter: Reporter, *, wait: bool = True, ar
     state folder left with nothing but its lock (a lab removed, a run that made nothing)
     is tidied away.
     """
-    hint = (f"wait for it to finish, then run {cli.command(task, *args, lab=lab)} again "
+    hint = (f"wait for it to finish, then run {hints.command(task, *args, lab=lab)} again "
             "(without --no-wait it waits by itself)")
     try:
         with state.lab_lock(lab, wait=wait, on_wait=reporter.info, hint=hint):
@@ -211,7 +211,7 @@ def wait_for_ssh(host: Host, timeout: float = BOOT_TIMEOUT) -> None:
             raise NotYet(str(err)) from err
 
     wait_until(answers, timeout=timeout, interval=0.3, describe=f"SSH on {host.name}",
-               hint=f"the node may have failed to boot: {cli.command('lab.status')}, `docker logs` of its container")
+               hint=f"the node may have failed to boot: {hints.command('lab.status')}, `docker logs` of its container")
 
 
 def wait_for_engines(plan: LabPlan, clients, names: list[str], timeout: float = BOOT_TIMEOUT) -> None:
@@ -222,13 +222,13 @@ def wait_for_engines(plan: LabPlan, clients, names: list[str], timeout: float = 
             return clients[name].ping()
         except requests.exceptions.SSLError as err:  # will not heal by waiting
             raise LabError(f"TLS to the engine of {name} failed: {err}",
-                           hint=f"the lab's certificates do not match: {cli.command('lab.down', lab=plan.name)} "
+                           hint=f"the lab's certificates do not match: {hints.command('lab.down', lab=plan.name)} "
                            "and up again") from err
 
     for name in names:
         wait_until(lambda: answers(name), timeout=timeout, interval=0.3,
                    describe=f"the Docker engine of {name} on {plan.node(name).address}:2376",
-                   hint=f"see /var/log/dockerd.log on the node ({cli.command('lab.ssh', 'NODE')})")
+                   hint=f"see /var/log/dockerd.log on the node ({hints.command('lab.ssh', 'NODE')})")
 
 
 def destroy(name: str, provider_name: str | None = None) -> dict[str, int]:

@@ -22,7 +22,7 @@ import docker.errors
 from provision.errors import ImageError
 from provision.paths import TEMPLATES
 from provision.render import render
-from provision.report import Reporter
+from provision.progress import Reporter
 
 REPOSITORY = "swarmdeck/web"
 VERSIONS = ("1", "2", "3")

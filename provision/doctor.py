@@ -12,7 +12,9 @@ from typing import Callable
 import docker
 import docker.errors
 
-from provision import cli, images, ipvs, runtime, vm_images
+from provision import images, runtime, vm_images
+from provision import hints
+from provision import kernel_features as ipvs
 from provision.errors import LabError
 
 NODE_MEMORY_MB = 80  # an idle node measured 45-70 MB
@@ -59,13 +61,13 @@ def check_node_image(client: docker.DockerClient) -> Finding:
     tag = images.node_image_tag()
     if images.has_image(client, tag):
         return Finding("node image", "ok", f"{tag} is built")
-    return Finding("node image", "warn", f"{tag} is not built yet", f"{cli.command('image.build')} (lab.up builds it too)")
+    return Finding("node image", "warn", f"{tag} is not built yet", f"{hints.command('image.build')} (lab.up builds it too)")
 
 
 def check_runtime(client: docker.DockerClient) -> Finding:
     tag = images.node_image_tag()
     if not images.has_image(client, tag):
-        return Finding("runtime profile", "warn", "unknown until the node image exists", cli.command("image.build"))
+        return Finding("runtime profile", "warn", "unknown until the node image exists", hints.command("image.build"))
     profile = runtime.profile_for(client, tag)
     note = "" if profile.name == runtime.PRIVILEGED else " (--privileged is refused here; explicit capabilities used)"
     return Finding("runtime profile", "ok", profile.name + note)

@@ -12,8 +12,8 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Mapping
 
-from provision import ipvs
-from provision.machine import LabPlan
+from provision import kernel_features as ipvs
+from provision.plan import LabPlan
 from provision.render import render
 
 PORTS = (8080, 8081)  # the demo service's and the shipped stacks' published ports

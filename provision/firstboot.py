@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from provision import keys, tls
-from provision.machine import LabPlan, NodePlan
+from provision.plan import LabPlan, NodePlan
 from provision.render import render
 
 DAEMON_JSON = "/etc/docker/daemon.json"

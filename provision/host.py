@@ -19,7 +19,8 @@ import paramiko
 from fabric import Config, Connection
 from invoke.exceptions import CommandTimedOut
 
-from provision import cli, keys
+from provision import keys
+from provision import hints
 from provision.errors import CommandFailed, HostUnreachable, PartialFailure
 from provision.providers.base import SSHTarget
 
@@ -93,12 +94,12 @@ class SSHHost:
                                          timeout=self.command_timeout)
         except CommandTimedOut as err:
             raise HostUnreachable(f"{self.name}: `{command[:80]}` did not finish within {self.command_timeout} s",
-                                  hint=f"the node may be overloaded or hung: {cli.command('lab.status')}, its console log") from err
+                                  hint=f"the node may be overloaded or hung: {hints.command('lab.status')}, its console log") from err
         except (paramiko.SSHException, OSError) as err:
             raise HostUnreachable(
                 f"{self.name}: SSH to {self.connection.host} failed: {err}",
-                hint=f"is the node running? {cli.command('lab.status')}; a changed host key means the node was "
-                f"replaced: {cli.command('lab.down')} and up again",
+                hint=f"is the node running? {hints.command('lab.status')}; a changed host key means the node was "
+                f"replaced: {hints.command('lab.down')} and up again",
             ) from err
         return Result(result.stdout + result.stderr, result.exited)
 

@@ -24,7 +24,7 @@ from provision import mirror as mirrors
 from provision.errors import ImageError
 from provision.paths import TEMPLATES
 from provision.render import render
-from provision.report import Reporter
+from provision.progress import Reporter
 
 SUITE = "bookworm"
 REPOSITORY = "swarmdeck/node"

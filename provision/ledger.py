@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from provision.errors import Interrupted, redact
-from provision.report import Reporter
+from provision.progress import Reporter
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from provision import cli
+from provision import hints
 from provision.errors import ImageError
 
 APT = Path("/etc/apt")
@@ -76,6 +76,6 @@ def debian_mirror(suite: str, sources: list[Source] | None = None) -> str:
     raise ImageError(
         f"no apt source of this machine serves Debian {suite!r} main "
         f"(looked in {APT}/sources.list and {APT}/sources.list.d/)",
-        hint=f"pass the Debian mirror to use, e.g. {cli.command('image.build', '--mirror', 'http://MIRROR/debian')}",
+        hint=f"pass the Debian mirror to use, e.g. {hints.command('image.build', '--mirror', 'http://MIRROR/debian')}",
     )
 

@@ -16,11 +16,12 @@ import docker
 import docker.errors
 import requests
 
-from provision import cli, http
+from provision import http
+from provision import hints
 from provision.errors import LabError, ProviderError
 from provision.host import Host, check
 from provision.paths import TEMPLATES
-from provision.report import Reporter
+from provision.progress import Reporter
 from provision.wait import wait_until
 
 LOCAL_IMAGE = "swarmdeck/registry:2"
@@ -110,7 +111,7 @@ def check_running(client: docker.DockerClient, node: str, lab: str) -> None:
     Raises:
         ProviderError: the container is stopped, paused or gone, or the node's engine is silent.
     """
-    repair = cli.command("lab.up", lab=lab)
+    repair = hints.command("lab.up", lab=lab)
     try:
         container = client.containers.get(CONTAINER)
     except docker.errors.NotFound:
@@ -122,8 +123,8 @@ def check_running(client: docker.DockerClient, node: str, lab: str) -> None:
         ) from None
     except (docker.errors.DockerException, requests.RequestException) as err:
         raise ProviderError(f"the lab registry's node {node} does not answer: {err}",
-                            hint=f"{cli.command('lab.status', lab=lab)} shows whether {node} runs; "
-                                 f"{cli.command('lab.start', node, lab=lab)} starts it") from err
+                            hint=f"{hints.command('lab.status', lab=lab)} shows whether {node} runs; "
+                                 f"{hints.command('lab.start', node, lab=lab)} starts it") from err
     if container.status != "running":
         raise ProviderError(f"the registry container on {node} is not running ({_describe_state(container)})",
                             hint=f"{repair} starts it again with its data kept (the images are on its {VOLUME} volume)")
@@ -176,7 +177,7 @@ def push(source: docker.DockerClient, target: docker.DockerClient, address: str,
     for line in target.api.push(repository, tag=tag, stream=True, decode=True):
         if "error" in line:
             raise ProviderError(f"pushing {reference} failed: {line['error']}",
-                                hint=f"is the registry up? {cli.command('registry.ls')}")
+                                hint=f"is the registry up? {hints.command('registry.ls')}")
     return reference
 
 
@@ -188,7 +189,7 @@ def catalog(address: str, *, timeout: float = 5) -> dict[str, list[str]]:
                 for r in repositories}
     except (urllib.error.URLError, OSError, ValueError) as err:
         raise ProviderError(f"the registry at {address} did not answer: {err}",
-                            hint=f"is the lab up? {cli.command('lab.status')}") from err
+                            hint=f"is the lab up? {hints.command('lab.status')}") from err
 
 
 def _get_json(url: str, timeout: float) -> dict:

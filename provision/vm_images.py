@@ -19,12 +19,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from provision import cli
+from provision import hints
 from provision import images, keys, mirror as mirrors
 from provision.errors import ImageError
 from provision.firstboot import File
 from provision.paths import TEMPLATES, home
-from provision.report import Reporter
+from provision.progress import Reporter
 from provision.setup.engine import SYSTEMD_DROPINS
 
 SUITE = images.SUITE
@@ -87,7 +87,7 @@ def ensure_vm_image(reporter: Reporter, *, mirror: str | None = None, rebuild: b
         raise ImageError(
             "building the VM image needs root and " + ", ".join(TOOLS) + (f" (missing: {', '.join(missing)})"
                                                                           if missing else ""),
-            hint=f"as root: `apt-get install debootstrap e2fsprogs qemu-utils`, then {cli.command('image.build', '--format', 'qcow2')}",
+            hint=f"as root: `apt-get install debootstrap e2fsprogs qemu-utils`, then {hints.command('image.build', '--format', 'qcow2')}",
         )
     with reporter.step(f"building VM image {image.name} with debootstrap (about 1.5 minutes, once)"):
         _build(image, mirror or mirrors.debian_mirror(SUITE), reporter)

@@ -8,11 +8,11 @@ from typing import Callable
 import docker.errors
 import requests
 
-from orchestrator.report import DemoReport
+from orchestrator.demos.report import DemoReport
 from orchestrator.session import LabSession, open_lab
 from orchestrator.viz import control as viz_control
 from provision.errors import LabError
-from provision.report import Reporter
+from provision.progress import Reporter
 
 DEMO_LABEL = "io.swarmdeck.demo"
 

@@ -16,7 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from provision import api, cli, http
+from provision import api, http
+from provision import hints
 from provision.errors import LabError
 from provision.paths import REPO, lab_dir
 from provision.wait import NotYet, wait_until
@@ -65,7 +66,7 @@ def up(lab: str, port: int | None = None, host: str = "127.0.0.1") -> tuple[Viz,
     if current is not None:
         if (port is not None and current.port != port) or current.host != host:
             raise LabError(f"the visualizer of lab {lab} runs already at {current.url}",
-                           hint=f"{cli.command('viz.down', lab=lab)} first to move it")
+                           hint=f"{hints.command('viz.down', lab=lab)} first to move it")
         return current, False
     port = port if port is not None else free_port(host)
     log = lab_dir(lab) / "viz.log"
@@ -81,7 +82,7 @@ def up(lab: str, port: int | None = None, host: str = "127.0.0.1") -> tuple[Viz,
     def answers() -> bool:
         if process.poll() is not None:
             raise LabError(f"the visualizer exited at start (code {process.returncode}): {_tail(log)}",
-                           hint=f"is port {port} taken? try {cli.command('viz.up', '--port', str(port + 1), lab=lab)}")
+                           hint=f"is port {port} taken? try {hints.command('viz.up', '--port', str(port + 1), lab=lab)}")
         try:
             return json.loads(http.get(viz.url + "api/state", 2)).get("lab") == lab
         except Exception as err:  # noqa: BLE001 - not answering yet, whatever the reason
@@ -102,7 +103,7 @@ def free_port(host: str) -> int:
             except OSError:
                 continue
     raise LabError(f"ports {DEFAULT_PORT}-{DEFAULT_PORT + PORTS_TRIED - 1} are all taken on {host}",
-                   hint=f"name a free one: {cli.command('viz.up', '--port', 'PORT')}")
+                   hint=f"name a free one: {hints.command('viz.up', '--port', 'PORT')}")
 
 
 def down(lab: str) -> bool:

@@ -21,7 +21,7 @@ import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from orchestrator.viz.state import SwarmFeed, report_file
+from orchestrator.viz.feed import SwarmFeed, report_file
 from provision import api
 from provision.paths import TEMPLATES
 

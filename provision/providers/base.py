@@ -11,12 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
-from provision import cli
+from provision import hints
 from provision.errors import ProviderError
 from provision.firstboot import File
 from provision.ledger import Ledger
-from provision.machine import LabPlan, Machine, NodePlan
-from provision.report import Reporter
+from provision.plan import LabPlan, Machine, NodePlan
+from provision.progress import Reporter
 from provision.spec import LabSpec
 
 
@@ -45,7 +45,7 @@ def find_machine(machines: list[Machine], lab: str, node: str, what: str) -> Mac
     for found in machines:
         if found.name == node:
             return found
-    raise ProviderError(f"lab {lab!r} has no {what}", hint=f"{cli.command('lab.status', lab=lab)} lists its nodes")
+    raise ProviderError(f"lab {lab!r} has no {what}", hint=f"{hints.command('lab.status', lab=lab)} lists its nodes")
 
 
 def no_console(provider: str) -> ProviderError:

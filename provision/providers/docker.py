@@ -17,15 +17,16 @@ import docker
 import docker.errors
 
 from provision import config as spec_config
-from provision import cli, doctor, entrypoint, images, labels, runtime
+from provision import doctor, entrypoint, images, labels, runtime
+from provision import hints
 from provision import spec as specs
 from provision.engine import host_client
 from provision.errors import ProviderError, SpecError, SubnetTaken
 from provision.firstboot import File
 from provision.ledger import Ledger
-from provision.machine import CREATED, PAUSED, RUNNING, STOPPED, LabPlan, Machine, NodePlan, plan
+from provision.plan import CREATED, PAUSED, RUNNING, STOPPED, LabPlan, Machine, NodePlan, plan
 from provision.providers.base import Capabilities, FirstBoot, SSHTarget, ensure_nodes
-from provision.report import Reporter
+from provision.progress import Reporter
 
 AUTO_SUBNETS = ipaddress.ip_network("10.199.0.0/16")  # labs get the first free /24 in here
 ADDRESS = f"{labels.PREFIX}.address"
@@ -80,7 +81,7 @@ class DockerProvider:
         mtu = int(network.attrs["Options"].get("com.docker.network.driver.mtu", 1500))
         if spec.network.subnet not in (specs.AUTO, subnet):
             raise SpecError([f"lab {spec.name!r} exists with subnet {subnet}, not {spec.network.subnet}"],
-                            hint=f"run {cli.command('lab.down', lab=spec.name)} first, or pick another --lab")
+                            hint=f"run {hints.command('lab.down', lab=spec.name)} first, or pick another --lab")
         return subnet, mtu
 
     def _network(self, lab: str):
@@ -245,7 +246,7 @@ class DockerProvider:
         container = self._container(lab, node)
         if container is None:
             raise ProviderError(f"lab {lab!r} has no node container {labels.container_name(lab, node)}",
-                                hint=f"{cli.command('lab.status', lab=lab)} lists its nodes")
+                                hint=f"{hints.command('lab.status', lab=lab)} lists its nodes")
         return self._machine(container)
 
     def start(self, machine: Machine) -> None:

@@ -21,17 +21,17 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from provision import cli
+from provision import hints
 from provision import config as spec_config
 from provision import spec as specs, vm_images
 from provision.errors import ProviderError, ProviderUnavailable, SpecError, SubnetTaken
 from provision.firstboot import File
 from provision.ledger import Ledger
-from provision.machine import PAUSED, RUNNING, STOPPED, LabPlan, Machine, NodePlan, plan
+from provision.plan import PAUSED, RUNNING, STOPPED, LabPlan, Machine, NodePlan, plan
 from provision.paths import home, lab_dir
 from provision.providers.base import Capabilities, FirstBoot, SSHTarget, ensure_nodes, find_machine, no_console
 from provision.render import render
-from provision.report import Reporter
+from provision.progress import Reporter
 
 URI_ENV = "SWARMDECK_LIBVIRT_URI"
 DOMAIN_TYPE_ENV = "SWARMDECK_DOMAIN_TYPE"  # kvm | qemu: skip the detection
@@ -75,7 +75,7 @@ class LibvirtProvider:
                 raise ProviderUnavailable(
                     f"libvirt at {self.uri} does not answer: {err}",
                     hint="install and start it: `apt-get install libvirt-daemon-system qemu-system-x86 qemu-utils "
-                         f"dnsmasq-base`, then `libvirtd -d` (or `systemctl start libvirtd`); {cli.command('lab.doctor')}") from err
+                         f"dnsmasq-base`, then `libvirtd -d` (or `systemctl start libvirtd`); {hints.command('lab.doctor')}") from err
         return self._conn
 
     def check(self) -> None:
@@ -143,7 +143,7 @@ class LibvirtProvider:
             subnet = _network_subnet(network.XMLDesc(0))
             if spec.network.subnet not in (specs.AUTO, subnet):
                 raise SpecError([f"lab {spec.name!r} exists with subnet {subnet}, not {spec.network.subnet}"],
-                                hint=f"run {cli.command('lab.down', lab=spec.name)} first, or pick another --lab")
+                                hint=f"run {hints.command('lab.down', lab=spec.name)} first, or pick another --lab")
         elif spec.network.subnet != specs.AUTO:
             subnet = spec.network.subnet
         else:

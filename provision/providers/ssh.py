@@ -16,10 +16,10 @@ from provision import adopt, config as spec_config, keys, spec as specs
 from provision.errors import HostUnreachable, ProviderError, SpecError
 from provision.host import SSHHost, check
 from provision.ledger import Ledger
-from provision.machine import RUNNING, STOPPED, LabPlan, Machine, NodePlan, plan
+from provision.plan import RUNNING, STOPPED, LabPlan, Machine, NodePlan, plan
 from provision.paths import home, lab_dir
 from provision.providers.base import Capabilities, FirstBoot, SSHTarget, ensure_nodes, find_machine, no_console
-from provision.report import Reporter
+from provision.progress import Reporter
 
 RECORD = "ssh.json"  # in the lab's state folder: the spec the lab was adopted with
 REACH_TIMEOUT = 3

@@ -25,16 +25,16 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from provision import cli
+from provision import hints
 from provision import adopt, spec as specs, vm_images
 from provision import config as spec_config
 from provision.errors import ProviderError, ProviderUnavailable
 from provision.ledger import Ledger
-from provision.machine import PAUSED, RUNNING, STOPPED, LabPlan, Machine, plan
+from provision.plan import PAUSED, RUNNING, STOPPED, LabPlan, Machine, plan
 from provision.paths import REPO, home, lab_dir
 from provision.providers import libvirt as lv
 from provision.providers.base import Capabilities, FirstBoot, SSHTarget, ensure_nodes, find_machine, no_console
-from provision.report import Reporter
+from provision.progress import Reporter
 
 DIR_ENV = "SWARMDECK_VAGRANT_DIR"  # where the lab JSON and Vagrant's machine records go
 SPEC_JSON = "swarmdeck-lab.json"
@@ -69,7 +69,7 @@ class VagrantProvider:
         if shutil.which("vagrant") is None:
             raise ProviderUnavailable(
                 "vagrant is not installed",
-                hint=f"`apt-get install vagrant vagrant-libvirt` (Debian), then {cli.command('lab.doctor')}")
+                hint=f"`apt-get install vagrant vagrant-libvirt` (Debian), then {hints.command('lab.doctor')}")
         _vagrant_lib()
 
     def _client(self, lab: str):
@@ -157,7 +157,7 @@ class VagrantProvider:
         owner = _json_lab()
         if owner not in (None, plan.name) and self._status(owner):
             raise ProviderError(f"the Vagrantfile in {vagrant_dir()} describes lab {owner!r}, which still has machines",
-                                hint=f"one Vagrant lab per folder: {cli.command('lab.down', lab=owner)}, or set "
+                                hint=f"one Vagrant lab per folder: {hints.command('lab.down', lab=owner)}, or set "
                                      f"{DIR_ENV} to another folder")
         self._prepare_machines(plan.spec, reporter)
         resolved = dataclasses.replace(plan.spec, network=specs.NetworkSpec(plan.subnet, plan.spec.network.mtu))

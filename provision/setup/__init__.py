@@ -11,8 +11,8 @@ from typing import Callable
 from provision import keys
 from provision.firstboot import engine_files
 from provision.host import Host, run_on_all
-from provision.machine import LabPlan, NodePlan
-from provision.report import Reporter
+from provision.plan import LabPlan, NodePlan
+from provision.progress import Reporter
 from provision.setup.engine import ensure_engine_config, ensure_engine_service
 from provision.setup.engine_package import ensure_engine_package
 from provision.setup.firewall import ensure_lab_ports

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import shlex
 
-from provision import cli
+from provision import hints
 from provision.firstboot import File
 from provision.host import Host, check, read_file
 from provision.paths import TEMPLATES
@@ -58,7 +58,7 @@ def ensure_engine_service(host: Host) -> bool:
 
 
 def restart_engine(host: Host) -> None:
-    check(host, RESTART, hint=f"look at /var/log/dockerd.log on the node ({cli.command('lab.ssh', 'NODE')})")
+    check(host, RESTART, hint=f"look at /var/log/dockerd.log on the node ({hints.command('lab.ssh', 'NODE')})")
     wait_for_engine(host)
 
 

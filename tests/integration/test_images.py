@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from provision import images
-from provision.report import RecordingReporter
+from provision.progress import RecordingReporter
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from provision import ipvs
+from provision import kernel_features as ipvs
 from provision.wait import wait_until
 from tests.integration.conftest import cli, leader_client, new_lab_name
 

@@ -17,9 +17,9 @@ import requests
 import tasks
 from provision import api, config, doctor, registry
 from provision.errors import ProviderError
-from provision.machine import RUNNING, STOPPED, Machine, plan
+from provision.plan import RUNNING, STOPPED, Machine, plan
 from provision.providers.base import Capabilities
-from provision.report import RecordingReporter
+from provision.progress import RecordingReporter
 
 SWARMDECK = Path(sys.executable).with_name("swarmdeck")
 

@@ -6,7 +6,7 @@ import pytest
 
 from orchestrator import converge
 from provision.errors import ConvergenceError, WaitTimeout
-from provision.report import RecordingReporter
+from provision.progress import RecordingReporter
 
 NODES = {"n1": "manager1", "n2": "worker1", "n3": "worker2"}
 

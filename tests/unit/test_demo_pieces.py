@@ -1,8 +1,8 @@
 import json
 
-from orchestrator.probe import Probe, Sample, parse_answer
-from orchestrator.report import DemoReport, per_second
-from provision.report import RecordingReporter
+from orchestrator.demos.probe import Probe, Sample, parse_answer
+from orchestrator.demos.report import DemoReport, per_second
+from provision.progress import RecordingReporter
 
 
 def test_probe_reads_the_demo_answer():

@@ -7,10 +7,11 @@ import subprocess
 
 import pytest
 
-from provision import adopt, config, keys, machine, spec as specs
+from provision import adopt, config, keys, spec as specs
+from provision import plan as machine
 from provision.errors import ProviderError, SetupError, SpecError
 from provision.host import Result
-from provision.report import Reporter
+from provision.progress import Reporter
 from provision.providers import ssh as ssh_provider, vagrant as vagrant_provider
 from provision.setup import engine, engine_package, run_setup, steps
 from tests.unit.fakes import FakeHost

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from provision import cli, engine, state
+from provision import engine, state
+from provision import hints
 from provision.paths import REPO, lab_dir
 
 
@@ -98,9 +99,9 @@ def test_an_emptied_lab_folder_is_tidied_away(swarmdeck_home):
 
 def test_hints_name_the_command_the_user_ran(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["/usr/local/bin/swarmdeck", "lab.up"])
-    assert cli.command("lab.down", lab="web") == "`swarmdeck lab.down --lab web`"
+    assert hints.command("lab.down", lab="web") == "`swarmdeck lab.down --lab web`"
     monkeypatch.setattr(sys, "argv", ["/work/.venv/bin/invoke", "lab.up"])
-    assert cli.command("lab.ssh", "NODE") == "`invoke lab.ssh NODE`"
+    assert hints.command("lab.ssh", "NODE") == "`invoke lab.ssh NODE`"
 
 
 def swarmdeck(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:

@@ -17,11 +17,11 @@ from orchestrator import lab as labs
 from provision import api, config, keys, state, tls
 from provision.errors import Interrupted, LabError, ProviderError, SubnetTaken
 from provision.ledger import Ledger, roll_back
-from provision.machine import plan
+from provision.plan import plan
 from provision.paths import REPO, home, lab_dir
 from provision.providers.base import Capabilities
 from provision.providers.docker import DockerProvider
-from provision.report import RecordingReporter
+from provision.progress import RecordingReporter
 
 
 # -- the ledger -------------------------------------------------------------------------------

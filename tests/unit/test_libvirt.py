@@ -20,10 +20,10 @@ from provision import config  # noqa: E402
 from provision.errors import SubnetTaken  # noqa: E402
 from provision.ledger import Ledger  # noqa: E402
 from provision.firstboot import File  # noqa: E402
-from provision.machine import PAUSED, RUNNING, STOPPED, plan  # noqa: E402
+from provision.plan import PAUSED, RUNNING, STOPPED, plan  # noqa: E402
 from provision.providers import libvirt as lv  # noqa: E402
 from provision.render import render  # noqa: E402
-from provision.report import Reporter  # noqa: E402
+from provision.progress import Reporter  # noqa: E402
 from provision.vm_images import VMImage  # noqa: E402
 
 GOLDEN = Path(__file__).parent / "golden"

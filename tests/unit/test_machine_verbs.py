@@ -14,11 +14,11 @@ import pytest
 
 from orchestrator import access, listing
 from orchestrator import lab as labs
-from orchestrator.inspect import LabStatus, NodeStatus, not_ready, startable
-from orchestrator.output import lab_list_table, status_table
+from orchestrator.views import LabStatus, NodeStatus, not_ready, startable
+from orchestrator.tables import lab_list_table, status_table
 from provision import config, contexts, entrypoint, state, tls
 from provision.errors import LabError, LabUnhealthy
-from provision.machine import plan
+from provision.plan import plan
 from provision.providers.base import SSHTarget
 
 ENTRY = {"kind": "load-balancer", "address": "10.199.0.9", "ports": [8080, 8081]}

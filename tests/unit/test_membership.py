@@ -4,11 +4,11 @@ import dataclasses
 
 import pytest
 
-from orchestrator.inspect import SwarmNode
+from orchestrator.views import SwarmNode
 from orchestrator.membership import check_removable, with_node, without_node
 from provision import api, config, spec as specs
 from provision.errors import LabError, SpecError, SwarmError
-from provision.machine import plan
+from provision.plan import plan
 
 
 def load(**overrides):

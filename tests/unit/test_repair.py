@@ -6,13 +6,13 @@ from __future__ import annotations
 import pytest
 
 from orchestrator import bootstrap, nodes, repair, swarm
-from orchestrator.inspect import SwarmNode, entries_by_hostname, lab_status, live_entries, swarm_nodes
-from orchestrator.output import status_table
+from orchestrator.views import SwarmNode, entries_by_hostname, lab_status, live_entries, swarm_nodes
+from orchestrator.tables import status_table
 from orchestrator.session import LabSession
 from provision import config
 from provision.errors import SwarmError
-from provision.machine import Machine, plan
-from provision.report import RecordingReporter
+from provision.plan import Machine, plan
+from provision.progress import RecordingReporter
 from provision.wait import NotYet
 from tests.unit.fake_swarm import World
 

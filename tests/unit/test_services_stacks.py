@@ -2,7 +2,8 @@ import pytest
 import yaml
 
 from orchestrator import services, stacks, swarm
-from provision import config, doctor, entrypoint, machine
+from provision import config, doctor, entrypoint
+from provision import plan as machine
 from provision.errors import LabError, ProviderError
 
 
@@ -69,7 +70,7 @@ def test_overlay_mtu_leaves_room_for_vxlan():
 
 import docker.errors  # noqa: E402
 
-from provision.report import RecordingReporter  # noqa: E402
+from provision.progress import RecordingReporter  # noqa: E402
 
 CATALOG = {"swarmdeck/web": ["1", "2", "3"]}
 

@@ -1,6 +1,7 @@
 import json
 
-from provision import config, firstboot, machine
+from provision import config, firstboot
+from provision import plan as machine
 from provision.host import Result
 from provision.setup import engine, firewall, hosts_file, hostname, ssh_keys
 from tests.unit.fakes import FakeHost

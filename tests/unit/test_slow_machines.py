@@ -10,10 +10,11 @@ import requests
 
 from orchestrator import lab as labs
 from orchestrator.clients import ClientPool
-from provision import config, engine, machine, state
+from provision import config, engine, state
+from provision import plan as machine
 from provision.errors import ProviderError, WaitTimeout
 from provision.providers import libvirt as lv
-from provision.report import RecordingReporter
+from provision.progress import RecordingReporter
 from provision.wait import retried
 
 

@@ -11,9 +11,10 @@ import urllib.request
 import docker.errors
 import pytest
 
-from orchestrator.viz import server, state
+from orchestrator.viz import server
+from orchestrator.viz import feed as state
 from provision import config
-from provision.machine import plan
+from provision.plan import plan
 
 _direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 

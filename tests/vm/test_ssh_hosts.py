@@ -16,7 +16,7 @@ import yaml
 from provision import adopt, api, keys, spec as specs
 from provision.firstboot import File
 from provision.providers import libvirt as lv
-from provision.report import Reporter
+from provision.progress import Reporter
 from provision.wait import wait_until
 from tests.integration.conftest import cli, new_lab_name, status_json, swarm_nodes
 

@@ -9,9 +9,10 @@ from rich.console import Console
 from rich.table import Table
 
 from orchestrator import services
-from orchestrator.inspect import LabStatus
+from orchestrator.views import LabStatus
 from orchestrator.listing import LabSummary
-from provision import cli, entrypoint
+from provision import entrypoint
+from provision import hints
 
 
 def _text(table: Table) -> str:
@@ -34,7 +35,7 @@ def status_table(status: LabStatus, running: dict[str, int] | None = None) -> st
         footer += f"\nvisualizer: {status.visualizer}"
     for node in [n for n in status.nodes if n.stale]:
         footer += (f"\n{node.name}: the swarm also lists {node.stale} stale entr{'y' if node.stale == 1 else 'ies'} "
-                   f"of it (left when it rejoined); {cli.command('lab.up', lab=status.name)} removes "
+                   f"of it (left when it rejoined); {hints.command('lab.up', lab=status.name)} removes "
                    f"{'it' if node.stale == 1 else 'them'}")
     if not status.swarm:
         footer += "\nno manager answers: the swarm is not formed or has lost its managers"

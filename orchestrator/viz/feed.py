@@ -23,7 +23,7 @@ import requests
 
 from orchestrator.clients import ClientPool
 from provision import entrypoint, tls
-from provision.machine import LabPlan
+from provision.plan import LabPlan
 from provision.paths import lab_dir
 
 POLL_SECONDS = 0.5

@@ -7,9 +7,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator.probe import Probe, Sample
+from orchestrator.demos.probe import Probe, Sample
 from provision.paths import lab_dir
-from provision.report import Reporter
+from provision.progress import Reporter
 
 
 @dataclass

@@ -11,7 +11,7 @@ import requests
 from orchestrator.clients import ClientPool
 from orchestrator.viz import control as viz_control
 from provision.entrypoint import entry_point
-from provision.machine import CREATED, MISSING, PAUSED, RUNNING, STOPPED, LabPlan, Machine
+from provision.plan import CREATED, MISSING, PAUSED, RUNNING, STOPPED, LabPlan, Machine
 
 
 @dataclass(frozen=True)

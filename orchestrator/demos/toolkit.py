@@ -11,9 +11,9 @@ import docker.errors
 import requests
 
 from orchestrator import nodes, services
-from orchestrator.inspect import live_entries, swarm_nodes
-from orchestrator.probe import Probe
-from orchestrator.report import DemoReport
+from orchestrator.views import live_entries, swarm_nodes
+from orchestrator.demos.probe import Probe
+from orchestrator.demos.report import DemoReport
 from orchestrator.session import LabSession
 from provision import entrypoint
 from provision.errors import LabError
