@@ -31,7 +31,8 @@ from orchestrator.demos import scale as demo_scale
 from orchestrator.demos import run_all, run_demo
 from orchestrator.session import open_lab
 from orchestrator.viz import control as viz_control
-from provision import config, doctor, engine, image_prune, images, vm_images
+from provision import doctor, engine, image_prune, images, vm_images
+from provision.spec import load as spec_load
 from provision import hints
 from provision.errors import Interrupted, LabError, redact
 from provision.progress import ConsoleReporter
@@ -130,8 +131,8 @@ def _config(c) -> dict:
 
 
 def _spec(c, spec=None, **overrides):
-    return config.load_spec(spec, _config(c), overrides, default_name=os.environ.get(ACTIVE_LAB) or None,
-                            sources=config.env_sources(os.environ))
+    return spec_load.load_spec(spec, _config(c), overrides, default_name=os.environ.get(ACTIVE_LAB) or None,
+                            sources=spec_load.env_sources(os.environ))
 
 
 def _lab(c, lab=None, name=None) -> str:
@@ -745,7 +746,7 @@ viz = Collection("viz", viz_up, viz_down)
 ns = Collection(lab_ns, swarm, service, stack, demo, registry_ns, image, viz)
 # Every spec key a plain value can set, so that INVOKE_LAB_* environment variables are read
 # (Invoke reads only variables whose keys its config declares).
-ns.configure({"lab": config.settable_keys()})
+ns.configure({"lab": spec_load.settable_keys()})
 
 program = Program(namespace=ns, name="swarmdeck", version="0.1.0")
 

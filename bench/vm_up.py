@@ -24,7 +24,8 @@ sys.path.insert(0, str(REPO))
 
 from orchestrator import bootstrap  # noqa: E402
 from orchestrator.clients import ClientPool  # noqa: E402
-from provision import api, config, firstboot  # noqa: E402
+from provision import api, firstboot  # noqa: E402
+from provision.spec import load as spec_load
 from provision.host import SSHHost  # noqa: E402
 from provision.providers.libvirt import LibvirtProvider  # noqa: E402
 from provision.progress import Reporter  # noqa: E402
@@ -41,7 +42,7 @@ class Quiet(Reporter):
 def bring_up(name: str, serial: bool) -> dict[str, float]:
     reporter, times = Quiet(), {}
     provider = LibvirtProvider()
-    spec = config.load_spec(None, {}, {"name": name, "provider": "libvirt", "managers": 1, "workers": 2})
+    spec = spec_load.load_spec(None, {}, {"name": name, "provider": "libvirt", "managers": 1, "workers": 2})
     mark = time.monotonic()
 
     def phase(label: str) -> None:

@@ -20,12 +20,7 @@ from provision.providers.base import SSHTarget
 
 def find_node(plan: LabPlan, node: str) -> NodePlan:
     """The node called ``node``; else an error naming the lab's nodes."""
-    for found in plan.nodes:
-        if found.name == node:
-            return found
-    names = ", ".join(n.name for n in plan.nodes)
-    raise LabError(f"no node {node!r} in lab {plan.name!r} (its nodes: {names})",
-                   hint=f"{hints.command('lab.status', lab=plan.name)} lists them")
+    return plan.node(node)
 
 
 def engine_url(address: str) -> str:

@@ -21,8 +21,8 @@ from orchestrator.session import LabSession, open_lab
 from orchestrator.viz import control as viz_control
 from provision import api, contexts, demo_images, doctor, engine, entrypoint, images, registry, state, tls
 from provision import hints
-from provision import config as spec_config
-from provision import spec as specs
+from provision.spec import load as spec_load
+from provision.spec import validation
 from provision.errors import LabError, LabUnhealthy
 from provision.ledger import Ledger, roll_back
 from provision.plan import RUNNING, LabPlan
@@ -30,7 +30,7 @@ from provision.paths import lab_dir
 from provision.providers import get_provider
 from provision.progress import Reporter
 from provision.wait import retried, stop_helper_threads
-from provision.spec import LabSpec
+from provision.spec.model import LabSpec
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ def up(spec: LabSpec, reporter: Reporter, options: UpOptions = UpOptions()) -> L
     ``options.keep``: never a lab, machine or disk that existed before it started. The
     state folder goes only when this run made it.
     """
-    specs.validate(spec)  # every problem visible without a backend, before any work
+    validation.validate(spec)  # every problem visible without a backend, before any work
     with api.lab_change(spec.name, "lab.up", reporter, wait=options.wait):
         provider = get_provider(spec.provider, lab=spec.name)
         provider.check()
@@ -74,12 +74,12 @@ def up(spec: LabSpec, reporter: Reporter, options: UpOptions = UpOptions()) -> L
 def dry_run(spec: LabSpec, reporter: Reporter) -> dict:
     """What ``lab.up --dry-run`` shows: the spec as lab.up would build it, with its warnings
     (memory included, as if every node were new); no backend is asked, nothing is created."""
-    for warning in specs.validate(spec):
+    for warning in validation.validate(spec):
         reporter.warn(warning)
     memory = doctor.memory_warning(len(spec.nodes), get_provider(spec.provider).capabilities.node_memory_mb)
     if memory:
         reporter.warn(memory)
-    return spec_config.to_mapping(spec)
+    return spec_load.to_mapping(spec)
 
 
 def _up(spec: LabSpec, provider, reporter: Reporter, options: UpOptions, ledger: Ledger) -> LabStatus:

@@ -23,7 +23,8 @@ from orchestrator.lab import ensure_entry_point
 from orchestrator.session import LabSession, require_manager
 from provision import api, firstboot, keys, tls
 from provision import hints
-from provision import spec as specs
+from provision.spec import model as specs
+from provision.spec import validation
 from provision.errors import LabError, SwarmError
 from provision.ledger import Ledger, roll_back
 from provision.plan import RUNNING, LabPlan
@@ -161,7 +162,7 @@ def with_node(spec: specs.LabSpec, node: str, role: str, labels: dict[str, str])
         return spec
     added = specs.NodeSpec(node, role, dict(labels), specs.next_slot(spec.nodes))
     grown = dataclasses.replace(spec, nodes=spec.nodes + (added,))
-    specs.validate(grown)
+    validation.validate(grown)
     return grown
 
 
@@ -178,7 +179,7 @@ def without_node(plan: LabPlan, node: str) -> specs.LabSpec:
                        hint=f"remove other nodes, or recreate the lab: {hints.command('lab.down')} then {hints.command('lab.up')}")
     kept = tuple(dataclasses.replace(n, slot=p.index) for n, p in zip(plan.spec.nodes, plan.nodes) if n.name != node)
     spec = dataclasses.replace(plan.spec, nodes=kept)
-    specs.validate(spec)
+    validation.validate(spec)
     return spec
 
 

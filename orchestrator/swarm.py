@@ -14,7 +14,7 @@ import docker.errors
 
 from provision import hints
 from provision.errors import SwarmError
-from provision.spec import SwarmSpec
+from provision.spec.model import SwarmSpec
 from provision.wait import NotYet, wait_until
 
 SWARM_PORT = 2377

@@ -9,8 +9,10 @@ from typing import Iterator
 import requests
 
 from provision import hints
-from provision import config as spec_config
-from provision import doctor, engine, firstboot, state, spec as specs
+from provision.spec import load as spec_load
+from provision import doctor, engine, firstboot, state
+from provision.spec import model as specs
+from provision.spec import validation
 from provision.errors import HostUnreachable, LabError, ProviderError, SpecError, SubnetTaken
 from provision.host import Host, SSHHost, run_on_all
 from provision.ledger import Ledger
@@ -69,11 +71,11 @@ def current_spec(provider: Provider, name: str) -> specs.LabSpec | None:
 def _current(created: specs.LabSpec | None, name: str) -> specs.LabSpec | None:
     if created is None:
         return None
-    return spec_config.read_spec_json(lab_dir(name) / SPEC_FILE) or created
+    return spec_load.read_spec_json(lab_dir(name) / SPEC_FILE) or created
 
 
 def record_spec(spec: specs.LabSpec) -> None:
-    spec_config.write_spec_json(spec, lab_dir(spec.name) / SPEC_FILE)
+    spec_load.write_spec_json(spec, lab_dir(spec.name) / SPEC_FILE)
 
 
 def spec_for_up(spec: specs.LabSpec, provider: Provider) -> specs.LabSpec:
@@ -162,7 +164,7 @@ def provision(spec: specs.LabSpec, provider: Provider, reporter: Reporter, ledge
         provider.prepare(reporter, image_method=image_method, mirror=mirror)
         record_provider(spec)  # before the network: a run killed after it is found again
         plan = lab_network(spec, provider, reporter, ledger)
-        for warning in specs.warnings(spec):
+        for warning in validation.warnings(spec):
             reporter.warn(warning)
         warn_about_memory(plan, provider, reporter)
         known_hosts(plan, provider)

@@ -43,6 +43,16 @@ class SpecError(LabError):
         super().__init__(f"the lab spec has {len(self.problems)} problem(s):\n{lines}", hint=hint)
 
 
+class NodeNotFound(LabError):
+    """A node name that the lab does not have (a typo, most often)."""
+
+    exit_code = 2
+
+    def __init__(self, lab: str, node: str, known: list[str], *, hint: str | None = None):
+        self.lab, self.node = lab, node
+        super().__init__(f"no node {node!r} in lab {lab!r} (its nodes: {', '.join(known)})", hint=hint)
+
+
 class ProviderUnavailable(LabError):
     """The backend (Docker engine, libvirt, vagrant) cannot be used here."""
 

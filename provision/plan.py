@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-from provision.spec import LabSpec, node_address, slots
+from provision.spec.model import LabSpec, node_address, slots
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class LabPlan:
         for node in self.nodes:
             if node.name == name:
                 return node
-        self.spec.node(name)  # raises a SpecError naming the lab's nodes
+        self.spec.node(name)  # raises NodeNotFound, naming the lab's nodes
         raise AssertionError("unreachable")
 
 

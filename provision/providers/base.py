@@ -17,7 +17,7 @@ from provision.firstboot import File
 from provision.ledger import Ledger
 from provision.plan import LabPlan, Machine, NodePlan
 from provision.progress import Reporter
-from provision.spec import LabSpec
+from provision.spec.model import LabSpec
 
 
 @dataclass(frozen=True)

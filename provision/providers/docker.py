@@ -16,10 +16,11 @@ import time
 import docker
 import docker.errors
 
-from provision import config as spec_config
+from provision.spec import load as spec_load
 from provision import doctor, entrypoint, images, labels, runtime
 from provision import hints
-from provision import spec as specs
+from provision.spec import model as specs
+from provision.spec import validation
 from provision.engine import host_client
 from provision.errors import ProviderError, SpecError, SubnetTaken
 from provision.firstboot import File
@@ -65,12 +66,12 @@ class DockerProvider:
         network = self._network(lab)
         if network is None:
             return None
-        return spec_config.from_mapping(json.loads(network.attrs["Labels"][labels.SPEC]))
+        return spec_load.from_mapping(json.loads(network.attrs["Labels"][labels.SPEC]))
 
     def resolve(self, spec: specs.LabSpec) -> LabPlan:
         network = self._network(spec.name)
         taken = self._taken_subnets(exclude=network.name if network else None)
-        specs.validate(spec, taken_subnets=taken)
+        validation.validate(spec, taken_subnets=taken)
         if network is not None:
             return plan(spec, *self._network_facts(spec, network))
         subnet = spec.network.subnet if spec.network.subnet != specs.AUTO else self._free_subnet(taken)
@@ -104,7 +105,7 @@ class DockerProvider:
 
     def _free_subnet(self, taken: dict[str, str]) -> str:
         for candidate in AUTO_SUBNETS.subnets(new_prefix=specs.AUTO_PREFIX):
-            if not specs.overlap_problems(str(candidate), taken):
+            if not validation.overlap_problems(str(candidate), taken):
                 return str(candidate)
         raise ProviderError(f"no free /24 left in {AUTO_SUBNETS}", hint="set network.subnet in lab.yaml")
 
@@ -137,7 +138,7 @@ class DockerProvider:
                 labels={
                     labels.LAB: plan.name,
                     labels.KIND: "network",
-                    labels.SPEC: json.dumps(spec_config.to_mapping(plan.spec)),
+                    labels.SPEC: json.dumps(spec_load.to_mapping(plan.spec)),
                 },
             )
         except docker.errors.APIError as err:

@@ -22,8 +22,10 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from provision import hints
-from provision import config as spec_config
-from provision import spec as specs, vm_images
+from provision.spec import load as spec_load
+from provision import vm_images
+from provision.spec import model as specs
+from provision.spec import validation
 from provision.errors import ProviderError, ProviderUnavailable, SpecError, SubnetTaken
 from provision.firstboot import File
 from provision.ledger import Ledger
@@ -133,12 +135,12 @@ class LibvirtProvider:
     def stored_spec(self, lab: str) -> specs.LabSpec | None:
         if self._network(lab) is None:
             return None
-        return spec_config.read_spec_json(lab_dir(lab) / "libvirt.json")
+        return spec_load.read_spec_json(lab_dir(lab) / "libvirt.json")
 
     def resolve(self, spec: specs.LabSpec) -> LabPlan:
         network = self._network(spec.name)
         taken = self._taken_subnets(spec.name)
-        specs.validate(spec, taken_subnets=taken)
+        validation.validate(spec, taken_subnets=taken)
         if network is not None:
             subnet = _network_subnet(network.XMLDesc(0))
             if spec.network.subnet not in (specs.AUTO, subnet):
@@ -148,7 +150,7 @@ class LibvirtProvider:
             subnet = spec.network.subnet
         else:
             subnet = next((str(c) for c in AUTO_SUBNETS.subnets(new_prefix=specs.AUTO_PREFIX)
-                           if not specs.overlap_problems(str(c), taken)), None)
+                           if not validation.overlap_problems(str(c), taken)), None)
             if subnet is None:
                 raise ProviderError(f"no free /24 left in {AUTO_SUBNETS}", hint="set network.subnet in lab.yaml")
         return plan(spec, subnet, spec.network.mtu or 1500, pace=PACE[self.expected_domain_type()])
@@ -188,7 +190,7 @@ class LibvirtProvider:
         ledger = ledger or Ledger()
         network = self._network(plan.name)
         if network is None:
-            spec_config.write_spec_json(plan.spec, lab_dir(plan.name) / "libvirt.json")
+            spec_load.write_spec_json(plan.spec, lab_dir(plan.name) / "libvirt.json")
             ledger.record(f"network {network_name(plan.name)}", lambda: self._remove_network(plan.name))
             network = self.conn.networkDefineXML(network_xml(plan))
             try:

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import socket
 
-from provision import adopt, config as spec_config, keys, spec as specs
+from provision import adopt, keys
+from provision.spec import load as spec_load
+from provision.spec import model as specs
+from provision.spec import validation
 from provision.errors import HostUnreachable, ProviderError, SpecError
 from provision.host import SSHHost, check
 from provision.ledger import Ledger
@@ -42,10 +45,10 @@ class SSHProvider:
         pass  # no image: the machines exist
 
     def stored_spec(self, lab: str) -> specs.LabSpec | None:
-        return spec_config.read_spec_json(lab_dir(lab) / RECORD)
+        return spec_load.read_spec_json(lab_dir(lab) / RECORD)
 
     def resolve(self, spec: specs.LabSpec) -> LabPlan:
-        specs.validate(spec)
+        validation.validate(spec)
         if spec.network.subnet != specs.AUTO:
             raise SpecError([f"network.subnet {spec.network.subnet} cannot be applied to existing machines"],
                             hint="leave network.subnet at auto: their addresses come from hosts")
@@ -57,7 +60,7 @@ class SSHProvider:
     def create(self, plan: LabPlan, first_boot: FirstBoot, reporter: Reporter,
                ledger: Ledger | None = None) -> list[Machine]:
         ledger = ledger or Ledger()
-        spec_config.write_spec_json(plan.spec, lab_dir(plan.name) / RECORD)
+        spec_load.write_spec_json(plan.spec, lab_dir(plan.name) / RECORD)
         ensure_nodes(plan, lambda node: self._adopt(plan, node, ledger), reporter, "host")
         return self.list(plan.name)
 

@@ -26,8 +26,10 @@ import tempfile
 from pathlib import Path
 
 from provision import hints
-from provision import adopt, spec as specs, vm_images
-from provision import config as spec_config
+from provision import adopt, vm_images
+from provision.spec import model as specs
+from provision.spec import validation
+from provision.spec import load as spec_load
 from provision.errors import ProviderError, ProviderUnavailable
 from provision.ledger import Ledger
 from provision.plan import PAUSED, RUNNING, STOPPED, LabPlan, Machine, plan
@@ -135,12 +137,12 @@ class VagrantProvider:
         reporter.result(f"Vagrant box {self.box.name} added", changed=True)
 
     def stored_spec(self, lab: str) -> specs.LabSpec | None:
-        return spec_config.read_spec_json(lab_dir(lab) / "vagrant.json")
+        return spec_load.read_spec_json(lab_dir(lab) / "vagrant.json")
 
     def resolve(self, spec: specs.LabSpec) -> LabPlan:
         if spec.vagrant.provider == "libvirt":
             return self.libvirt.resolve(spec)
-        specs.validate(spec)
+        validation.validate(spec)
         subnet = VIRTUALBOX_SUBNET if spec.network.subnet == specs.AUTO else spec.network.subnet
         if not ipaddress.ip_network(subnet).subnet_of(ipaddress.ip_network("192.168.56.0/21")):
             raise ProviderError(f"VirtualBox accepts host-only networks inside 192.168.56.0/21 only, not {subnet}",
@@ -161,7 +163,7 @@ class VagrantProvider:
                                      f"{DIR_ENV} to another folder")
         self._prepare_machines(plan.spec, reporter)
         resolved = dataclasses.replace(plan.spec, network=specs.NetworkSpec(plan.subnet, plan.spec.network.mtu))
-        spec_config.write_spec_json(resolved, lab_dir(plan.name) / "vagrant.json")  # with the subnet it got
+        spec_load.write_spec_json(resolved, lab_dir(plan.name) / "vagrant.json")  # with the subnet it got
         self.ensure_network(plan, ledger)  # made already by provision.api.lab_network, under the subnet lock
         if owner != plan.name:  # the Vagrantfile described no lab, or one without machines: now this one
             ledger.record(f"Vagrant's description of lab {plan.name} ({vagrant_dir() / SPEC_JSON})",

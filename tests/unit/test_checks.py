@@ -15,7 +15,8 @@ import pytest
 import requests
 
 import tasks
-from provision import api, config, doctor, registry
+from provision import api, doctor, registry
+from provision.spec import load as spec_load
 from provision.errors import ProviderError
 from provision.plan import RUNNING, STOPPED, Machine, plan
 from provision.providers.base import Capabilities
@@ -152,7 +153,7 @@ def test_nodes_needing_more_memory_than_available_are_a_warning(monkeypatch):
     assert doctor.memory_warning(13, 80) == (
         "13 new node(s) need about 1040 MB of memory (80 MB each), but this machine has 1000 MB available: they may "
         "run slowly or be killed by the kernel's out-of-memory killer; use fewer nodes (--workers) or free memory")
-    lab = plan(config.load_spec(None, {}, {"name": "mem", "managers": 1, "workers": 2}), "10.199.5.0/24", 1500)
+    lab = plan(spec_load.load_spec(None, {}, {"name": "mem", "managers": 1, "workers": 2}), "10.199.5.0/24", 1500)
     reporter = RecordingReporter()
     api.warn_about_memory(lab, _Provider(768, running=["manager1"]), reporter)  # two VMs to start
     assert reporter.kinds("warn") == [doctor.memory_warning(2, 768)]

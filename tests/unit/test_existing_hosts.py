@@ -7,7 +7,9 @@ import subprocess
 
 import pytest
 
-from provision import adopt, config, keys, spec as specs
+from provision import adopt, keys
+from provision.spec import load as spec_load
+from provision.spec import validation
 from provision import plan as machine
 from provision.errors import ProviderError, SetupError, SpecError
 from provision.host import Result
@@ -21,21 +23,21 @@ HOSTS = {"manager1": {"address": "192.0.2.10", "user": "admin", "key": "/keys/id
 
 def ssh_spec(**overrides):
     raw = {"name": "ext", "provider": "ssh", "managers": 1, "workers": 1, "hosts": HOSTS, **overrides}
-    return config.load_spec(None, {}, raw)
+    return spec_load.load_spec(None, {}, raw)
 
 
 def test_the_inventory_is_read_with_defaults_and_round_trips():
     spec = ssh_spec()
     assert spec.hosts["manager1"].user == "admin" and spec.hosts["manager1"].key == "/keys/id"
     assert spec.hosts["worker1"].user == "root" and spec.hosts["worker1"].port == 22
-    assert config.from_mapping(json.loads(json.dumps(config.to_mapping(spec)))) == spec
+    assert spec_load.from_mapping(json.loads(json.dumps(spec_load.to_mapping(spec)))) == spec
 
 
 def test_inventory_problems_are_listed_together():
     hosts = {"manager1": {"address": "192.0.2.10", "user": "Bad User", "port": 70000},
              "stray": {"address": "192.0.2.10"}}
     with pytest.raises(SpecError) as err:
-        specs.validate(ssh_spec(hosts=hosts))
+        validation.validate(ssh_spec(hosts=hosts))
     text = str(err.value)
     for expected in ("node 'worker1' has no entry in hosts", "hosts has 'stray'", "192.0.2.10 is given to more",
                      "SSH port 70000", "invalid user name 'Bad User'"):
@@ -44,15 +46,15 @@ def test_inventory_problems_are_listed_together():
 
 def test_hosts_belong_to_provider_ssh_only():
     with pytest.raises(SpecError, match="only provider ssh uses them"):
-        specs.validate(ssh_spec(provider="docker"))
+        validation.validate(ssh_spec(provider="docker"))
 
 
 def test_virtualbox_needs_a_named_box():
     raw = {"name": "v", "provider": "vagrant", "vagrant": {"provider": "virtualbox"}}
     with pytest.raises(SpecError, match="name a box in vagrant.box"):
-        config.load_spec(None, {}, raw)
+        spec_load.load_spec(None, {}, raw)
     with pytest.raises(SpecError, match="name a box in vagrant.box"):
-        specs.validate(config.from_mapping(raw))
+        validation.validate(spec_load.from_mapping(raw))
 
 
 def test_the_ssh_plan_takes_the_inventory_addresses():
@@ -67,7 +69,7 @@ def test_an_unreachable_host_is_listed_as_stopped(monkeypatch):
     spec = ssh_spec(hosts={"manager1": {"address": "127.0.0.1", "port": 1}, "worker1": {"address": "127.0.0.2",
                                                                                         "port": 1}})
     (ssh_provider.lab_dir("ext")).mkdir(parents=True)
-    (ssh_provider.lab_dir("ext") / ssh_provider.RECORD).write_text(json.dumps(config.to_mapping(spec)))
+    (ssh_provider.lab_dir("ext") / ssh_provider.RECORD).write_text(json.dumps(spec_load.to_mapping(spec)))
     assert [(m.name, m.state) for m in provider.list("ext")] == [("manager1", "stopped"), ("worker1", "stopped")]
     assert provider.labs() == ["ext"]
 
@@ -138,7 +140,7 @@ def test_systemd_hosts_get_the_engine_drop_ins_once():
 
 
 def test_only_the_registry_node_wants_the_registry_package():
-    plan = machine.plan(config.load_spec(None, {}, {"name": "t1", "managers": 2, "workers": 0}), "10.9.0.0/24", 1500)
+    plan = machine.plan(spec_load.load_spec(None, {}, {"name": "t1", "managers": 2, "workers": 0}), "10.9.0.0/24", 1500)
     titles = [title for title, _ in steps(plan)]
     assert titles.index("engine package") < titles.index("engine service") < titles.index("engine config")
     hosts = {n.name: FakeHost(name=n.name, responses={r"^test -x /usr/bin/docker-registry": Result("", 1)})

@@ -14,7 +14,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from orchestrator import lab as labs
-from provision import api, config, keys, state, tls
+from provision import api, keys, state, tls
+from provision.spec import load as spec_load
 from provision.errors import Interrupted, LabError, ProviderError, SubnetTaken
 from provision.ledger import Ledger, roll_back
 from provision.plan import plan
@@ -118,7 +119,7 @@ class FakeProvider:
 
 
 def _spec(name="web", **overrides):
-    return config.load_spec(None, {}, {"name": name, "managers": 1, "workers": 2, **overrides})
+    return spec_load.load_spec(None, {}, {"name": name, "managers": 1, "workers": 2, **overrides})
 
 
 def test_a_failed_up_of_a_new_lab_removes_what_it_made_in_reverse_and_its_state_folder(monkeypatch):

@@ -16,7 +16,7 @@ import pytest
 
 libvirt = pytest.importorskip("libvirt", reason="the libvirt extra: pip install -e '.[libvirt]'")
 
-from provision import config  # noqa: E402
+from provision.spec import load as spec_load  # noqa: E402
 from provision.errors import SubnetTaken  # noqa: E402
 from provision.ledger import Ledger  # noqa: E402
 from provision.firstboot import File  # noqa: E402
@@ -37,7 +37,7 @@ def golden(name: str, text: str) -> None:
 
 
 def lab_plan(**overrides):
-    spec = config.load_spec(None, {}, {"name": "vmlab", "provider": "libvirt", "managers": 1, "workers": 2,
+    spec = spec_load.load_spec(None, {}, {"name": "vmlab", "provider": "libvirt", "managers": 1, "workers": 2,
                                        **overrides})
     return plan(spec, "10.201.7.0/24", 1500)
 

@@ -16,7 +16,8 @@ from orchestrator import access, listing
 from orchestrator import lab as labs
 from orchestrator.views import LabStatus, NodeStatus, not_ready, startable
 from orchestrator.tables import lab_list_table, status_table
-from provision import config, contexts, entrypoint, state, tls
+from provision import contexts, entrypoint, state, tls
+from provision.spec import load as spec_load
 from provision.errors import LabError, LabUnhealthy
 from provision.plan import plan
 from provision.providers.base import SSHTarget
@@ -25,7 +26,7 @@ ENTRY = {"kind": "load-balancer", "address": "10.199.0.9", "ports": [8080, 8081]
 
 
 def lab_plan(name="web", managers=1, workers=1):
-    return plan(config.load_spec(None, {}, {"name": name, "managers": managers, "workers": workers}),
+    return plan(spec_load.load_spec(None, {}, {"name": name, "managers": managers, "workers": workers}),
                 "10.199.0.0/24", 1500)
 
 

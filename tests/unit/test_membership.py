@@ -6,13 +6,15 @@ import pytest
 
 from orchestrator.views import SwarmNode
 from orchestrator.membership import check_removable, with_node, without_node
-from provision import api, config, spec as specs
-from provision.errors import LabError, SpecError, SwarmError
+from provision import api
+from provision.spec import load as spec_load
+from provision.spec import validation
+from provision.errors import LabError, SpecError, SwarmError, NodeNotFound
 from provision.plan import plan
 
 
 def load(**overrides):
-    return config.load_spec(None, {}, overrides)
+    return spec_load.load_spec(None, {}, overrides)
 
 
 def addresses(spec):
@@ -33,7 +35,7 @@ def test_removing_a_node_keeps_the_others_addresses_and_its_slot_is_not_reused()
     assert addresses(shrunk) == {"manager1": "10.199.3.10", "worker2": "10.199.3.12"}
     regrown = with_node(shrunk, "worker1", "worker", {})
     assert addresses(regrown)["worker1"] == "10.199.3.13"
-    assert config.from_mapping(config.to_mapping(regrown)) == regrown  # slots survive the state file
+    assert spec_load.from_mapping(spec_load.to_mapping(regrown)) == regrown  # slots survive the state file
 
 
 def test_add_refuses_another_role_a_bad_name_and_a_full_subnet():
@@ -51,7 +53,7 @@ def test_remove_refuses_the_registry_node_and_unknown_names():
     lab = plan(load(managers=2, workers=1), "10.199.3.0/24", 1500)
     with pytest.raises(LabError, match="registry"):
         without_node(lab, "manager1")
-    with pytest.raises(SpecError, match="nosuch"):
+    with pytest.raises(NodeNotFound, match=r"no node 'nosuch' in lab 'swarmdeck' \(its nodes: manager1, manager2, worker1\)"):
         without_node(lab, "nosuch")
     no_registry = plan(load(managers=1, workers=1, registry={"enabled": False}), "10.199.3.0/24", 1500)
     with pytest.raises(SpecError, match="at least one manager"):
@@ -59,9 +61,9 @@ def test_remove_refuses_the_registry_node_and_unknown_names():
 
 
 def test_duplicate_slots_are_a_spec_problem():
-    spec = config.from_mapping({"nodes": [{"name": "m", "role": "manager", "slot": 2}, {"name": "w", "slot": 2}]})
+    spec = spec_load.from_mapping({"nodes": [{"name": "m", "role": "manager", "slot": 2}, {"name": "w", "slot": 2}]})
     with pytest.raises(SpecError, match="slot 2 is used by more than one node"):
-        specs.validate(spec)
+        validation.validate(spec)
 
 
 class _Provider:

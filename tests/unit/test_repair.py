@@ -9,7 +9,7 @@ from orchestrator import bootstrap, nodes, repair, swarm
 from orchestrator.views import SwarmNode, entries_by_hostname, lab_status, live_entries, swarm_nodes
 from orchestrator.tables import status_table
 from orchestrator.session import LabSession
-from provision import config
+from provision.spec import load as spec_load
 from provision.errors import SwarmError
 from provision.plan import Machine, plan
 from provision.progress import RecordingReporter
@@ -18,7 +18,7 @@ from tests.unit.fake_swarm import World
 
 
 def lab_plan(managers=3, workers=1, **overrides):
-    spec = config.load_spec(None, {}, {"name": "fix", "managers": managers, "workers": workers, **overrides})
+    spec = spec_load.load_spec(None, {}, {"name": "fix", "managers": managers, "workers": workers, **overrides})
     return plan(spec, "10.199.3.0/24", 1500)
 
 

@@ -2,7 +2,8 @@ import pytest
 import yaml
 
 from orchestrator import services, stacks, swarm
-from provision import config, doctor, entrypoint
+from provision import doctor, entrypoint
+from provision.spec import load as spec_load
 from provision import plan as machine
 from provision.errors import LabError, ProviderError
 
@@ -34,7 +35,7 @@ def test_service_request_lists_every_problem():
 
 class FakeLab:
     def __init__(self, registry=True, mtu=1500):
-        spec = config.load_spec(None, {}, {"name": "t1", "registry": {"enabled": registry}})
+        spec = spec_load.load_spec(None, {}, {"name": "t1", "registry": {"enabled": registry}})
         self.plan = machine.plan(spec, "10.199.9.0/24", mtu)
 
 
@@ -246,7 +247,7 @@ def test_ingress_ports_in_compose_short_and_long_syntax():
 def test_the_no_mesh_warning_only_where_it_applies(monkeypatch, provider, with_ipvs, warned):
     monkeypatch.setattr(services.entrypoint.ipvs, "available", lambda: with_ipvs)
     lab = FakeLab()
-    lab.plan = machine.plan(config.load_spec(None, {}, {"name": "t1", "provider": provider}), "10.199.9.0/24", 1500)
+    lab.plan = machine.plan(spec_load.load_spec(None, {}, {"name": "t1", "provider": provider}), "10.199.9.0/24", 1500)
     ingress = services.ServiceRequest("web", "img", publish=(services.Publish(8080, 80),))
     host = services.ServiceRequest("web", "img", publish=(services.Publish(8080, 80, "host"),))
     warning = services.ingress_warning(lab.plan, ingress)
@@ -266,7 +267,7 @@ def test_the_no_mesh_warning_only_where_it_applies(monkeypatch, provider, with_i
 def test_vm_labs_get_ingress_stacks_even_on_a_kernel_without_ipvs(monkeypatch):
     monkeypatch.setattr(stacks.entrypoint.ipvs, "available", lambda: False)
     lab = FakeLab()
-    lab.plan = machine.plan(config.load_spec(None, {}, {"name": "t1", "provider": "libvirt"}), "10.199.9.0/24", 1500)
+    lab.plan = machine.plan(spec_load.load_spec(None, {}, {"name": "t1", "provider": "libvirt"}), "10.199.9.0/24", 1500)
     compose = yaml.safe_load(stacks.compose_text(lab, "web"))
     assert compose["services"]["web"]["ports"][0]["mode"] == "ingress"
 
@@ -277,7 +278,7 @@ def test_lab_up_says_once_that_there_is_no_mesh(monkeypatch):
     assert not entrypoint.has_routing_mesh(plan)
     line = entrypoint.no_mesh_line(plan)
     assert line.startswith("no routing mesh in this lab (this kernel has no IPVS)") and "10.199.9.9" in line
-    vm = machine.plan(config.load_spec(None, {}, {"name": "t1", "provider": "libvirt"}), "10.199.9.0/24", 1500)
+    vm = machine.plan(spec_load.load_spec(None, {}, {"name": "t1", "provider": "libvirt"}), "10.199.9.0/24", 1500)
     assert entrypoint.has_routing_mesh(vm)
 
 

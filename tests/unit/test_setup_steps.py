@@ -1,6 +1,7 @@
 import json
 
-from provision import config, firstboot
+from provision import firstboot
+from provision.spec import load as spec_load
 from provision import plan as machine
 from provision.host import Result
 from provision.setup import engine, firewall, hosts_file, hostname, ssh_keys
@@ -8,7 +9,7 @@ from tests.unit.fakes import FakeHost
 
 
 def lab_plan(**overrides):
-    spec = config.load_spec(None, {}, {"name": "t1", **overrides})
+    spec = spec_load.load_spec(None, {}, {"name": "t1", **overrides})
     return machine.plan(spec, "10.199.7.0/24", 1450)
 
 

@@ -10,7 +10,8 @@ import requests
 
 from orchestrator import lab as labs
 from orchestrator.clients import ClientPool
-from provision import config, engine, state
+from provision import engine, state
+from provision.spec import load as spec_load
 from provision import plan as machine
 from provision.errors import ProviderError, WaitTimeout
 from provision.providers import libvirt as lv
@@ -19,7 +20,7 @@ from provision.wait import retried
 
 
 def a_plan(pace: float = 1.0, **spec) -> machine.LabPlan:
-    lab_spec = config.load_spec(None, {}, {"name": "slow", "managers": 1, "workers": 1, **spec})
+    lab_spec = spec_load.load_spec(None, {}, {"name": "slow", "managers": 1, "workers": 1, **spec})
     return machine.plan(lab_spec, "10.199.9.0/24", 1500, pace=pace)
 
 

@@ -1,11 +1,13 @@
 import pytest
 
-from provision import config, spec as specs
-from provision.errors import SpecError
+from provision.spec import load as spec_load
+from provision.spec import model as specs
+from provision.spec import validation
+from provision.errors import NodeNotFound, SpecError
 
 
 def load(**overrides):
-    return config.load_spec(None, {}, overrides)
+    return spec_load.load_spec(None, {}, overrides)
 
 
 def test_defaults_are_three_managers_and_two_workers():
@@ -14,7 +16,7 @@ def test_defaults_are_three_managers_and_two_workers():
     assert [n.role for n in spec.managers] == ["manager"] * 3
     assert spec.name == "swarmdeck" and spec.provider == "docker"
     assert spec.registry.enabled and spec.registry.port == 5000
-    assert specs.validate(spec) == []
+    assert validation.validate(spec) == []
 
 
 def test_validation_lists_every_problem_at_once():
@@ -30,27 +32,27 @@ def test_validation_lists_every_problem_at_once():
 
 
 def test_duplicate_node_names_are_refused():
-    spec = config.from_mapping({"nodes": [{"name": "a", "role": "manager"}, {"name": "a", "role": "worker"}]})
+    spec = spec_load.from_mapping({"nodes": [{"name": "a", "role": "manager"}, {"name": "a", "role": "worker"}]})
     with pytest.raises(SpecError, match="'a' is used twice"):
-        specs.validate(spec)
+        validation.validate(spec)
 
 
 def test_overlapping_subnet_names_the_other_network():
     spec = load(network={"subnet": "172.17.5.0/24"})
     with pytest.raises(SpecError, match="overlaps network 'bridge'"):
-        specs.validate(spec, taken_subnets={"bridge": "172.17.0.0/16", "other": "10.9.0.0/24"})
+        validation.validate(spec, taken_subnets={"bridge": "172.17.0.0/16", "other": "10.9.0.0/24"})
 
 
 def test_subnet_too_small_for_the_nodes():
     with pytest.raises(SpecError, match="too small for 5 nodes"):
-        specs.validate(load(network={"subnet": "10.1.0.0/29"}))
+        validation.validate(load(network={"subnet": "10.1.0.0/29"}))
 
 
 def test_even_managers_warn_with_raft_arithmetic():
-    warnings = specs.validate(load(managers=2))
+    warnings = validation.validate(load(managers=2))
     assert len(warnings) == 1
     assert "majority (2 of 2)" in warnings[0] and "tolerates 0 manager loss" in warnings[0]
-    assert specs.validate(load(managers=4))[0].count("tolerates 1") == 1
+    assert validation.validate(load(managers=4))[0].count("tolerates 1") == 1
 
 
 def test_wrong_types_are_problems_not_tracebacks():
@@ -61,7 +63,7 @@ def test_wrong_types_are_problems_not_tracebacks():
 
 def test_unknown_keys_and_labels_for_unknown_nodes_are_reported():
     with pytest.raises(SpecError) as caught:
-        config.from_mapping({**specs.DEFAULTS, "managerz": 3, "labels": {"nope": {"a": "b"}}})
+        spec_load.from_mapping({**specs.DEFAULTS, "managerz": 3, "labels": {"nope": {"a": "b"}}})
     assert any("unknown spec key 'managerz'" in p for p in caught.value.problems)
     assert any("'nope', which is not a node" in p for p in caught.value.problems)
 
@@ -69,7 +71,7 @@ def test_unknown_keys_and_labels_for_unknown_nodes_are_reported():
 def test_layers_file_then_invoke_config_then_flags(tmp_path):
     spec_file = tmp_path / "lab.yaml"
     spec_file.write_text("name: fromfile\nworkers: 4\nlabels:\n  worker1: {zone: a}\nswarm: {dispatcher_heartbeat: 2}\n")
-    spec = config.load_spec(spec_file, {"workers": 3, "swarm": {"dispatcher_heartbeat": 1}}, {"managers": 1})
+    spec = spec_load.load_spec(spec_file, {"workers": 3, "swarm": {"dispatcher_heartbeat": 1}}, {"managers": 1})
     assert spec.name == "fromfile"
     assert len(spec.workers) == 3 and len(spec.managers) == 1
     assert spec.node("worker1").labels == {"zone": "a"}
@@ -77,42 +79,42 @@ def test_layers_file_then_invoke_config_then_flags(tmp_path):
 
 
 def test_the_tuned_profile_sets_timings_under_every_layer(tmp_path):
-    tuned = config.load_spec(None, {}, {"profile": "tuned"})
+    tuned = spec_load.load_spec(None, {}, {"profile": "tuned"})
     assert tuned.swarm.dispatcher_heartbeat == 0.5 and tuned.demos.restart_delay == 0.0
-    assert tuned.demos.health_interval == 0.5 and specs.validate(tuned) == []
+    assert tuned.demos.health_interval == 0.5 and validation.validate(tuned) == []
     spec_file = tmp_path / "lab.yaml"
     spec_file.write_text("profile: tuned\nswarm: {dispatcher_heartbeat: 1}\n")
-    mixed = config.load_spec(spec_file, {}, {})
+    mixed = spec_load.load_spec(spec_file, {}, {})
     assert mixed.swarm.dispatcher_heartbeat == 1.0 and mixed.demos.restart_delay == 0.0
-    assert config.from_mapping(config.to_mapping(mixed)) == mixed
-    assert config.load_spec(None, {}, {}).demos.restart_delay == 1.0
+    assert spec_load.from_mapping(spec_load.to_mapping(mixed)) == mixed
+    assert spec_load.load_spec(None, {}, {}).demos.restart_delay == 1.0
 
 
 def test_an_election_tick_other_than_10_is_refused_with_the_reason():
     with pytest.raises(SpecError) as caught:
-        specs.validate(config.load_spec(None, {}, {"swarm": {"election_tick": 3}, "profile": "fast"}))
+        validation.validate(spec_load.load_spec(None, {}, {"swarm": {"election_tick": 3}, "profile": "fast"}))
     text = caught.value.user_message()
     assert "rejects swarm-raft-election-tick" in text and "unknown profile 'fast'" in text
 
 
 def test_spec_file_errors_are_spec_errors(tmp_path):
     with pytest.raises(SpecError, match="does not exist"):
-        config.load_spec(tmp_path / "missing.yaml")
+        spec_load.load_spec(tmp_path / "missing.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("- a list\n")
     with pytest.raises(SpecError, match="must hold a mapping"):
-        config.load_spec(bad)
+        spec_load.load_spec(bad)
 
 
 def test_shipped_example_spec_is_valid():
     from provision.paths import REPO
-    spec = config.load_spec(REPO / "lab.example.yaml")
-    assert specs.validate(spec) == []
+    spec = spec_load.load_spec(REPO / "lab.example.yaml")
+    assert validation.validate(spec) == []
 
 
 def test_round_trip_through_plain_data():
     spec = load(labels={"worker2": {"mem": "max"}})
-    assert config.from_mapping(config.to_mapping(spec)) == spec
+    assert spec_load.from_mapping(spec_load.to_mapping(spec)) == spec
 
 
 def test_node_addresses_are_static_and_skip_the_gateway():
@@ -120,9 +122,11 @@ def test_node_addresses_are_static_and_skip_the_gateway():
     assert specs.node_address("10.199.3.0/24", 4) == "10.199.3.14"
 
 
-def test_unknown_node_lookup_names_the_nodes():
-    with pytest.raises(SpecError, match="manager1, manager2"):
+def test_a_mistyped_node_names_the_lab_and_its_nodes_not_a_spec_problem():
+    with pytest.raises(NodeNotFound) as caught:
         load(managers=2, workers=0).node("worker9")
+    assert str(caught.value) == "no node 'worker9' in lab 'swarmdeck' (its nodes: manager1, manager2)"
+    assert not isinstance(caught.value, SpecError)
 
 
 # -- every problem at once: types, shapes and values together, each once -----------------------
@@ -133,7 +137,7 @@ NAME_PROBLEM = ("lab name 'Bad Name' is invalid: use 1-31 characters, lower-case
 
 def problems_of(*args, **kwargs) -> list[str]:
     with pytest.raises(SpecError) as caught:
-        config.load_spec(*args, **kwargs)
+        spec_load.load_spec(*args, **kwargs)
     assert caught.value.exit_code == 2
     return caught.value.problems
 
@@ -213,7 +217,7 @@ def test_a_value_of_the_wrong_type_is_one_problem_not_two():
 
 
 def test_the_node_count_is_checked_against_the_automatic_subnet_and_a_given_one():
-    assert specs.node_room("10.0.0.0/24") == 245
+    assert validation.node_room("10.0.0.0/24") == 245
     assert len(load(managers=3, workers=242).nodes) == 245  # the last node gets .254
     assert problems_of(None, {}, {"managers": 3, "workers": 1000}) == [
         "the automatic lab network (a /24) is too small for 1003 nodes (room for 245): "
@@ -234,12 +238,12 @@ def test_existing_hosts_have_no_lab_subnet_to_fill():
 
 
 def test_a_value_from_an_invoke_lab_variable_names_the_variable():
-    sources = config.env_sources({"INVOKE_LAB_WORKERS": "1000", "INVOKE_LAB_NETWORK_SUBNET": "x",
+    sources = spec_load.env_sources({"INVOKE_LAB_WORKERS": "1000", "INVOKE_LAB_NETWORK_SUBNET": "x",
                                   "INVOKE_LAB_SWARM_DISPATCHER_HEARTBEAT": "0.5", "PATH": "/bin"})
     assert sources == {"workers": "INVOKE_LAB_WORKERS", "network.subnet": "INVOKE_LAB_NETWORK_SUBNET",
                        "swarm.dispatcher_heartbeat": "INVOKE_LAB_SWARM_DISPATCHER_HEARTBEAT"}
     with pytest.raises(SpecError) as caught:
-        config.load_spec(None, {"workers": "many", "network": {"subnet": "x"}}, {}, sources=sources)
+        spec_load.load_spec(None, {"workers": "many", "network": {"subnet": "x"}}, {}, sources=sources)
     assert caught.value.problems == [
         "workers must be a whole number, not 'many' (from INVOKE_LAB_WORKERS)",
         "subnet 'x' is not an IPv4 CIDR such as 10.199.0.0/24 (or 'auto') (from INVOKE_LAB_NETWORK_SUBNET)"]
@@ -247,14 +251,14 @@ def test_a_value_from_an_invoke_lab_variable_names_the_variable():
                                  "flags and run again")
     # a flag wins over the variable: the problem is the flag's
     with pytest.raises(SpecError) as caught:
-        config.load_spec(None, {"workers": "1"}, {"workers": "-2"}, sources=sources)
+        spec_load.load_spec(None, {"workers": "1"}, {"workers": "-2"}, sources=sources)
     assert caught.value.problems == ["workers must be 0 or more, not -2"]
-    assert caught.value.hint == config.HINT
+    assert caught.value.hint == spec_load.HINT
 
 
 def test_stored_specs_are_read_without_judging_their_values():
     # a lab made by an older swarmdeck must stay reachable (lab.status, lab.down) whatever its values
-    stored = config.from_mapping({"name": "old", "swarm": {"election_tick": 5}})
+    stored = spec_load.from_mapping({"name": "old", "swarm": {"election_tick": 5}})
     assert stored.swarm.election_tick == 5
     with pytest.raises(SpecError, match="network must be a mapping"):
-        config.from_mapping({"network": "abc"})
+        spec_load.from_mapping({"network": "abc"})

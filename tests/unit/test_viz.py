@@ -13,7 +13,7 @@ import pytest
 
 from orchestrator.viz import server
 from orchestrator.viz import feed as state
-from provision import config
+from provision.spec import load as spec_load
 from provision.plan import plan
 
 _direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -55,7 +55,7 @@ class FakeManager:
 
 
 def lab_plan():
-    return plan(config.load_spec(None, {}, {"name": "vizlab"}), "10.199.9.0/24", 1500)
+    return plan(spec_load.load_spec(None, {}, {"name": "vizlab"}), "10.199.9.0/24", 1500)
 
 
 def test_snapshot_shows_roles_and_only_tasks_meant_to_run():

@@ -13,7 +13,8 @@ import paramiko
 import pytest
 import yaml
 
-from provision import adopt, api, keys, spec as specs
+from provision import adopt, api, keys
+from provision.spec import model as specs
 from provision.firstboot import File
 from provision.providers import libvirt as lv
 from provision.progress import Reporter

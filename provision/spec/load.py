@@ -14,7 +14,8 @@ from typing import Any, Mapping
 
 import yaml
 
-from provision import spec as specs
+from provision.spec import model as specs
+from provision.spec import validation
 from provision.errors import SpecError
 
 SPEC_FILE = "lab.yaml"
@@ -47,7 +48,7 @@ def load_spec(
         SpecError: listing every problem that can be seen without a backend, each once:
             sections that are not mappings, values of the wrong type, values out of range.
     """
-    found: list[specs.Problem] = []
+    found: list[validation.Problem] = []
     flags = {k: v for k, v in (overrides or {}).items() if v is not None}
     sources = {k: v for k, v in (sources or {}).items() if k != "spec" or spec_file is None}
     config = _section_mapping(config, "the lab section of Invoke's config", found)
@@ -65,7 +66,7 @@ def load_spec(
             raw = merge(raw, layer)
     spec, type_problems, stand_ins = _build(raw)
     found += type_problems
-    found += [p for p in specs.checks(spec) if not stand_ins.intersection(p.keys)]
+    found += [p for p in validation.checks(spec) if not stand_ins.intersection(p.keys)]
     if found:
         from_env = {key: var for key, var in sources.items() if _lookup(flags, key) is None}
         used = sorted({from_env[key] for p in found for key in p.keys if key in from_env})
@@ -107,16 +108,16 @@ def _read_layer(path: str | Path, source: str | None) -> dict[str, Any]:
         raise SpecError([f"{p} (from {source})" for p in err.problems], hint=err.hint) from err
 
 
-def _section_mapping(value: Any, what: str, found: list[specs.Problem]) -> dict[str, Any]:
+def _section_mapping(value: Any, what: str, found: list[validation.Problem]) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        found.append(specs.Problem(f"{what} must be a mapping of spec keys, not {value!r}"))
+        found.append(validation.Problem(f"{what} must be a mapping of spec keys, not {value!r}"))
         return {}
     return dict(value)
 
 
-def _sections_checked(layer: Mapping[str, Any], found: list[specs.Problem]) -> dict[str, Any]:
+def _sections_checked(layer: Mapping[str, Any], found: list[validation.Problem]) -> dict[str, Any]:
     """``layer`` without the sections that are not mappings, each of which is a problem
     (checked layer by layer, so a flag's section cannot hide a broken one in lab.yaml)."""
     out = {}
@@ -130,16 +131,16 @@ def _sections_checked(layer: Mapping[str, Any], found: list[specs.Problem]) -> d
     return out
 
 
-def _not_a_mapping(key: str, value: Any) -> specs.Problem:
-    return specs.Problem(f"{key} must be a mapping ({SECTIONS[key]}), not {value!r}", (key,))
+def _not_a_mapping(key: str, value: Any) -> validation.Problem:
+    return validation.Problem(f"{key} must be a mapping ({SECTIONS[key]}), not {value!r}", (key,))
 
 
-def _with_source(problem: specs.Problem, from_env: Mapping[str, str]) -> str:
+def _with_source(problem: validation.Problem, from_env: Mapping[str, str]) -> str:
     variables = sorted({from_env[key] for key in problem.keys if key in from_env})
     return f"{problem.text} (from {', '.join(variables)})" if variables else problem.text
 
 
-def _rank(problem: specs.Problem) -> int:
+def _rank(problem: validation.Problem) -> int:
     """Problems are listed in the order of the keys in the spec (lab.example.yaml's order)."""
     order = list(specs.DEFAULTS)
     top = problem.keys[0].partition(".")[0] if problem.keys else ""
@@ -189,18 +190,18 @@ def from_mapping(raw: Mapping[str, Any]) -> specs.LabSpec:
     return spec
 
 
-def _build(raw: Mapping[str, Any]) -> tuple[specs.LabSpec, list[specs.Problem], set[str]]:
+def _build(raw: Mapping[str, Any]) -> tuple[specs.LabSpec, list[validation.Problem], set[str]]:
     """The LabSpec of ``raw``, every type and shape problem, and the keys whose value was of the
     wrong type: the spec holds a stand-in for them (0, "") that value checks must not judge."""
-    problems: list[specs.Problem] = []
+    problems: list[validation.Problem] = []
     raw = merge(copy.deepcopy(specs.DEFAULTS), _sections_checked(raw, problems))
     unknown = sorted(set(raw) - set(specs.DEFAULTS) - {"spec"})
-    problems += [specs.Problem(f"unknown spec key {key!r}") for key in unknown]
+    problems += [validation.Problem(f"unknown spec key {key!r}") for key in unknown]
     for section in SECTIONS:
         if section in ("labels", "hosts"):
             continue
         extra = sorted(set(raw[section]) - set(specs.DEFAULTS[section]))
-        problems += [specs.Problem(f"unknown key {key!r} in {section} ({SECTIONS[section]})", (section,))
+        problems += [validation.Problem(f"unknown key {key!r} in {section} ({SECTIONS[section]})", (section,))
                      for key in extra]
     get = _Getter(raw, problems)
     name, provider = get.text("name"), get.text("provider")
@@ -260,15 +261,15 @@ def read_spec_json(path: Path) -> specs.LabSpec | None:
     return from_mapping(json.loads(path.read_text())) if path.is_file() else None
 
 
-def _hosts(raw: dict[str, dict], problems: list[specs.Problem]) -> dict[str, specs.HostSpec]:
+def _hosts(raw: dict[str, dict], problems: list[validation.Problem]) -> dict[str, specs.HostSpec]:
     hosts = {}
     for name, entry in raw.items():
         unknown = sorted(set(entry) - {"address", "user", "port", "key"})
-        problems += [specs.Problem(f"hosts.{name} has an unknown key {key!r} (use address, user, port, key)",
+        problems += [validation.Problem(f"hosts.{name} has an unknown key {key!r} (use address, user, port, key)",
                                    ("hosts",)) for key in unknown]
         port = entry.get("port", 22)
         if isinstance(port, bool) or not isinstance(port, int):
-            problems.append(specs.Problem(f"hosts.{name}.port must be a whole number, not {port!r}", ("hosts",)))
+            problems.append(validation.Problem(f"hosts.{name}.port must be a whole number, not {port!r}", ("hosts",)))
             port = 22
         hosts[name] = specs.HostSpec(address=str(entry.get("address") or ""), user=str(entry.get("user") or "root"),
                                      port=port, key=str(entry.get("key") or ""))
@@ -287,7 +288,7 @@ def _default_spec_file() -> Path | None:
     return path if path.is_file() else None
 
 
-def _nodes(explicit, managers: int, workers: int, labels: dict[str, dict], problems: list[specs.Problem],
+def _nodes(explicit, managers: int, workers: int, labels: dict[str, dict], problems: list[validation.Problem],
            stand_ins: set[str]) -> tuple[specs.NodeSpec, ...]:
     if explicit is None:
         names = [("manager", f"manager{i}") for i in range(1, managers + 1)]
@@ -296,30 +297,30 @@ def _nodes(explicit, managers: int, workers: int, labels: dict[str, dict], probl
     elif isinstance(explicit, list):
         entries = explicit
     else:
-        problems.append(specs.Problem(f"nodes must be a list of {{name, role, labels}}, not {explicit!r}", ("nodes",)))
+        problems.append(validation.Problem(f"nodes must be a list of {{name, role, labels}}, not {explicit!r}", ("nodes",)))
         stand_ins.add("nodes")
         return ()
     nodes = []
     for entry in entries:
         if not isinstance(entry, Mapping) or "name" not in entry:
-            problems.append(specs.Problem(f"node entry {entry!r} needs at least a name", ("nodes",)))
+            problems.append(validation.Problem(f"node entry {entry!r} needs at least a name", ("nodes",)))
             stand_ins.add("nodes")
             continue
         name = str(entry["name"])
         own = entry.get("labels") or {}
         if not isinstance(own, Mapping):
-            problems.append(specs.Problem(f"node {name!r} has labels {own!r}: labels are a mapping of "
+            problems.append(validation.Problem(f"node {name!r} has labels {own!r}: labels are a mapping of "
                                           "{key: value}", ("nodes",)))
             own = {}
         node_labels = {str(k): str(v) for k, v in {**labels.get(name, {}), **own}.items()}
         slot = entry.get("slot")
         if slot is not None and (isinstance(slot, bool) or not isinstance(slot, int)):
-            problems.append(specs.Problem(f"node {name!r} has slot {slot!r}: a slot is a whole number", ("nodes",)))
+            problems.append(validation.Problem(f"node {name!r} has slot {slot!r}: a slot is a whole number", ("nodes",)))
             slot = None
         nodes.append(specs.NodeSpec(name, str(entry.get("role", "worker")), node_labels, slot))
-    if not stand_ins.intersection(specs.COUNT_KEYS):  # else the lab's real nodes are not known
+    if not stand_ins.intersection(validation.COUNT_KEYS):  # else the lab's real nodes are not known
         unknown = sorted(set(labels) - {n.name for n in nodes})
-        problems += [specs.Problem(f"labels are given for {n!r}, which is not a node of this lab", ("labels",))
+        problems += [validation.Problem(f"labels are given for {n!r}, which is not a node of this lab", ("labels",))
                      for n in unknown]
     return tuple(nodes)
 
@@ -328,7 +329,7 @@ class _Getter:
     """Read dotted keys from the raw mapping, recording type problems instead of raising; a
     key whose value is of the wrong type gets a stand-in value and is listed in ``stand_ins``."""
 
-    def __init__(self, raw: Mapping[str, Any], problems: list[specs.Problem]):
+    def __init__(self, raw: Mapping[str, Any], problems: list[validation.Problem]):
         self.raw, self.problems = raw, problems
         self.stand_ins: set[str] = set()
 
@@ -336,7 +337,7 @@ class _Getter:
         return _lookup(self.raw, dotted)
 
     def _wrong(self, dotted: str, text: str, stand_in):
-        self.problems.append(specs.Problem(text, (dotted,)))
+        self.problems.append(validation.Problem(text, (dotted,)))
         self.stand_ins.add(dotted)
         return stand_in
 
