@@ -31,7 +31,8 @@ from orchestrator.demos import scale as demo_scale
 from orchestrator.demos import run_all, run_demo
 from orchestrator.session import open_lab
 from orchestrator.viz import control as viz_control
-from provision import doctor, engine, image_prune, images, vm_images
+from provision import doctor, image_prune, images, vm_images
+from provision.remote import engine_clients
 from provision.spec import load as spec_load
 from provision import hints
 from provision.errors import Interrupted, LabError, redact
@@ -708,7 +709,7 @@ def build(c, method="auto", mirror=None, rebuild=False, format_="docker"):
         box = vm_images.ensure_box(ConsoleReporter(), mirror=mirror, rebuild=rebuild)
         print(f"{box.path}\n  add it: vagrant box add --name {box.name} {box.path}  (lab.up --provider vagrant does)")
     elif format_ == "docker":
-        print(images.ensure_node_image(engine.host_client(), ConsoleReporter(), method=method, mirror=mirror,
+        print(images.ensure_node_image(engine_clients.host_client(), ConsoleReporter(), method=method, mirror=mirror,
                                        rebuild=rebuild))
     else:
         raise Exit(f"error: unknown image format {format_!r}: use docker, qcow2 or box", code=2)

@@ -11,7 +11,10 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-from provision import api, contexts, keys, tls
+from provision import api
+from provision.remote import docker_contexts
+from provision.remote import keys
+from provision.remote import tls
 from provision import hints
 from provision.errors import LabError
 from provision.plan import LabPlan, NodePlan
@@ -84,8 +87,8 @@ def inspect_node(lab: str, node: str) -> dict:
 
 def _context_if_made(lab: str, node: str) -> str | None:
     """The node's docker context when `lab.context` made it (None: not made, or no docker CLI)."""
-    name = contexts.context_name(lab, node)
-    return name if shutil.which("docker") and name in contexts.of_lab(lab) else None
+    name = docker_contexts.context_name(lab, node)
+    return name if shutil.which("docker") and name in docker_contexts.of_lab(lab) else None
 
 
 # -- lab.scp ----------------------------------------------------------------------------------
@@ -164,4 +167,4 @@ def context(lab: str, node: str) -> tuple[str, str]:
     _, plan = api.existing_lab(lab)
     found = find_node(plan, node)
     certs = tls.client_certs(lab)
-    return contexts.ensure(lab, node, engine_url(found.address), certs)
+    return docker_contexts.ensure(lab, node, engine_url(found.address), certs)

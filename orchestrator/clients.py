@@ -6,7 +6,7 @@ import threading
 
 import docker
 
-from provision.engine import node_client
+from provision.remote.engine_clients import node_client
 from provision.plan import LabPlan, NodePlan
 
 

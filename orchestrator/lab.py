@@ -19,7 +19,10 @@ from orchestrator.views import LabStatus, lab_status, not_ready, reachable_manag
 from orchestrator import chaos
 from orchestrator.session import LabSession, open_lab
 from orchestrator.viz import control as viz_control
-from provision import api, contexts, demo_images, doctor, engine, entrypoint, images, registry, state, tls
+from provision import api, demo_images, doctor, entrypoint, images, registry, state
+from provision.remote import docker_contexts
+from provision.remote import engine_clients
+from provision.remote import tls
 from provision import hints
 from provision.spec import load as spec_load
 from provision.spec import validation
@@ -107,7 +110,7 @@ def pace_to_machines(plan: LabPlan, clients: ClientPool, reporter: Reporter) -> 
     """Measure how fast the first manager's engine answers; when that is slower than the
     provider expects (existing hosts may be VMs under emulation too), stretch the lab's
     timeouts to it, now and for later commands (recorded in the lab's state)."""
-    measured = engine.measure_pace(clients[plan.first_manager])
+    measured = engine_clients.measure_pace(clients[plan.first_manager])
     if measured <= plan.pace:
         return plan
     reporter.info(f"the engine of {plan.first_manager.name} answers about {measured:.0f}x slower than a container "
@@ -160,7 +163,7 @@ def push_demo_images(plan: LabPlan, clients: ClientPool, reporter: Reporter) -> 
     """
     assert plan.registry
     registry.check_running(clients[plan.first_manager], plan.first_manager.name, plan.name)
-    local = engine.host_client(plan.name)
+    local = engine_clients.host_client(plan.name)
     # the demo images take busybox from the container node image (built here when a VM lab needs it)
     tags = demo_images.ensure_demo_images(local, images.ensure_node_image(local, reporter), reporter)
     have = registry.catalog(plan.registry, timeout=plan.scaled(5))
@@ -195,7 +198,7 @@ def down(name: str, reporter: Reporter, provider_name: str | None = None, *, wai
     with api.lab_change(name, "lab.down", reporter, wait=wait):
         viz_control.down(name)
         counts = api.destroy(name, provider_name)
-        removed = contexts.remove_lab(name)
+        removed = docker_contexts.remove_lab(name)
         if removed:
             counts["docker contexts"] = len(removed)
         return counts
@@ -348,7 +351,7 @@ def push_image(name: str, image: str) -> str:
     with ClientPool(plan) as clients:
         manager = clients[plan.first_manager]
         registry.check_running(manager, plan.first_manager.name, name)
-        return registry.push(engine.host_client(name), manager, plan.registry, image)
+        return registry.push(engine_clients.host_client(name), manager, plan.registry, image)
 
 
 def registry_catalog(name: str) -> dict[str, list[str]]:
@@ -372,7 +375,7 @@ def demo_images_for(name: str, reporter: Reporter) -> list[str]:
     Raises:
         LabError: the lab exists but the node running its registry is down.
     """
-    local = engine.host_client(name)
+    local = engine_clients.host_client(name)
     if not lab_exists(name):
         reporter.info(f"there is no lab {name} on this machine: the images stay on this machine's engine")
         return demo_images.ensure_demo_images(local, images.ensure_node_image(local, reporter), reporter)

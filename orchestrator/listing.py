@@ -20,7 +20,10 @@ from typing import Callable, Mapping
 from orchestrator.access import engine_url
 from orchestrator.clients import ClientPool
 from orchestrator.views import LAB_BROKEN, LabStatus, lab_status
-from provision import api, contexts, engine, state, tls
+from provision import api, state
+from provision.remote import docker_contexts
+from provision.remote import engine_clients
+from provision.remote import tls
 from provision.errors import redact
 from provision.paths import lab_dir
 from provision.providers import get_provider
@@ -68,7 +71,7 @@ def active_node(lab: str, addresses: Mapping[str, str], environ: Mapping[str, st
             return None
         return next((node for node, address in addresses.items() if engine_url(address) == host), None)
     wanted = environ.get("DOCKER_CONTEXT", "")
-    return next((node for node in addresses if wanted and contexts.context_name(lab, node) == wanted), None)
+    return next((node for node in addresses if wanted and docker_contexts.context_name(lab, node) == wanted), None)
 
 
 def summary(status: LabStatus, environ: Mapping[str, str]) -> LabSummary:
@@ -87,7 +90,7 @@ def unreachable(name: str, provider: str, reason: str) -> LabSummary:
 def _provider(name: str, lab: str):
     """The lab's provider; the docker provider gets a host engine client with a short timeout."""
     if name == "docker":
-        return DockerProvider(engine.host_client(lab, timeout=QUICK), lab=lab)
+        return DockerProvider(engine_clients.host_client(lab, timeout=QUICK), lab=lab)
     return get_provider(name, lab=lab)
 
 
@@ -112,7 +115,7 @@ def docker_labs() -> tuple[list[str], list[str]]:
     """Docker-provider labs whose network the host engine holds, without a provider record:
     (those with a state folder here, made before that record existed; those without: made
     under another SWARMDECK_HOME, which lab.ls cannot ask, having none of their certificates)."""
-    found = DockerProvider(engine.host_client(timeout=QUICK)).labs()
+    found = DockerProvider(engine_clients.host_client(timeout=QUICK)).labs()
     unrecorded = [lab for lab in found if not state.exists(lab)]
     return ([lab for lab in unrecorded if (lab_dir(lab) / "tls").is_dir()],
             [lab for lab in unrecorded if not (lab_dir(lab) / "tls").is_dir()])

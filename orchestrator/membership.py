@@ -21,7 +21,10 @@ from orchestrator.clients import ClientPool
 from orchestrator.views import LabStatus, SwarmNode, lab_status, swarm_nodes
 from orchestrator.lab import ensure_entry_point
 from orchestrator.session import LabSession, require_manager
-from provision import api, firstboot, keys, tls
+from provision import api
+from provision.remote import node_files
+from provision.remote import keys
+from provision.remote import tls
 from provision import hints
 from provision.spec import model as specs
 from provision.spec import validation
@@ -75,7 +78,7 @@ def _add_node(provider, plan: LabPlan, node: str, role: str, labels: dict[str, s
         api.warn_about_memory(plan, provider, reporter, [node])
         api.known_hosts(plan, provider)
         new = plan.node(node)
-        machines = provider.create(dataclasses.replace(plan, nodes=(new,)), lambda n: firstboot.files(plan, n),
+        machines = provider.create(dataclasses.replace(plan, nodes=(new,)), lambda n: node_files.files(plan, n),
                                    reporter, ledger)
     _set_up_running_hosts(plan, provider, machines, reporter)
     with ClientPool(plan) as clients:

@@ -18,7 +18,7 @@ from orchestrator import swarm
 from orchestrator.views import SwarmNode, entries_by_hostname, swarm_nodes
 from orchestrator.session import LabSession
 from provision import hints
-from provision.engine import node_client
+from provision.remote.engine_clients import node_client
 from provision.errors import LabError, SwarmError
 from provision.plan import LabPlan
 from provision.wait import NotYet, wait_until

@@ -19,7 +19,7 @@ from orchestrator import converge, services, swarm
 from orchestrator.session import LabSession
 from provision import entrypoint
 from provision.errors import LabError
-from provision.host import SSHHost, check
+from provision.remote.host import SSHHost, check
 from provision.paths import TEMPLATES
 from provision.render import environment
 from provision.progress import Reporter

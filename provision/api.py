@@ -10,11 +10,13 @@ import requests
 
 from provision import hints
 from provision.spec import load as spec_load
-from provision import doctor, engine, firstboot, state
+from provision import doctor, state
+from provision.remote import engine_clients
+from provision.remote import node_files
 from provision.spec import model as specs
 from provision.spec import validation
 from provision.errors import HostUnreachable, LabError, ProviderError, SpecError, SubnetTaken
-from provision.host import Host, SSHHost, run_on_all
+from provision.remote.host import Host, SSHHost, run_on_all
 from provision.ledger import Ledger
 from provision.plan import RUNNING, LabPlan, Machine
 from provision.paths import lab_dir
@@ -37,7 +39,7 @@ def record_provider(spec: specs.LabSpec) -> None:
     """Remember the lab's provider and, the first time, the engine that hosts it."""
     state.write_provider(spec.name, spec.provider)
     if state.read_engine(spec.name) is None:
-        state.write_engine(spec.name, engine.environment_settings())
+        state.write_engine(spec.name, engine_clients.environment_settings())
 
 
 def existing_lab(name: str, provider_name: str | None = None) -> tuple[Provider, LabPlan]:
@@ -168,7 +170,7 @@ def provision(spec: specs.LabSpec, provider: Provider, reporter: Reporter, ledge
             reporter.warn(warning)
         warn_about_memory(plan, provider, reporter)
         known_hosts(plan, provider)
-        machines = provider.create(plan, lambda node: firstboot.files(plan, node), reporter, ledger)
+        machines = provider.create(plan, lambda node: node_files.files(plan, node), reporter, ledger)
     with reporter.step("host setup over SSH"):
         hosts = open_hosts(plan, provider, machines)
         run_setup(plan, hosts, reporter)
@@ -192,7 +194,7 @@ def known_hosts(plan: LabPlan, provider: Provider) -> None:
     """The lab's known_hosts from the host keys swarmdeck gives its machines; providers that
     adopt machines record each key on first use instead (``provision.adopt``)."""
     if provider.capabilities.own_host_keys:
-        firstboot.known_hosts(plan)
+        node_files.known_hosts(plan)
 
 
 def open_hosts(plan: LabPlan, provider: Provider, machines: list[Machine]) -> dict[str, Host]:

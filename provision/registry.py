@@ -16,10 +16,10 @@ import docker
 import docker.errors
 import requests
 
-from provision import http
+from provision.remote import http
 from provision import hints
 from provision.errors import LabError, ProviderError
-from provision.host import Host, check
+from provision.remote.host import Host, check
 from provision.paths import TEMPLATES
 from provision.progress import Reporter
 from provision.wait import wait_until

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from provision import hints
-from provision import images, keys, mirror as mirrors
+from provision import images, mirror as mirrors
+from provision.remote import keys
 from provision.errors import ImageError
-from provision.firstboot import File
+from provision.remote.node_files import File
 from provision.paths import TEMPLATES, home
 from provision.progress import Reporter
 from provision.setup.engine import SYSTEMD_DROPINS

@@ -12,7 +12,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 
-from provision import http
+from provision.remote import http
 
 _ANSWER = re.compile(r"version=(\S+) container=(\S+) node=(\S+)")
 

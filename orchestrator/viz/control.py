@@ -16,7 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from provision import api, http
+from provision import api
+from provision.remote import http
 from provision import hints
 from provision.errors import LabError
 from provision.paths import REPO, lab_dir

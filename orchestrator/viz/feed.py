@@ -22,7 +22,8 @@ import docker.errors
 import requests
 
 from orchestrator.clients import ClientPool
-from provision import entrypoint, tls
+from provision import entrypoint
+from provision.remote import tls
 from provision.plan import LabPlan
 from provision.paths import lab_dir
 

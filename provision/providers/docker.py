@@ -21,9 +21,9 @@ from provision import doctor, entrypoint, images, labels, runtime
 from provision import hints
 from provision.spec import model as specs
 from provision.spec import validation
-from provision.engine import host_client
+from provision.remote.engine_clients import host_client
 from provision.errors import ProviderError, SpecError, SubnetTaken
-from provision.firstboot import File
+from provision.remote.node_files import File
 from provision.ledger import Ledger
 from provision.plan import CREATED, PAUSED, RUNNING, STOPPED, LabPlan, Machine, NodePlan, plan
 from provision.providers.base import Capabilities, FirstBoot, SSHTarget, ensure_nodes

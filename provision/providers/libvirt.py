@@ -27,7 +27,7 @@ from provision import vm_images
 from provision.spec import model as specs
 from provision.spec import validation
 from provision.errors import ProviderError, ProviderUnavailable, SpecError, SubnetTaken
-from provision.firstboot import File
+from provision.remote.node_files import File
 from provision.ledger import Ledger
 from provision.plan import PAUSED, RUNNING, STOPPED, LabPlan, Machine, NodePlan, plan
 from provision.paths import home, lab_dir

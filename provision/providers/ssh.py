@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import socket
 
-from provision import adopt, keys
+from provision.remote import adopt
+from provision.remote import keys
 from provision.spec import load as spec_load
 from provision.spec import model as specs
 from provision.spec import validation
 from provision.errors import HostUnreachable, ProviderError, SpecError
-from provision.host import SSHHost, check
+from provision.remote.host import SSHHost, check
 from provision.ledger import Ledger
 from provision.plan import RUNNING, STOPPED, LabPlan, Machine, NodePlan, plan
 from provision.paths import home, lab_dir

@@ -26,7 +26,8 @@ import tempfile
 from pathlib import Path
 
 from provision import hints
-from provision import adopt, vm_images
+from provision import vm_images
+from provision.remote import adopt
 from provision.spec import model as specs
 from provision.spec import validation
 from provision.spec import load as spec_load

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Callable
 
-from provision import keys
-from provision.firstboot import engine_files
-from provision.host import Host, run_on_all
+from provision.remote import keys
+from provision.remote.node_files import engine_files
+from provision.remote.host import Host, run_on_all
 from provision.plan import LabPlan, NodePlan
 from provision.progress import Reporter
 from provision.setup.engine import ensure_engine_config, ensure_engine_service

@@ -6,8 +6,8 @@ import hashlib
 import shlex
 
 from provision import hints
-from provision.firstboot import File
-from provision.host import Host, check, read_file
+from provision.remote.node_files import File
+from provision.remote.host import Host, check, read_file
 from provision.paths import TEMPLATES
 from provision.wait import wait_until
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import shlex
 
 from provision.errors import SetupError
-from provision.host import Host, check
+from provision.remote.host import Host, check
 
 ENGINE_PACKAGES = ("docker.io", "apparmor")  # dockerd needs AppArmor's parser where the kernel has AppArmor
 REGISTRY_PACKAGE = "docker-registry"

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from provision.host import Host, check
+from provision.remote.host import Host, check
 
 SWARM_PORTS = ("2377/tcp", "7946/tcp", "7946/udp", "4789/udp")
 LAB_PORTS = SWARM_PORTS + ("2376/tcp",)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 
-from provision.host import Host, check
+from provision.remote.host import Host, check
 
 
 def ensure_hostname(host: Host, name: str) -> bool:

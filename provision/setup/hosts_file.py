@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from provision.host import Host, check, read_file
+from provision.remote.host import Host, check, read_file
 from provision.render import render
 
 HOSTS = "/etc/hosts"

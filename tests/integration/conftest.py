@@ -23,7 +23,7 @@ import docker
 import pytest
 
 from provision import labels
-from provision.engine import node_client
+from provision.remote.engine_clients import node_client
 from provision.paths import REPO
 
 INVOKE = str(Path(sys.executable).with_name("invoke"))

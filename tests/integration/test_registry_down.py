@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from provision.engine import node_client
+from provision.remote.engine_clients import node_client
 from tests.integration.conftest import a_lab, cli, status_json
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,7 @@ from typing import Iterator
 import docker
 import pytest
 
-from provision.engine import node_client
+from provision.remote.engine_clients import node_client
 from provision.wait import NotYet, wait_until
 from tests.integration.conftest import a_lab, addresses, cli, status_json
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import shlex
 
-from provision.host import Result
+from provision.remote.host import Result
 
 
 class FakeHost:

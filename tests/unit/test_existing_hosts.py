@@ -7,12 +7,13 @@ import subprocess
 
 import pytest
 
-from provision import adopt, keys
+from provision.remote import adopt
+from provision.remote import keys
 from provision.spec import load as spec_load
 from provision.spec import validation
 from provision import plan as machine
 from provision.errors import ProviderError, SetupError, SpecError
-from provision.host import Result
+from provision.remote.host import Result
 from provision.progress import Reporter
 from provision.providers import ssh as ssh_provider, vagrant as vagrant_provider
 from provision.setup import engine, engine_package, run_setup, steps

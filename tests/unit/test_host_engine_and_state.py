@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from provision import engine, state
+from provision import state
+from provision.remote import engine_clients
 from provision import hints
 from provision.paths import REPO, lab_dir
 
@@ -23,15 +24,15 @@ def lab_env(home: Path, lab: str = "web") -> dict[str, str]:
 
 
 def test_a_lab_nodes_docker_settings_are_never_taken_for_the_host_engine(swarmdeck_home):
-    assert engine.points_at_a_lab(lab_env(swarmdeck_home))
-    assert engine.environment_settings(lab_env(swarmdeck_home)) == {}  # the local socket
+    assert engine_clients.points_at_a_lab(lab_env(swarmdeck_home))
+    assert engine_clients.environment_settings(lab_env(swarmdeck_home)) == {}  # the local socket
     remote = {"DOCKER_HOST": "tcp://build-host:2376", "DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": "/etc/certs"}
-    assert engine.environment_settings(remote) == remote  # an engine of the user's own is kept
+    assert engine_clients.environment_settings(remote) == remote  # an engine of the user's own is kept
 
 
 def test_swarmdeck_docker_host_wins_over_everything(swarmdeck_home):
-    settings = engine.environment_settings({**lab_env(swarmdeck_home), engine.OVERRIDE: "ssh://root@host2",
-                                            engine.OVERRIDE_CERTS: "/certs"})
+    settings = engine_clients.environment_settings({**lab_env(swarmdeck_home), engine_clients.OVERRIDE: "ssh://root@host2",
+                                            engine_clients.OVERRIDE_CERTS: "/certs"})
     assert settings == {"DOCKER_HOST": "ssh://root@host2", "DOCKER_CERT_PATH": "/certs", "DOCKER_TLS_VERIFY": "1"}
 
 
@@ -39,18 +40,18 @@ def test_a_lab_remembers_the_engine_it_was_made_on(swarmdeck_home, monkeypatch):
     state.write_engine("web", {"DOCKER_HOST": "tcp://build-host:2376"})
     for key, value in lab_env(swarmdeck_home, "other").items():
         monkeypatch.setenv(key, value)
-    assert engine.host_settings("web") == {"DOCKER_HOST": "tcp://build-host:2376"}
-    assert engine.host_settings("never-made") == {}  # no record: the environment, minus the lab's
-    monkeypatch.setenv(engine.OVERRIDE, "unix:///run/other.sock")
-    assert engine.host_settings("web") == {"DOCKER_HOST": "unix:///run/other.sock"}
+    assert engine_clients.host_settings("web") == {"DOCKER_HOST": "tcp://build-host:2376"}
+    assert engine_clients.host_settings("never-made") == {}  # no record: the environment, minus the lab's
+    monkeypatch.setenv(engine_clients.OVERRIDE, "unix:///run/other.sock")
+    assert engine_clients.host_settings("web") == {"DOCKER_HOST": "unix:///run/other.sock"}
 
 
 def test_an_engine_that_does_not_answer_is_named_in_the_error(swarmdeck_home, monkeypatch, tmp_path):
-    monkeypatch.setenv(engine.OVERRIDE, f"unix://{tmp_path}/no-engine.sock")
-    with pytest.raises(engine.ProviderUnavailable) as caught:
-        engine.host_client("web", timeout=2)
+    monkeypatch.setenv(engine_clients.OVERRIDE, f"unix://{tmp_path}/no-engine.sock")
+    with pytest.raises(engine_clients.ProviderUnavailable) as caught:
+        engine_clients.host_client("web", timeout=2)
     assert f"no Docker engine answers at unix://{tmp_path}/no-engine.sock" in str(caught.value)
-    assert engine.OVERRIDE in caught.value.hint
+    assert engine_clients.OVERRIDE in caught.value.hint
 
 
 def test_state_records_are_written_whole_and_private(swarmdeck_home):

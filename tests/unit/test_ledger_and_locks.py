@@ -14,7 +14,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from orchestrator import lab as labs
-from provision import api, keys, state, tls
+from provision import api, state
+from provision.remote import keys
+from provision.remote import tls
 from provision.spec import load as spec_load
 from provision.errors import Interrupted, LabError, ProviderError, SubnetTaken
 from provision.ledger import Ledger, roll_back

@@ -16,7 +16,9 @@ from orchestrator import access, listing
 from orchestrator import lab as labs
 from orchestrator.views import LabStatus, NodeStatus, not_ready, startable
 from orchestrator.tables import lab_list_table, status_table
-from provision import contexts, entrypoint, state, tls
+from provision import entrypoint, state
+from provision.remote import docker_contexts
+from provision.remote import tls
 from provision.spec import load as spec_load
 from provision.errors import LabError, LabUnhealthy
 from provision.plan import plan
@@ -276,15 +278,15 @@ def test_lab_ls_lists_an_unreachable_provider_with_its_reason(monkeypatch):
 
 
 def test_a_context_is_ours_only_by_its_exact_name_and_description():
-    assert contexts.owner("swarmdeck-a-manager1", "swarmdeck lab a node manager1") == ("a", "manager1")
-    assert contexts.owner("swarmdeck-a-b-manager1", "swarmdeck lab a-b node manager1") == ("a-b", "manager1")
-    assert contexts.owner("swarmdeck-a-b-manager1", "swarmdeck lab a node manager1") is None
-    assert contexts.owner("swarmdeck-a-manager1", "my own context") is None
+    assert docker_contexts.owner("swarmdeck-a-manager1", "swarmdeck lab a node manager1") == ("a", "manager1")
+    assert docker_contexts.owner("swarmdeck-a-b-manager1", "swarmdeck lab a-b node manager1") == ("a-b", "manager1")
+    assert docker_contexts.owner("swarmdeck-a-b-manager1", "swarmdeck lab a node manager1") is None
+    assert docker_contexts.owner("swarmdeck-a-manager1", "my own context") is None
 
 
 def test_the_context_endpoint_is_quoted_as_csv(tmp_path):
     folder = tmp_path / "odd,folder"
-    value = contexts.endpoint("tcp://10.0.0.1:2376", tls.CertFiles(folder))
+    value = docker_contexts.endpoint("tcp://10.0.0.1:2376", tls.CertFiles(folder))
     assert value.startswith("host=tcp://10.0.0.1:2376,") and f'"ca={folder}/ca.pem"' in value
 
 
@@ -300,7 +302,7 @@ def docker_config(tmp_path, monkeypatch):
     return folder
 
 
-def docker_contexts() -> dict[str, str]:
+def contexts_in_store() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "DOCKER_CONTEXT"}
     out = subprocess.run(["docker", "context", "ls", "--format", "{{.Name}} {{.DockerEndpoint}}"], env=env,
                          capture_output=True, text=True, check=True).stdout
@@ -312,20 +314,20 @@ def test_contexts_are_made_updated_and_removed_per_lab_by_the_docker_cli(docker_
     user's own stay, even where the names share a prefix."""
     for lab, node, address in (("a", "manager1", "10.0.0.10"), ("a", "worker1", "10.0.0.11"),
                                ("a-b", "manager1", "10.0.1.10")):
-        assert contexts.ensure(lab, node, f"tcp://{address}:2376", tls.client_certs(lab))[1] == "created"
-    assert contexts.ensure("a", "worker1", "tcp://10.0.0.12:2376", tls.client_certs("a")) == \
+        assert docker_contexts.ensure(lab, node, f"tcp://{address}:2376", tls.client_certs(lab))[1] == "created"
+    assert docker_contexts.ensure("a", "worker1", "tcp://10.0.0.12:2376", tls.client_certs("a")) == \
         ("swarmdeck-a-worker1", "updated")
     certs = tls.client_certs("a")
     subprocess.run(["docker", "context", "create", "swarmdeck-a-mine", "--docker",
                     f"host=tcp://10.0.0.99:2376,ca={certs.ca},cert={certs.cert},key={certs.key}"],
                    env={k: v for k, v in os.environ.items() if k != "DOCKER_CONTEXT"}, check=True, capture_output=True)
-    found = docker_contexts()
+    found = contexts_in_store()
     assert found["swarmdeck-a-manager1"] == "tcp://10.0.0.10:2376" and found["swarmdeck-a-worker1"] == "tcp://10.0.0.12:2376"
     keys = list(docker_config.glob("contexts/tls/*/docker/key.pem"))
     assert keys and all(stat.S_IMODE(k.stat().st_mode) & 0o077 == 0 for k in keys)  # the client key stays private
-    assert sorted(contexts.remove_lab("a")) == ["swarmdeck-a-manager1", "swarmdeck-a-worker1"]
-    assert set(docker_contexts()) == {"default", "swarmdeck-a-b-manager1", "swarmdeck-a-mine"}
-    assert contexts.remove_lab("a") == []
+    assert sorted(docker_contexts.remove_lab("a")) == ["swarmdeck-a-manager1", "swarmdeck-a-worker1"]
+    assert set(contexts_in_store()) == {"default", "swarmdeck-a-b-manager1", "swarmdeck-a-mine"}
+    assert docker_contexts.remove_lab("a") == []
 
 
 def test_a_context_swarmdeck_did_not_make_is_left_alone(docker_config):
@@ -334,5 +336,5 @@ def test_a_context_swarmdeck_did_not_make_is_left_alone(docker_config):
                     f"host=tcp://10.0.0.99:2376,ca={certs.ca},cert={certs.cert},key={certs.key}"],
                    env={k: v for k, v in os.environ.items() if k != "DOCKER_CONTEXT"}, check=True, capture_output=True)
     with pytest.raises(LabError, match="swarmdeck did not make"):
-        contexts.ensure("a", "manager1", "tcp://10.0.0.10:2376", certs)
-    assert docker_contexts()["swarmdeck-a-manager1"] == "tcp://10.0.0.99:2376"
+        docker_contexts.ensure("a", "manager1", "tcp://10.0.0.10:2376", certs)
+    assert contexts_in_store()["swarmdeck-a-manager1"] == "tcp://10.0.0.99:2376"

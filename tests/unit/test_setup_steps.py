@@ -1,9 +1,9 @@
 import json
 
-from provision import firstboot
+from provision.remote import node_files
 from provision.spec import load as spec_load
 from provision import plan as machine
-from provision.host import Result
+from provision.remote.host import Result
 from provision.setup import engine, firewall, hosts_file, hostname, ssh_keys
 from tests.unit.fakes import FakeHost
 
@@ -37,7 +37,7 @@ def test_hosts_blocks_of_two_labs_coexist():
 def test_engine_config_restarts_only_when_a_file_changed():
     plan = lab_plan()
     node = plan.node("manager2")
-    files = firstboot.engine_files(plan, node)
+    files = node_files.engine_files(plan, node)
     host = FakeHost(name="manager2")
     assert engine.ensure_engine_config(host, files) is True
     assert host.ran("sv -w 60 restart /etc/service/docker")
@@ -48,7 +48,7 @@ def test_engine_config_restarts_only_when_a_file_changed():
 
 def test_daemon_json_has_tls_registry_and_mtu_and_no_key_dockerd_rejects():
     plan = lab_plan()
-    config_json = json.loads(firstboot.daemon_config(plan, plan.node("worker1")))
+    config_json = json.loads(node_files.daemon_config(plan, plan.node("worker1")))
     assert config_json["insecure-registries"] == ["10.199.7.10:5000"]
     assert config_json["hosts"] == ["unix:///var/run/docker.sock", "tcp://10.199.7.13:2376"]
     assert config_json["tlsverify"] is True and config_json["mtu"] == 1450
@@ -58,7 +58,7 @@ def test_daemon_json_has_tls_registry_and_mtu_and_no_key_dockerd_rejects():
 def test_daemon_json_without_registry_lists_none():
     plan = lab_plan(registry={"enabled": False})
     assert plan.registry is None
-    assert "insecure-registries" not in json.loads(firstboot.daemon_config(plan, plan.first_manager))
+    assert "insecure-registries" not in json.loads(node_files.daemon_config(plan, plan.first_manager))
 
 
 def test_hostname_and_authorized_key_are_idempotent():

@@ -10,7 +10,8 @@ import requests
 
 from orchestrator import lab as labs
 from orchestrator.clients import ClientPool
-from provision import engine, state
+from provision import state
+from provision.remote import engine_clients
 from provision.spec import load as spec_load
 from provision import plan as machine
 from provision.errors import ProviderError, WaitTimeout
@@ -44,8 +45,8 @@ def test_a_measured_pace_is_kept_for_later_commands(monkeypatch):
             now[0] += 1.0  # a second for a call a container node answers in milliseconds
 
     now = [0.0]
-    monkeypatch.setattr(engine.time, "monotonic", lambda: now[0])
-    assert engine.measure_pace(SlowEngine()) == engine.MAX_PACE  # capped
+    monkeypatch.setattr(engine_clients.time, "monotonic", lambda: now[0])
+    assert engine_clients.measure_pace(SlowEngine()) == engine_clients.MAX_PACE  # capped
     state.write_pace("slow", 7.0)
     from provision import api
     assert api.with_measured_pace(a_plan()).pace == 7.0

@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 from invoke import Context, Exit
 
-from provision import keys, mirror, registry, runtime, tls, wait
+from provision import mirror, registry, runtime, wait
+from provision.remote import keys
+from provision.remote import tls
 from provision.errors import CommandFailed, LabError, SwarmError, WaitTimeout, redact
-from provision.firstboot import File
+from provision.remote.node_files import File
 from provision.providers.docker import _tar
 
 # A made-up token, assembled so that secret scanners do not take it for a real one.
@@ -163,7 +165,7 @@ def test_swarmdeck_command_works_outside_the_checkout(tmp_path):
 HANDSHAKE_FAILS = """
 import socket, threading
 import paramiko
-import provision.host  # noqa: F401 - what is tested: importing it keeps paramiko's log off stderr
+import provision.remote.host  # noqa: F401 - what is tested: importing it keeps paramiko's log off stderr
 server = socket.socket()
 server.bind(("127.0.0.1", 0))
 server.listen(1)

@@ -13,9 +13,11 @@ import paramiko
 import pytest
 import yaml
 
-from provision import adopt, api, keys
+from provision import api
+from provision.remote import adopt
+from provision.remote import keys
 from provision.spec import model as specs
-from provision.firstboot import File
+from provision.remote.node_files import File
 from provision.providers import libvirt as lv
 from provision.progress import Reporter
 from provision.wait import wait_until

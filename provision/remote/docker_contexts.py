@@ -21,7 +21,7 @@ import shutil
 import subprocess
 
 from provision.errors import LabError
-from provision.tls import CertFiles
+from provision.remote.tls import CertFiles
 
 PREFIX = "swarmdeck"
 TIMEOUT = 30

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from provision import keys, tls
+from provision.remote import keys
+from provision.remote import tls
 from provision.plan import LabPlan, NodePlan
 from provision.render import render
 

@@ -23,7 +23,8 @@ import docker.errors
 import docker.tls
 import docker.utils
 
-from provision import state, tls
+from provision import state
+from provision.remote import tls
 from provision.errors import ProviderUnavailable
 from provision.paths import home
 

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import paramiko
 
-from provision import keys
+from provision.remote import keys
 from provision import hints
 from provision.errors import HostUnreachable, SetupError
-from provision.host import Host, SSHHost, check
+from provision.remote.host import Host, SSHHost, check
 from provision.providers.base import SSHTarget
 from provision.setup.engine import SYSTEMD_DROPINS
 from provision.setup.hosts_file import markers

@@ -19,7 +19,7 @@ import paramiko
 from fabric import Config, Connection
 from invoke.exceptions import CommandTimedOut
 
-from provision import keys
+from provision.remote import keys
 from provision import hints
 from provision.errors import CommandFailed, HostUnreachable, PartialFailure
 from provision.providers.base import SSHTarget
