@@ -14,10 +14,8 @@ from invoke.config import AmbiguousMergeError
 from invoke.parser import Parser
 from invoke.parser.parser import ParseMachine
 
-from orchestrator import access, listing
+from orchestrator import access, listing, membership, nodes, services, stacks
 from orchestrator import lab as labs
-from orchestrator import membership, nodes, services, stacks
-from orchestrator.tables import demo_summary, lab_list_table, service_table, status_table, task_table
 from orchestrator.demos import constraints as demo_constraints
 from orchestrator.demos import drain as demo_drain
 from orchestrator.demos import failover as demo_failover
@@ -27,16 +25,26 @@ from orchestrator.demos import mesh as demo_mesh
 from orchestrator.demos import partition as demo_partition
 from orchestrator.demos import quorum as demo_quorum
 from orchestrator.demos import rolling_update as demo_rolling
-from orchestrator.demos import scale as demo_scale
 from orchestrator.demos import run_all, run_demo
+from orchestrator.demos import scale as demo_scale
 from orchestrator.session import open_lab
+from orchestrator.tables import (
+    demo_summary,
+    lab_list_table,
+    service_table,
+    status_table,
+    task_table,
+)
 from orchestrator.viz import control as viz_control
-from provision import doctor, image_prune, images, vm_images
+from provision import doctor, hints
+from provision.errors import Interrupted, LabError, redact
+from provision.images import box as box_images
+from provision.images import node as images
+from provision.images import prune as image_prune
+from provision.images import vm as vm_images
+from provision.progress import ConsoleReporter
 from provision.remote import engine_clients
 from provision.spec import load as spec_load
-from provision import hints
-from provision.errors import Interrupted, LabError, redact
-from provision.progress import ConsoleReporter
 
 ACTIVE_LAB = "SWARMDECK_LAB"  # exported by `lab.env`: the lab this shell works with
 LAB_HELP = "the lab (default: lab.yaml's name, else the lab that `lab.env` set in this shell, else 'swarmdeck')"
@@ -706,7 +714,7 @@ def build(c, method="auto", mirror=None, rebuild=False, format_="docker"):
         image = vm_images.ensure_vm_image(ConsoleReporter(), mirror=mirror, rebuild=rebuild)
         print(image.folder)
     elif format_ == "box":
-        box = vm_images.ensure_box(ConsoleReporter(), mirror=mirror, rebuild=rebuild)
+        box = box_images.ensure_box(ConsoleReporter(), mirror=mirror, rebuild=rebuild)
         print(f"{box.path}\n  add it: vagrant box add --name {box.name} {box.path}  (lab.up --provider vagrant does)")
     elif format_ == "docker":
         print(images.ensure_node_image(engine_clients.host_client(), ConsoleReporter(), method=method, mirror=mirror,

@@ -26,7 +26,8 @@ import docker
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from provision import images, runtime  # noqa: E402
+from provision import runtime  # noqa: E402
+from provision.images import node as images
 
 INVOKE = str(Path(sys.executable).with_name("invoke"))
 

@@ -25,11 +25,11 @@ sys.path.insert(0, str(REPO))
 from orchestrator import bootstrap  # noqa: E402
 from orchestrator.clients import ClientPool  # noqa: E402
 from provision import api, firstboot  # noqa: E402
-from provision.spec import load as spec_load
-from provision.remote.host import SSHHost  # noqa: E402
-from provision.providers.libvirt import LibvirtProvider  # noqa: E402
 from provision.progress import Reporter  # noqa: E402
+from provision.providers.libvirt import LibvirtProvider  # noqa: E402
+from provision.remote.host import SSHHost  # noqa: E402
 from provision.setup import run_setup  # noqa: E402
+from provision.spec import load as spec_load
 
 PHASES = ("image", "define", "boot", "setup", "engines", "swarm")
 

@@ -11,14 +11,11 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-from provision import api
-from provision.remote import docker_contexts
-from provision.remote import keys
-from provision.remote import tls
-from provision import hints
+from provision import api, hints
 from provision.errors import LabError
 from provision.plan import LabPlan, NodePlan
 from provision.providers.base import SSHTarget
+from provision.remote import docker_contexts, keys, tls
 
 
 def find_node(plan: LabPlan, node: str) -> NodePlan:

@@ -6,8 +6,8 @@ import threading
 
 import docker
 
-from provision.remote.engine_clients import node_client
 from provision.plan import LabPlan, NodePlan
+from provision.remote.engine_clients import node_client
 
 
 class ClientPool:

@@ -10,30 +10,32 @@ from dataclasses import dataclass
 import docker.errors
 import requests
 
-from orchestrator import access
+from orchestrator import access, chaos, services, swarm
 from orchestrator import bootstrap as swarm_bootstrap
-from orchestrator import swarm
 from orchestrator.clients import ClientPool
-from orchestrator import services
-from orchestrator.views import LabStatus, lab_status, not_ready, reachable_manager, startable
-from orchestrator import chaos
 from orchestrator.session import LabSession, open_lab
+from orchestrator.views import (
+    LabStatus,
+    lab_status,
+    not_ready,
+    reachable_manager,
+    startable,
+)
 from orchestrator.viz import control as viz_control
-from provision import api, demo_images, doctor, entrypoint, images, registry, state
-from provision.remote import docker_contexts
-from provision.remote import engine_clients
-from provision.remote import tls
-from provision import hints
+from provision import api, doctor, entrypoint, hints, registry, state
+from provision.errors import LabError, LabUnhealthy
+from provision.images import demo as demo_images
+from provision.images import node as images
+from provision.ledger import Ledger, roll_back
+from provision.paths import lab_dir
+from provision.plan import RUNNING, LabPlan
+from provision.progress import Reporter
+from provision.providers import get_provider
+from provision.remote import docker_contexts, engine_clients, tls
 from provision.spec import load as spec_load
 from provision.spec import validation
-from provision.errors import LabError, LabUnhealthy
-from provision.ledger import Ledger, roll_back
-from provision.plan import RUNNING, LabPlan
-from provision.paths import lab_dir
-from provision.providers import get_provider
-from provision.progress import Reporter
-from provision.wait import retried, stop_helper_threads
 from provision.spec.model import LabSpec
+from provision.wait import retried, stop_helper_threads
 
 
 @dataclass(frozen=True)

@@ -21,13 +21,11 @@ from orchestrator.access import engine_url
 from orchestrator.clients import ClientPool
 from orchestrator.views import LAB_BROKEN, LabStatus, lab_status
 from provision import api, state
-from provision.remote import docker_contexts
-from provision.remote import engine_clients
-from provision.remote import tls
 from provision.errors import redact
 from provision.paths import lab_dir
 from provision.providers import get_provider
 from provision.providers.docker import DockerProvider
+from provision.remote import docker_contexts, engine_clients
 
 QUICK = 3  # seconds: timeout of each engine call of lab.ls (host engine, node engines)
 DEADLINE = 6.0  # seconds: a lab that has not answered by then is listed as unreachable

@@ -18,21 +18,18 @@ import docker.errors
 
 from orchestrator import nodes, swarm
 from orchestrator.clients import ClientPool
-from orchestrator.views import LabStatus, SwarmNode, lab_status, swarm_nodes
 from orchestrator.lab import ensure_entry_point
 from orchestrator.session import LabSession, require_manager
-from provision import api
-from provision.remote import node_files
-from provision.remote import keys
-from provision.remote import tls
-from provision import hints
-from provision.spec import model as specs
-from provision.spec import validation
+from orchestrator.views import LabStatus, SwarmNode, lab_status, swarm_nodes
+from provision import api, hints
 from provision.errors import LabError, SwarmError
 from provision.ledger import Ledger, roll_back
 from provision.plan import RUNNING, LabPlan
 from provision.progress import Reporter
+from provision.remote import keys, node_files, tls
 from provision.setup import run_setup
+from provision.spec import model as specs
+from provision.spec import validation
 from provision.wait import stop_helper_threads
 
 

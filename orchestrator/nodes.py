@@ -15,12 +15,12 @@ import docker.errors
 import requests
 
 from orchestrator import swarm
-from orchestrator.views import SwarmNode, entries_by_hostname, swarm_nodes
 from orchestrator.session import LabSession
+from orchestrator.views import SwarmNode, entries_by_hostname, swarm_nodes
 from provision import hints
-from provision.remote.engine_clients import node_client
 from provision.errors import LabError, SwarmError
 from provision.plan import LabPlan
+from provision.remote.engine_clients import node_client
 from provision.wait import NotYet, wait_until
 
 AVAILABILITIES = ("active", "pause", "drain")

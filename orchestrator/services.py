@@ -16,12 +16,17 @@ from dataclasses import dataclass, field
 import docker
 import docker.errors
 import requests
-from docker.types import EndpointSpec, Healthcheck, RestartPolicy, ServiceMode, UpdateConfig
+from docker.types import (
+    EndpointSpec,
+    Healthcheck,
+    RestartPolicy,
+    ServiceMode,
+    UpdateConfig,
+)
 
 from orchestrator import converge
 from orchestrator.session import LabSession
-from provision import entrypoint, registry
-from provision import hints
+from provision import entrypoint, hints, registry
 from provision.errors import LabError
 from provision.plan import LabPlan
 from provision.progress import Reporter

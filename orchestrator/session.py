@@ -10,8 +10,7 @@ import docker
 
 from orchestrator.clients import ClientPool
 from orchestrator.views import reachable_manager
-from provision import api
-from provision import hints
+from provision import api, hints
 from provision.errors import SwarmError
 from provision.plan import LabPlan
 

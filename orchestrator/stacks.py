@@ -19,10 +19,10 @@ from orchestrator import converge, services, swarm
 from orchestrator.session import LabSession
 from provision import entrypoint
 from provision.errors import LabError
-from provision.remote.host import SSHHost, check
 from provision.paths import TEMPLATES
-from provision.render import environment
 from provision.progress import Reporter
+from provision.remote.host import SSHHost, check
+from provision.render import environment
 
 STACKS = TEMPLATES / "stacks"
 NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,62}")

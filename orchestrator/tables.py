@@ -9,10 +9,9 @@ from rich.console import Console
 from rich.table import Table
 
 from orchestrator import services
-from orchestrator.views import LabStatus
 from orchestrator.listing import LabSummary
-from provision import entrypoint
-from provision import hints
+from orchestrator.views import LabStatus
+from provision import entrypoint, hints
 
 
 def _text(table: Table) -> str:

@@ -8,22 +8,26 @@ from typing import Iterator
 
 import requests
 
-from provision import hints
-from provision.spec import load as spec_load
-from provision import doctor, state
-from provision.remote import engine_clients
-from provision.remote import node_files
-from provision.spec import model as specs
-from provision.spec import validation
-from provision.errors import HostUnreachable, LabError, ProviderError, SpecError, SubnetTaken
-from provision.remote.host import Host, SSHHost, run_on_all
+from provision import doctor, hints, state
+from provision.errors import (
+    HostUnreachable,
+    LabError,
+    ProviderError,
+    SpecError,
+    SubnetTaken,
+)
 from provision.ledger import Ledger
-from provision.plan import RUNNING, LabPlan, Machine
 from provision.paths import lab_dir
+from provision.plan import RUNNING, LabPlan, Machine
+from provision.progress import Reporter
 from provision.providers import get_provider
 from provision.providers.base import Provider
-from provision.progress import Reporter
+from provision.remote import engine_clients, node_files
+from provision.remote.host import Host, SSHHost, run_on_all
 from provision.setup import run_setup
+from provision.spec import load as spec_load
+from provision.spec import model as specs
+from provision.spec import validation
 from provision.wait import NotYet, wait_until
 
 BOOT_TIMEOUT = 90

@@ -16,12 +16,12 @@ import docker
 import docker.errors
 import requests
 
-from provision.remote import http
 from provision import hints
 from provision.errors import LabError, ProviderError
-from provision.remote.host import Host, check
 from provision.paths import TEMPLATES
 from provision.progress import Reporter
+from provision.remote import http
+from provision.remote.host import Host, check
 from provision.wait import wait_until
 
 LOCAL_IMAGE = "swarmdeck/registry:2"

@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 from orchestrator import nodes
-from orchestrator.demos.toolkit import demo_service, wait_running
 from orchestrator.demos.report import DemoReport
+from orchestrator.demos.toolkit import demo_service, wait_running
 from orchestrator.session import LabSession
 
 BY_LABEL, BY_HOSTNAME = "demo-by-label", "demo-by-hostname"

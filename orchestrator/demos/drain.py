@@ -4,8 +4,8 @@ new ones; then make it active again."""
 from __future__ import annotations
 
 from orchestrator import nodes, services
-from orchestrator.demos.toolkit import Watcher, demo_service, wait_running
 from orchestrator.demos.report import DemoReport
+from orchestrator.demos.toolkit import Watcher, demo_service, wait_running
 from orchestrator.session import LabSession
 
 SERVICE = "demo-drain"

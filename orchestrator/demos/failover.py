@@ -4,9 +4,16 @@ them back when it returns (a forced update rebalances)."""
 from __future__ import annotations
 
 from orchestrator import chaos, services
-from orchestrator.demos.toolkit import (Watcher, probing, running, service_and_victim, settle, wait_for_state,
-                                       wait_running)
 from orchestrator.demos.report import DemoReport
+from orchestrator.demos.toolkit import (
+    Watcher,
+    probing,
+    running,
+    service_and_victim,
+    settle,
+    wait_for_state,
+    wait_running,
+)
 from orchestrator.session import LabSession
 from provision.wait import wait_until
 

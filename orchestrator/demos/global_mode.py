@@ -4,8 +4,8 @@ one too, and a node that leaves takes its task with it."""
 from __future__ import annotations
 
 from orchestrator import nodes, services
-from orchestrator.demos.toolkit import prepull, running, wait_running
 from orchestrator.demos.report import DemoReport
+from orchestrator.demos.toolkit import prepull, running, wait_running
 from orchestrator.session import LabSession
 from provision.errors import LabError
 from provision.wait import wait_until

@@ -7,9 +7,9 @@ and the lab's load balancer spreads requests over them."""
 
 from __future__ import annotations
 
-from orchestrator.demos.toolkit import PORT, demo_service, wait_running
 from orchestrator.demos.probe import Probe
 from orchestrator.demos.report import DemoReport
+from orchestrator.demos.toolkit import PORT, demo_service, wait_running
 from orchestrator.session import LabSession
 from provision import entrypoint
 

@@ -5,9 +5,15 @@ expected); after the partition heals, Swarm stops the extra ones and converges b
 from __future__ import annotations
 
 from orchestrator import chaos
-from orchestrator.demos.toolkit import (Watcher, probing, service_and_victim, settle, wait_for_state,
-                                       wait_running)
 from orchestrator.demos.report import DemoReport
+from orchestrator.demos.toolkit import (
+    Watcher,
+    probing,
+    service_and_victim,
+    settle,
+    wait_for_state,
+    wait_running,
+)
 from orchestrator.session import LabSession
 from provision.wait import wait_until
 

@@ -10,10 +10,16 @@ import docker.errors
 import requests
 
 from orchestrator import chaos, services, swarm
-from orchestrator.demos.toolkit import Watcher, demo_service, probing, settle, wait_running
-from orchestrator.views import swarm_nodes
 from orchestrator.demos.report import DemoReport
+from orchestrator.demos.toolkit import (
+    Watcher,
+    demo_service,
+    probing,
+    settle,
+    wait_running,
+)
 from orchestrator.session import LabSession
+from orchestrator.views import swarm_nodes
 from provision.errors import LabError
 from provision.wait import NotYet, wait_until
 

@@ -5,8 +5,16 @@ and the service keeps serving."""
 from __future__ import annotations
 
 from orchestrator import services
-from orchestrator.demos.toolkit import Watcher, demo_service, prepull, probing, running, settle, wait_running
 from orchestrator.demos.report import DemoReport
+from orchestrator.demos.toolkit import (
+    Watcher,
+    demo_service,
+    prepull,
+    probing,
+    running,
+    settle,
+    wait_running,
+)
 from orchestrator.session import LabSession
 from provision.wait import NotYet, wait_until
 

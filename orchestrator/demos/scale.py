@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 from orchestrator import services
-from orchestrator.demos.toolkit import Watcher, demo_service, running, settle, wait_running
 from orchestrator.demos.report import DemoReport
+from orchestrator.demos.toolkit import (
+    Watcher,
+    demo_service,
+    running,
+    settle,
+    wait_running,
+)
 from orchestrator.session import LabSession
 from provision.wait import wait_until
 

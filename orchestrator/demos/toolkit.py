@@ -11,10 +11,10 @@ import docker.errors
 import requests
 
 from orchestrator import nodes, services
-from orchestrator.views import live_entries, swarm_nodes
 from orchestrator.demos.probe import Probe
 from orchestrator.demos.report import DemoReport
 from orchestrator.session import LabSession
+from orchestrator.views import live_entries, swarm_nodes
 from provision import entrypoint
 from provision.errors import LabError
 from provision.wait import NotYet, wait_until

@@ -16,11 +16,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from provision import api
-from provision.remote import http
-from provision import hints
+from provision import api, hints
 from provision.errors import LabError
 from provision.paths import REPO, lab_dir
+from provision.remote import http
 from provision.wait import NotYet, wait_until
 
 START_TIMEOUT = 20

@@ -23,9 +23,9 @@ import requests
 
 from orchestrator.clients import ClientPool
 from provision import entrypoint
-from provision.remote import tls
-from provision.plan import LabPlan
 from provision.paths import lab_dir
+from provision.plan import LabPlan
+from provision.remote import tls
 
 POLL_SECONDS = 0.5
 CLIENT_TIMEOUT = 2  # seconds: a dead manager is given up quickly

@@ -13,10 +13,10 @@ from typing import Callable, Protocol
 
 from provision import hints
 from provision.errors import ProviderError
-from provision.remote.node_files import File
 from provision.ledger import Ledger
 from provision.plan import LabPlan, Machine, NodePlan
 from provision.progress import Reporter
+from provision.remote.node_files import File
 from provision.spec.model import LabSpec
 
 

@@ -16,18 +16,27 @@ import time
 import docker
 import docker.errors
 
+from provision import doctor, entrypoint, hints, labels, runtime
+from provision.errors import ProviderError, SpecError, SubnetTaken
+from provision.images import node as images
+from provision.ledger import Ledger
+from provision.plan import (
+    CREATED,
+    PAUSED,
+    RUNNING,
+    STOPPED,
+    LabPlan,
+    Machine,
+    NodePlan,
+    plan,
+)
+from provision.progress import Reporter
+from provision.providers.base import Capabilities, FirstBoot, SSHTarget, ensure_nodes
+from provision.remote.engine_clients import host_client
+from provision.remote.node_files import File
 from provision.spec import load as spec_load
-from provision import doctor, entrypoint, images, labels, runtime
-from provision import hints
 from provision.spec import model as specs
 from provision.spec import validation
-from provision.remote.engine_clients import host_client
-from provision.errors import ProviderError, SpecError, SubnetTaken
-from provision.remote.node_files import File
-from provision.ledger import Ledger
-from provision.plan import CREATED, PAUSED, RUNNING, STOPPED, LabPlan, Machine, NodePlan, plan
-from provision.providers.base import Capabilities, FirstBoot, SSHTarget, ensure_nodes
-from provision.progress import Reporter
 
 AUTO_SUBNETS = ipaddress.ip_network("10.199.0.0/16")  # labs get the first free /24 in here
 ADDRESS = f"{labels.PREFIX}.address"

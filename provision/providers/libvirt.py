@@ -22,18 +22,25 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from provision import hints
+from provision.errors import ProviderError, ProviderUnavailable, SpecError, SubnetTaken
+from provision.images import vm as vm_images
+from provision.ledger import Ledger
+from provision.paths import home, lab_dir
+from provision.plan import PAUSED, RUNNING, STOPPED, LabPlan, Machine, NodePlan, plan
+from provision.progress import Reporter
+from provision.providers.base import (
+    Capabilities,
+    FirstBoot,
+    SSHTarget,
+    ensure_nodes,
+    find_machine,
+    no_console,
+)
+from provision.remote.node_files import File
+from provision.render import render
 from provision.spec import load as spec_load
-from provision import vm_images
 from provision.spec import model as specs
 from provision.spec import validation
-from provision.errors import ProviderError, ProviderUnavailable, SpecError, SubnetTaken
-from provision.remote.node_files import File
-from provision.ledger import Ledger
-from provision.plan import PAUSED, RUNNING, STOPPED, LabPlan, Machine, NodePlan, plan
-from provision.paths import home, lab_dir
-from provision.providers.base import Capabilities, FirstBoot, SSHTarget, ensure_nodes, find_machine, no_console
-from provision.render import render
-from provision.progress import Reporter
 
 URI_ENV = "SWARMDECK_LIBVIRT_URI"
 DOMAIN_TYPE_ENV = "SWARMDECK_DOMAIN_TYPE"  # kvm | qemu: skip the detection

@@ -12,18 +12,24 @@ from __future__ import annotations
 
 import socket
 
-from provision.remote import adopt
-from provision.remote import keys
+from provision.errors import HostUnreachable, ProviderError, SpecError
+from provision.ledger import Ledger
+from provision.paths import home, lab_dir
+from provision.plan import RUNNING, STOPPED, LabPlan, Machine, NodePlan, plan
+from provision.progress import Reporter
+from provision.providers.base import (
+    Capabilities,
+    FirstBoot,
+    SSHTarget,
+    ensure_nodes,
+    find_machine,
+    no_console,
+)
+from provision.remote import adopt, keys
+from provision.remote.host import SSHHost, check
 from provision.spec import load as spec_load
 from provision.spec import model as specs
 from provision.spec import validation
-from provision.errors import HostUnreachable, ProviderError, SpecError
-from provision.remote.host import SSHHost, check
-from provision.ledger import Ledger
-from provision.plan import RUNNING, STOPPED, LabPlan, Machine, NodePlan, plan
-from provision.paths import home, lab_dir
-from provision.providers.base import Capabilities, FirstBoot, SSHTarget, ensure_nodes, find_machine, no_console
-from provision.progress import Reporter
 
 RECORD = "ssh.json"  # in the lab's state folder: the spec the lab was adopted with
 REACH_TIMEOUT = 3

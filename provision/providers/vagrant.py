@@ -26,18 +26,25 @@ import tempfile
 from pathlib import Path
 
 from provision import hints
-from provision import vm_images
+from provision.errors import ProviderError, ProviderUnavailable
+from provision.images import box as box_images
+from provision.ledger import Ledger
+from provision.paths import REPO, home, lab_dir
+from provision.plan import PAUSED, RUNNING, STOPPED, LabPlan, Machine, plan
+from provision.progress import Reporter
+from provision.providers import libvirt as lv
+from provision.providers.base import (
+    Capabilities,
+    FirstBoot,
+    SSHTarget,
+    ensure_nodes,
+    find_machine,
+    no_console,
+)
 from provision.remote import adopt
+from provision.spec import load as spec_load
 from provision.spec import model as specs
 from provision.spec import validation
-from provision.spec import load as spec_load
-from provision.errors import ProviderError, ProviderUnavailable
-from provision.ledger import Ledger
-from provision.plan import PAUSED, RUNNING, STOPPED, LabPlan, Machine, plan
-from provision.paths import REPO, home, lab_dir
-from provision.providers import libvirt as lv
-from provision.providers.base import Capabilities, FirstBoot, SSHTarget, ensure_nodes, find_machine, no_console
-from provision.progress import Reporter
 
 DIR_ENV = "SWARMDECK_VAGRANT_DIR"  # where the lab JSON and Vagrant's machine records go
 SPEC_JSON = "swarmdeck-lab.json"
@@ -63,7 +70,7 @@ class VagrantProvider:
 
     def __init__(self, lab: str | None = None):
         self.libvirt = lv.LibvirtProvider(lab=lab)
-        self.box: vm_images.Box | None = None
+        self.box: box_images.Box | None = None
         self.mirror: str | None = None
 
     # -- Vagrant itself ------------------------------------------------------------------------
@@ -123,7 +130,7 @@ class VagrantProvider:
             return
         self.libvirt.prepare(reporter, mirror=self.mirror)
         if not spec.vagrant.box:
-            self.box = vm_images.ensure_box(reporter, image=self.libvirt.image)
+            self.box = box_images.ensure_box(reporter, image=self.libvirt.image)
             self._ensure_box_added(reporter)
 
     def _ensure_box_added(self, reporter: Reporter) -> None:

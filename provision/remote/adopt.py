@@ -16,11 +16,11 @@ from pathlib import Path
 
 import paramiko
 
-from provision.remote import keys
 from provision import hints
 from provision.errors import HostUnreachable, SetupError
-from provision.remote.host import Host, SSHHost, check
 from provision.providers.base import SSHTarget
+from provision.remote import keys
+from provision.remote.host import Host, SSHHost, check
 from provision.setup.engine import SYSTEMD_DROPINS
 from provision.setup.hosts_file import markers
 from provision.wait import NotYet, wait_until

@@ -24,9 +24,9 @@ import docker.tls
 import docker.utils
 
 from provision import state
-from provision.remote import tls
 from provision.errors import ProviderUnavailable
 from provision.paths import home
+from provision.remote import tls
 
 API_VERSION = "1.41"  # Debian bookworm's engine (20.10) and every newer one speak it
 OVERRIDE = "SWARMDECK_DOCKER_HOST"

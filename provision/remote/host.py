@@ -19,10 +19,10 @@ import paramiko
 from fabric import Config, Connection
 from invoke.exceptions import CommandTimedOut
 
-from provision.remote import keys
 from provision import hints
 from provision.errors import CommandFailed, HostUnreachable, PartialFailure
 from provision.providers.base import SSHTarget
+from provision.remote import keys
 
 T = TypeVar("T")
 # paramiko logs a failed handshake (an sshd still starting) with its traceback and then

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from provision.remote import keys
-from provision.remote import tls
 from provision.plan import LabPlan, NodePlan
+from provision.remote import keys, tls
 from provision.render import render
 
 DAEMON_JSON = "/etc/docker/daemon.json"

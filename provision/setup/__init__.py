@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Callable
 
-from provision.remote import keys
-from provision.remote.node_files import engine_files
-from provision.remote.host import Host, run_on_all
 from provision.plan import LabPlan, NodePlan
 from provision.progress import Reporter
+from provision.remote import keys
+from provision.remote.host import Host, run_on_all
+from provision.remote.node_files import engine_files
 from provision.setup.engine import ensure_engine_config, ensure_engine_service
 from provision.setup.engine_package import ensure_engine_package
 from provision.setup.firewall import ensure_lab_ports

@@ -6,9 +6,9 @@ import hashlib
 import shlex
 
 from provision import hints
-from provision.remote.node_files import File
-from provision.remote.host import Host, check, read_file
 from provision.paths import TEMPLATES
+from provision.remote.host import Host, check, read_file
+from provision.remote.node_files import File
 from provision.wait import wait_until
 
 # systemd drop-ins for Debian's docker units: dockerd takes its sockets from daemon.json

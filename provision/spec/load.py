@@ -14,9 +14,9 @@ from typing import Any, Mapping
 
 import yaml
 
+from provision.errors import SpecError
 from provision.spec import model as specs
 from provision.spec import validation
-from provision.errors import SpecError
 
 SPEC_FILE = "lab.yaml"
 ENV_PREFIX = "INVOKE_LAB_"  # Invoke's environment variables for the ``lab`` section of its config

@@ -9,7 +9,23 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from provision.errors import SpecError
-from provision.spec.model import AUTO, AUTO_PREFIX, ELECTION_TICK, FIRST_NODE_OFFSET, HOSTNAME_RE, LabSpec, NAME_RE, NetworkSpec, NodeSpec, PROFILES, PROVIDERS, ROLES, VAGRANT_PROVIDERS, next_slot, slots
+from provision.spec.model import (
+    AUTO,
+    AUTO_PREFIX,
+    ELECTION_TICK,
+    FIRST_NODE_OFFSET,
+    HOSTNAME_RE,
+    NAME_RE,
+    PROFILES,
+    PROVIDERS,
+    ROLES,
+    VAGRANT_PROVIDERS,
+    LabSpec,
+    NetworkSpec,
+    NodeSpec,
+    next_slot,
+    slots,
+)
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,8 @@ import docker
 import pytest
 
 from provision import labels
-from provision.remote.engine_clients import node_client
 from provision.paths import REPO
+from provision.remote.engine_clients import node_client
 
 INVOKE = str(Path(sys.executable).with_name("invoke"))
 OUTPUTS: list[tuple[list[str], str]] = []  # (argv, stdout+stderr) of every CLI call

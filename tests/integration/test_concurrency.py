@@ -14,7 +14,15 @@ import pytest
 from provision import labels
 from provision.paths import REPO, lab_dir
 from provision.wait import NotYet, wait_until
-from tests.integration.conftest import INVOKE, OUTPUTS, cli, lab_resources, new_lab_name, status_json, swarm_nodes
+from tests.integration.conftest import (
+    INVOKE,
+    OUTPUTS,
+    cli,
+    lab_resources,
+    new_lab_name,
+    status_json,
+    swarm_nodes,
+)
 
 pytestmark = pytest.mark.integration
 

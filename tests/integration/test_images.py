@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from provision import images
+from provision.images import node as images
 from provision.progress import RecordingReporter
 
 pytestmark = pytest.mark.integration

@@ -7,7 +7,14 @@ import pytest
 
 from provision import entrypoint, labels
 from provision.wait import wait_until
-from tests.integration.conftest import a_lab, addresses, cli, leader_client, status_json, swarm_nodes
+from tests.integration.conftest import (
+    a_lab,
+    addresses,
+    cli,
+    leader_client,
+    status_json,
+    swarm_nodes,
+)
 
 pytestmark = pytest.mark.integration
 

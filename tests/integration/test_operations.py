@@ -8,7 +8,8 @@ import urllib.request
 import pytest
 
 from provision.wait import NotYet, wait_until
-from tests.integration.conftest import a_lab, addresses, cli, leader_client as manager
+from tests.integration.conftest import a_lab, addresses, cli
+from tests.integration.conftest import leader_client as manager
 from tests.integration.conftest import swarm_nodes as nodes
 
 pytestmark = pytest.mark.integration

@@ -16,11 +16,11 @@ import requests
 
 import tasks
 from provision import api, doctor, registry
-from provision.spec import load as spec_load
 from provision.errors import ProviderError
 from provision.plan import RUNNING, STOPPED, Machine, plan
-from provision.providers.base import Capabilities
 from provision.progress import RecordingReporter
+from provision.providers.base import Capabilities
+from provision.spec import load as spec_load
 
 SWARMDECK = Path(sys.executable).with_name("swarmdeck")
 

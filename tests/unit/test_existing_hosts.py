@@ -7,16 +7,16 @@ import subprocess
 
 import pytest
 
-from provision.remote import adopt
-from provision.remote import keys
-from provision.spec import load as spec_load
-from provision.spec import validation
 from provision import plan as machine
 from provision.errors import ProviderError, SetupError, SpecError
-from provision.remote.host import Result
 from provision.progress import Reporter
-from provision.providers import ssh as ssh_provider, vagrant as vagrant_provider
+from provision.providers import ssh as ssh_provider
+from provision.providers import vagrant as vagrant_provider
+from provision.remote import adopt, keys
+from provision.remote.host import Result
 from provision.setup import engine, engine_package, run_setup, steps
+from provision.spec import load as spec_load
+from provision.spec import validation
 from tests.unit.fakes import FakeHost
 
 HOSTS = {"manager1": {"address": "192.0.2.10", "user": "admin", "key": "/keys/id"}, "worker1": {"address": "192.0.2.11"}}

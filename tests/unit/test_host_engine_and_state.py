@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from provision import state
-from provision.remote import engine_clients
-from provision import hints
+from provision import hints, state
 from provision.paths import REPO, lab_dir
+from provision.remote import engine_clients
 
 
 def lab_env(home: Path, lab: str = "web") -> dict[str, str]:

@@ -15,17 +15,15 @@ from cryptography.hazmat.primitives import serialization
 
 from orchestrator import lab as labs
 from provision import api, state
-from provision.remote import keys
-from provision.remote import tls
-from provision.spec import load as spec_load
 from provision.errors import Interrupted, LabError, ProviderError, SubnetTaken
 from provision.ledger import Ledger, roll_back
-from provision.plan import plan
 from provision.paths import REPO, home, lab_dir
+from provision.plan import plan
+from provision.progress import RecordingReporter
 from provision.providers.base import Capabilities
 from provision.providers.docker import DockerProvider
-from provision.progress import RecordingReporter
-
+from provision.remote import keys, tls
+from provision.spec import load as spec_load
 
 # -- the ledger -------------------------------------------------------------------------------
 

@@ -16,15 +16,15 @@ import pytest
 
 libvirt = pytest.importorskip("libvirt", reason="the libvirt extra: pip install -e '.[libvirt]'")
 
-from provision.spec import load as spec_load  # noqa: E402
 from provision.errors import SubnetTaken  # noqa: E402
+from provision.images.vm import VMImage  # noqa: E402
 from provision.ledger import Ledger  # noqa: E402
-from provision.remote.node_files import File  # noqa: E402
 from provision.plan import PAUSED, RUNNING, STOPPED, plan  # noqa: E402
-from provision.providers import libvirt as lv  # noqa: E402
-from provision.render import render  # noqa: E402
 from provision.progress import Reporter  # noqa: E402
-from provision.vm_images import VMImage  # noqa: E402
+from provision.providers import libvirt as lv  # noqa: E402
+from provision.remote.node_files import File  # noqa: E402
+from provision.render import render  # noqa: E402
+from provision.spec import load as spec_load  # noqa: E402
 
 GOLDEN = Path(__file__).parent / "golden"
 

@@ -14,15 +14,14 @@ import pytest
 
 from orchestrator import access, listing
 from orchestrator import lab as labs
-from orchestrator.views import LabStatus, NodeStatus, not_ready, startable
 from orchestrator.tables import lab_list_table, status_table
+from orchestrator.views import LabStatus, NodeStatus, not_ready, startable
 from provision import entrypoint, state
-from provision.remote import docker_contexts
-from provision.remote import tls
-from provision.spec import load as spec_load
 from provision.errors import LabError, LabUnhealthy
 from provision.plan import plan
 from provision.providers.base import SSHTarget
+from provision.remote import docker_contexts, tls
+from provision.spec import load as spec_load
 
 ENTRY = {"kind": "load-balancer", "address": "10.199.0.9", "ports": [8080, 8081]}
 

@@ -4,13 +4,13 @@ import dataclasses
 
 import pytest
 
-from orchestrator.views import SwarmNode
 from orchestrator.membership import check_removable, with_node, without_node
+from orchestrator.views import SwarmNode
 from provision import api
+from provision.errors import LabError, NodeNotFound, SpecError, SwarmError
+from provision.plan import plan
 from provision.spec import load as spec_load
 from provision.spec import validation
-from provision.errors import LabError, SpecError, SwarmError, NodeNotFound
-from provision.plan import plan
 
 
 def load(**overrides):

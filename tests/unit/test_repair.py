@@ -6,13 +6,19 @@ from __future__ import annotations
 import pytest
 
 from orchestrator import bootstrap, nodes, repair, swarm
-from orchestrator.views import SwarmNode, entries_by_hostname, lab_status, live_entries, swarm_nodes
-from orchestrator.tables import status_table
 from orchestrator.session import LabSession
-from provision.spec import load as spec_load
+from orchestrator.tables import status_table
+from orchestrator.views import (
+    SwarmNode,
+    entries_by_hostname,
+    lab_status,
+    live_entries,
+    swarm_nodes,
+)
 from provision.errors import SwarmError
 from provision.plan import Machine, plan
 from provision.progress import RecordingReporter
+from provision.spec import load as spec_load
 from provision.wait import NotYet
 from tests.unit.fake_swarm import World
 

@@ -3,9 +3,9 @@ import yaml
 
 from orchestrator import services, stacks, swarm
 from provision import doctor, entrypoint
-from provision.spec import load as spec_load
 from provision import plan as machine
 from provision.errors import LabError, ProviderError
+from provision.spec import load as spec_load
 
 
 @pytest.mark.parametrize("text, expected", [

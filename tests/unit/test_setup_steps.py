@@ -1,10 +1,10 @@
 import json
 
-from provision.remote import node_files
-from provision.spec import load as spec_load
 from provision import plan as machine
+from provision.remote import node_files
 from provision.remote.host import Result
-from provision.setup import engine, firewall, hosts_file, hostname, ssh_keys
+from provision.setup import engine, firewall, hostname, hosts_file, ssh_keys
+from provision.spec import load as spec_load
 from tests.unit.fakes import FakeHost
 
 

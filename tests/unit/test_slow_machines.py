@@ -10,13 +10,13 @@ import requests
 
 from orchestrator import lab as labs
 from orchestrator.clients import ClientPool
+from provision import plan as machine
 from provision import state
+from provision.errors import ProviderError, WaitTimeout
+from provision.progress import RecordingReporter
+from provision.providers import libvirt as lv
 from provision.remote import engine_clients
 from provision.spec import load as spec_load
-from provision import plan as machine
-from provision.errors import ProviderError, WaitTimeout
-from provision.providers import libvirt as lv
-from provision.progress import RecordingReporter
 from provision.wait import retried
 
 

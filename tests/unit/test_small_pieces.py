@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from invoke import Context, Exit
 
-from provision import mirror, registry, runtime, wait
-from provision.remote import keys
-from provision.remote import tls
+from provision import registry, runtime, wait
 from provision.errors import CommandFailed, LabError, SwarmError, WaitTimeout, redact
-from provision.remote.node_files import File
+from provision.images import apt_mirror as mirror
 from provision.providers.docker import _tar
+from provision.remote import keys, tls
+from provision.remote.node_files import File
 
 # A made-up token, assembled so that secret scanners do not take it for a real one.
 TOKEN = "SWM" + "TKN-1-" + "3pu6hszjas19xyp7ghgosyx9k8atbfcr8p2is99znpy26u2lkl-1awxwuwd3z9j1z3puu7rcgdbx"

@@ -1,9 +1,9 @@
 import pytest
 
+from provision.errors import NodeNotFound, SpecError
 from provision.spec import load as spec_load
 from provision.spec import model as specs
 from provision.spec import validation
-from provision.errors import NodeNotFound, SpecError
 
 
 def load(**overrides):

@@ -11,10 +11,10 @@ import urllib.request
 import docker.errors
 import pytest
 
-from orchestrator.viz import server
 from orchestrator.viz import feed as state
-from provision.spec import load as spec_load
+from orchestrator.viz import server
 from provision.plan import plan
+from provision.spec import load as spec_load
 
 _direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from provision import image_prune, vm_images
+from provision.images import prune as image_prune
+from provision.images import vm as vm_images
 from provision.paths import home
 from provision.providers import libvirt as lv
 from tests.integration.conftest import cli

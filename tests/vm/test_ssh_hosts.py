@@ -14,12 +14,11 @@ import pytest
 import yaml
 
 from provision import api
-from provision.remote import adopt
-from provision.remote import keys
-from provision.spec import model as specs
-from provision.remote.node_files import File
-from provision.providers import libvirt as lv
 from provision.progress import Reporter
+from provision.providers import libvirt as lv
+from provision.remote import adopt, keys
+from provision.remote.node_files import File
+from provision.spec import model as specs
 from provision.wait import wait_until
 from tests.integration.conftest import cli, new_lab_name, status_json, swarm_nodes
 

@@ -12,7 +12,8 @@ import subprocess
 import pytest
 
 from provision.paths import REPO
-from provision.providers import libvirt as lv, vagrant as vagrant_provider
+from provision.providers import libvirt as lv
+from provision.providers import vagrant as vagrant_provider
 from tests.integration.conftest import cli, new_lab_name, status_json, swarm_nodes
 from tests.vm.conftest import libvirt_leftovers
 

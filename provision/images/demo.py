@@ -21,8 +21,8 @@ import docker.errors
 
 from provision.errors import ImageError
 from provision.paths import TEMPLATES
-from provision.render import render
 from provision.progress import Reporter
+from provision.render import render
 
 REPOSITORY = "swarmdeck/web"
 VERSIONS = ("1", "2", "3")

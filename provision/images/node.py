@@ -20,11 +20,11 @@ from typing import Iterator
 import docker
 import docker.errors
 
-from provision import mirror as mirrors
 from provision.errors import ImageError
+from provision.images import apt_mirror as mirrors
 from provision.paths import TEMPLATES
-from provision.render import render
 from provision.progress import Reporter
+from provision.render import render
 
 SUITE = "bookworm"
 REPOSITORY = "swarmdeck/node"

@@ -12,7 +12,7 @@ import re
 import shutil
 import xml.etree.ElementTree as ET
 
-from provision import vm_images
+from provision.images import vm as vm_images
 from provision.paths import home
 from provision.providers import libvirt as lv
 from provision.providers.vagrant import box_command

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from provision import hints
-from provision import images, mirror as mirrors
-from provision.remote import keys
 from provision.errors import ImageError
-from provision.remote.node_files import File
+from provision.images import apt_mirror as mirrors
+from provision.images import node as images
 from provision.paths import TEMPLATES, home
 from provision.progress import Reporter
+from provision.remote.node_files import File
 from provision.setup.engine import SYSTEMD_DROPINS
 
 SUITE = images.SUITE
@@ -112,9 +112,9 @@ def _build(image: VMImage, mirror: str, reporter: Reporter) -> None:
         shutil.copy(_only(root / "boot", "initrd.img-*"), partial / "initrd.img")
         raw = workdir / "base.raw"
         reporter.info(f"making the {ROOT_SIZE} root filesystem and its qcow2 image")
-        _run(["truncate", "-s", ROOT_SIZE, str(raw)])
-        _run(["mkfs.ext4", "-q", "-F", "-L", "swarmdeck-root", "-d", str(root), str(raw)])
-        _run(["qemu-img", "convert", "-O", "qcow2", str(raw), str(partial / "base.qcow2")])
+        run_tool(["truncate", "-s", ROOT_SIZE, str(raw)])
+        run_tool(["mkfs.ext4", "-q", "-F", "-L", "swarmdeck-root", "-d", str(root), str(raw)])
+        run_tool(["qemu-img", "convert", "-O", "qcow2", str(raw), str(partial / "base.qcow2")])
         for path in partial.iterdir():
             path.chmod(0o644)
         shutil.rmtree(image.folder, ignore_errors=True)
@@ -136,7 +136,7 @@ def seed_disk(files: list[File], target: Path) -> Path:
             path.write_bytes(file.content)
             path.chmod(file.mode)
         target.unlink(missing_ok=True)
-        _run(["mkfs.ext4", "-q", "-F", "-L", SEED_LABEL, "-d", tmp, str(target), "4M"])
+        run_tool(["mkfs.ext4", "-q", "-F", "-L", SEED_LABEL, "-d", tmp, str(target), "4M"])
     return target
 
 
@@ -147,85 +147,7 @@ def _only(folder: Path, pattern: str) -> Path:
     return found[0]
 
 
-def _run(command: list[str]) -> None:
+def run_tool(command: list[str]) -> None:
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode:
         raise ImageError(f"{' '.join(command)} failed ({result.returncode}): {result.stderr.strip()[-400:]}")
-
-
-# -- the vagrant-libvirt box -------------------------------------------------------------------
-
-BOX_USER = "vagrant"
-BOX_FILES = ("box.img", "metadata.json", "Vagrantfile")
-
-
-@dataclass(frozen=True)
-class Box:
-    """A vagrant-libvirt box of a VM image, with its own login key (no well-known key)."""
-
-    image: VMImage
-
-    @property
-    def path(self) -> Path:
-        return self.image.folder / "swarmdeck.box"
-
-    @property
-    def name(self) -> str:
-        return f"swarmdeck/{self.image.name}"
-
-    @property
-    def key(self) -> Path:
-        return self.image.folder / "vagrant_ed25519"
-
-
-def ensure_box(reporter: Reporter, *, mirror: str | None = None, rebuild: bool = False,
-               image: VMImage | None = None) -> Box:
-    """The box of the current VM image (built from its disk in about 30 s, once).
-
-    It is the VM image plus a ``vagrant`` user with passwordless sudo, who logs in with a
-    key made for this box; Vagrant boots it like the libvirt provider does (direct kernel
-    boot, see the top-level Vagrantfile).
-    """
-    box = Box(image or ensure_vm_image(reporter, mirror=mirror))
-    if box.path.is_file() and box.key.is_file() and not rebuild:
-        reporter.result(f"Vagrant box {box.path}", changed=False)
-        return box
-    with reporter.step(f"building the Vagrant box {box.name}"):
-        _build_box(box)
-        reporter.result(f"Vagrant box {box.path} ({box.path.stat().st_size >> 20} MiB)", changed=True)
-    return box
-
-
-def _build_box(box: Box) -> None:
-    login = keys.ensure_keypair(box.key, "vagrant@swarmdeck-box")
-    workdir = Path(tempfile.mkdtemp(prefix="swarmdeck-box-", dir="/var/tmp"))
-    raw, mount = workdir / "root.raw", workdir / "root"
-    try:
-        _run(["qemu-img", "convert", "-O", "raw", str(box.image.disk), str(raw)])
-        mount.mkdir()
-        _run(["mount", "-o", "loop", str(raw), str(mount)])
-        try:
-            _add_box_user(mount, login.public_line)
-        finally:
-            _run(["umount", str(mount)])
-        _run(["qemu-img", "convert", "-O", "qcow2", str(raw), str(workdir / "box.img")])
-        (workdir / "metadata.json").write_text('{"provider": "libvirt", "format": "qcow2", "virtual_size": 8}\n')
-        (workdir / "Vagrantfile").write_text((TEMPLATES / "vagrant" / "box-Vagrantfile").read_text())
-        partial = box.path.with_suffix(".partial")
-        _run(["tar", "-C", str(workdir), "-cf", str(partial), *BOX_FILES])
-        partial.rename(box.path)
-    finally:
-        subprocess.run(["umount", str(mount)], capture_output=True)
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _add_box_user(root: Path, public_line: str) -> None:
-    _run(["chroot", str(root), "useradd", "--create-home", "--shell", "/bin/bash", "--user-group", BOX_USER])
-    sudoers = root / "etc" / "sudoers.d" / BOX_USER
-    sudoers.write_text(f"{BOX_USER} ALL=(ALL) NOPASSWD:ALL\n")
-    sudoers.chmod(0o440)
-    ssh = root / "home" / BOX_USER / ".ssh"
-    ssh.mkdir(mode=0o700)
-    (ssh / "authorized_keys").write_text(public_line + "\n")
-    (ssh / "authorized_keys").chmod(0o600)
-    _run(["chroot", str(root), "chown", "-R", f"{BOX_USER}:{BOX_USER}", f"/home/{BOX_USER}/.ssh"])
