@@ -22,7 +22,9 @@ from orchestrator.views import (
     startable,
 )
 from orchestrator.viz import control as viz_control
-from provision import api, doctor, entrypoint, hints, registry, state
+from provision import api, doctor, hints, state
+from provision.lab_services import entry_point as entrypoint
+from provision.lab_services import registry
 from provision.errors import LabError, LabUnhealthy
 from provision.images import demo as demo_images
 from provision.images import node as images

@@ -17,7 +17,7 @@ import yaml
 
 from orchestrator import converge, services, swarm
 from orchestrator.session import LabSession
-from provision import entrypoint
+from provision.lab_services import entry_point as entrypoint
 from provision.errors import LabError
 from provision.paths import TEMPLATES
 from provision.progress import Reporter

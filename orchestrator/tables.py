@@ -11,7 +11,8 @@ from rich.table import Table
 from orchestrator import services
 from orchestrator.listing import LabSummary
 from orchestrator.views import LabStatus
-from provision import entrypoint, hints
+from provision import hints
+from provision.lab_services import entry_point as entrypoint
 
 
 def _text(table: Table) -> str:

@@ -10,7 +10,7 @@ import requests
 
 from orchestrator.clients import ClientPool
 from orchestrator.viz import control as viz_control
-from provision.entrypoint import entry_point
+from provision.lab_services.entry_point import entry_point
 from provision.plan import CREATED, MISSING, PAUSED, RUNNING, STOPPED, LabPlan, Machine
 
 

@@ -11,7 +11,7 @@ from orchestrator.demos.probe import Probe
 from orchestrator.demos.report import DemoReport
 from orchestrator.demos.toolkit import PORT, demo_service, wait_running
 from orchestrator.session import LabSession
-from provision import entrypoint
+from provision.lab_services import entry_point as entrypoint
 
 SERVICE = "demo-mesh"
 

@@ -22,7 +22,7 @@ import docker.errors
 import requests
 
 from orchestrator.clients import ClientPool
-from provision import entrypoint
+from provision.lab_services import entry_point as entrypoint
 from provision.paths import lab_dir
 from provision.plan import LabPlan
 from provision.remote import tls

@@ -16,7 +16,8 @@ import time
 import docker
 import docker.errors
 
-from provision import doctor, entrypoint, hints, labels, runtime
+from provision import doctor, hints, labels, runtime
+from provision.lab_services import entry_point as entrypoint
 from provision.errors import ProviderError, SpecError, SubnetTaken
 from provision.images import node as images
 from provision.ledger import Ledger

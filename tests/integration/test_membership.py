@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from provision import entrypoint, labels
+from provision import labels
+from provision.lab_services import entry_point as entrypoint
 from provision.wait import wait_until
 from tests.integration.conftest import (
     a_lab,

@@ -15,7 +15,8 @@ import pytest
 import requests
 
 import tasks
-from provision import api, doctor, registry
+from provision import api, doctor
+from provision.lab_services import registry
 from provision.errors import ProviderError
 from provision.plan import RUNNING, STOPPED, Machine, plan
 from provision.progress import RecordingReporter

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from invoke import Context, Exit
 
-from provision import registry, runtime, wait
+from provision import runtime, wait
+from provision.lab_services import registry
 from provision.errors import CommandFailed, LabError, SwarmError, WaitTimeout, redact
 from provision.images import apt_mirror as mirror
 from provision.providers.docker import _tar
