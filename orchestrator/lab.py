@@ -23,11 +23,11 @@ from orchestrator.views import (
 )
 from orchestrator.viz import control as viz_control
 from provision import api, doctor, hints, state
-from provision.lab_services import entry_point as entrypoint
-from provision.lab_services import registry
 from provision.errors import LabError, LabUnhealthy
 from provision.images import demo as demo_images
 from provision.images import node as images
+from provision.lab_services import entry_point as entrypoint
+from provision.lab_services import registry
 from provision.ledger import Ledger, roll_back
 from provision.paths import lab_dir
 from provision.plan import RUNNING, LabPlan

@@ -24,7 +24,7 @@ from provision import api, state
 from provision.errors import redact
 from provision.paths import lab_dir
 from provision.providers import get_provider
-from provision.providers.docker import DockerProvider
+from provision.providers.docker.provider import DockerProvider
 from provision.remote import docker_contexts, engine_clients
 
 QUICK = 3  # seconds: timeout of each engine call of lab.ls (host engine, node engines)

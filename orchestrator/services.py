@@ -27,9 +27,9 @@ from docker.types import (
 from orchestrator import converge
 from orchestrator.session import LabSession
 from provision import hints
+from provision.errors import LabError
 from provision.lab_services import entry_point as entrypoint
 from provision.lab_services import registry
-from provision.errors import LabError
 from provision.plan import LabPlan
 from provision.progress import Reporter
 

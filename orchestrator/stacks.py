@@ -17,8 +17,8 @@ import yaml
 
 from orchestrator import converge, services, swarm
 from orchestrator.session import LabSession
-from provision.lab_services import entry_point as entrypoint
 from provision.errors import LabError
+from provision.lab_services import entry_point as entrypoint
 from provision.paths import TEMPLATES
 from provision.progress import Reporter
 from provision.remote.host import SSHHost, check

@@ -12,11 +12,12 @@ from typing import Callable
 import docker
 import docker.errors
 
-from provision import hints, runtime
+from provision import hints
 from provision import kernel_features as ipvs
 from provision.errors import LabError
 from provision.images import node as images
 from provision.images import vm as vm_images
+from provision.providers.docker import runtime_profile as runtime
 
 NODE_MEMORY_MB = 80  # an idle node measured 45-70 MB
 VM_DISK_GB = 4  # the VM image (about 0.7 GB), its copy in the libvirt pool, node overlays

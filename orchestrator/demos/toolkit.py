@@ -15,8 +15,8 @@ from orchestrator.demos.probe import Probe
 from orchestrator.demos.report import DemoReport
 from orchestrator.session import LabSession
 from orchestrator.views import live_entries, swarm_nodes
-from provision.lab_services import entry_point as entrypoint
 from provision.errors import LabError
+from provision.lab_services import entry_point as entrypoint
 from provision.wait import NotYet, wait_until
 
 PORT = entrypoint.PORTS[0]

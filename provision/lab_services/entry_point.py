@@ -14,10 +14,8 @@ from typing import Mapping
 
 from provision import kernel_features as ipvs
 from provision.plan import LabPlan
-from provision.render import render
 
 PORTS = (8080, 8081)  # the demo service's and the shipped stacks' published ports
-CONFIG = "/etc/haproxy/swarmdeck.cfg"
 LB_OFFSET = 9  # the load balancer sits just below the first node's address
 KIND_IDS = {"routing mesh": "routing-mesh", "load balancer": "load-balancer"}  # as scripts see them (--json)
 
@@ -80,7 +78,3 @@ def without_mesh(plan: LabPlan, what: str, host_mode: str, dnsrr: str) -> str:
 
 def lb_address(plan: LabPlan) -> str:
     return str(ipaddress.ip_network(plan.subnet)[LB_OFFSET])
-
-
-def lb_config(plan: LabPlan) -> str:
-    return render("haproxy/haproxy.cfg.j2", ports=PORTS, nodes=plan.nodes)

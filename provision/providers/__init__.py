@@ -9,7 +9,7 @@ from provision.errors import ProviderUnavailable
 from provision.providers.base import Provider
 
 REGISTRY = {
-    "docker": "provision.providers.docker:DockerProvider",
+    "docker": "provision.providers.docker.provider:DockerProvider",
     "libvirt": "provision.providers.libvirt:LibvirtProvider",
     "ssh": "provision.providers.ssh:SSHProvider",
     "vagrant": "provision.providers.vagrant:VagrantProvider",

@@ -22,8 +22,8 @@ from typing import Iterator
 import docker
 import pytest
 
-from provision import labels
 from provision.paths import REPO
+from provision.providers.docker import names as labels
 from provision.remote.engine_clients import node_client
 
 INVOKE = str(Path(sys.executable).with_name("invoke"))
@@ -56,7 +56,7 @@ STALE_AFTER = datetime.timedelta(hours=2)  # an older it- lab was left by a kill
 def sweep(client: docker.DockerClient, *, stale_only: bool) -> None:
     """Remove this session's labs, or it- labs old enough to be leftovers; never a lab
     that another test session running at the same time is using."""
-    from provision.providers.docker import DockerProvider
+    from provision.providers.docker.provider import DockerProvider
     provider = DockerProvider(client)
     now = datetime.datetime.now(datetime.timezone.utc)
     for network in client.networks.list(filters={"label": [f"{labels.KIND}=network"]}):

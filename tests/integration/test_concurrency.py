@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from provision import labels
 from provision.paths import REPO, lab_dir
+from provision.providers.docker import names as labels
 from provision.wait import NotYet, wait_until
 from tests.integration.conftest import (
     INVOKE,

@@ -9,8 +9,8 @@ import subprocess
 import pytest
 
 from provision import kernel_features as ipvs
-from provision import labels
 from provision.paths import REPO
+from provision.providers.docker import names as labels
 from provision.wait import wait_until
 from tests.integration.conftest import INVOKE, OUTPUTS, cli, lab_resources, new_lab_name
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from provision import labels
-from provision.lab_services import entry_point as entrypoint
+from provision.providers.docker import load_balancer
+from provision.providers.docker import names as labels
 from provision.wait import wait_until
 from tests.integration.conftest import (
     a_lab,
@@ -31,7 +31,7 @@ def hosts_file(name: str, node: str) -> str:
 
 
 def lb_config(engine, name: str) -> str:
-    return engine.containers.get(f"{name}-lb").exec_run(["cat", entrypoint.CONFIG]).output.decode()
+    return engine.containers.get(f"{name}-lb").exec_run(["cat", load_balancer.CONFIG]).output.decode()
 
 
 def test_add_a_worker_and_a_labelled_manager(grow_lab, engine):

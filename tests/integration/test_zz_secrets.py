@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from provision import labels
+from provision.providers.docker import names as labels
 from tests.integration.conftest import CREATED, OUTPUTS
 
 pytestmark = pytest.mark.integration

@@ -16,8 +16,8 @@ import requests
 
 import tasks
 from provision import api, doctor
-from provision.lab_services import registry
 from provision.errors import ProviderError
+from provision.lab_services import registry
 from provision.plan import RUNNING, STOPPED, Machine, plan
 from provision.progress import RecordingReporter
 from provision.providers.base import Capabilities

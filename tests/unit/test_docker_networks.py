@@ -2,7 +2,7 @@
 
 import docker.errors
 
-from provision.providers.docker import DockerProvider
+from provision.providers.docker.provider import DockerProvider
 
 
 class FakeNetwork:

@@ -21,7 +21,7 @@ from provision.paths import REPO, home, lab_dir
 from provision.plan import plan
 from provision.progress import RecordingReporter
 from provision.providers.base import Capabilities
-from provision.providers.docker import DockerProvider
+from provision.providers.docker.provider import DockerProvider
 from provision.remote import keys, tls
 from provision.spec import load as spec_load
 

@@ -17,8 +17,8 @@ from orchestrator import lab as labs
 from orchestrator.tables import lab_list_table, status_table
 from orchestrator.views import LabStatus, NodeStatus, not_ready, startable
 from provision import state
-from provision.lab_services import entry_point as entrypoint
 from provision.errors import LabError, LabUnhealthy
+from provision.lab_services import entry_point as entrypoint
 from provision.plan import plan
 from provision.providers.base import SSHTarget
 from provision.remote import docker_contexts, tls

@@ -3,9 +3,9 @@ import yaml
 
 from orchestrator import services, stacks, swarm
 from provision import doctor
-from provision.lab_services import entry_point as entrypoint
 from provision import plan as machine
 from provision.errors import LabError, ProviderError
+from provision.lab_services import entry_point as entrypoint
 from provision.spec import load as spec_load
 
 

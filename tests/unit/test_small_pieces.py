@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 from invoke import Context, Exit
 
-from provision import runtime, wait
-from provision.lab_services import registry
+from provision import wait
 from provision.errors import CommandFailed, LabError, SwarmError, WaitTimeout, redact
 from provision.images import apt_mirror as mirror
-from provision.providers.docker import _tar
+from provision.lab_services import registry
+from provision.providers.docker import runtime_profile as runtime
+from provision.providers.docker.node_container import tar_of as _tar
 from provision.remote import keys, tls
 from provision.remote.node_files import File
 

@@ -7,17 +7,13 @@ is kept as a label of its network, so any command can find the lab again.
 
 from __future__ import annotations
 
-import io
 import ipaddress
 import json
-import tarfile
-import time
 
 import docker
 import docker.errors
 
-from provision import doctor, hints, labels, runtime
-from provision.lab_services import entry_point as entrypoint
+from provision import doctor, hints
 from provision.errors import ProviderError, SpecError, SubnetTaken
 from provision.images import node as images
 from provision.ledger import Ledger
@@ -33,14 +29,14 @@ from provision.plan import (
 )
 from provision.progress import Reporter
 from provision.providers.base import Capabilities, FirstBoot, SSHTarget, ensure_nodes
+from provision.providers.docker import load_balancer, names, node_container
+from provision.providers.docker import runtime_profile as runtime
 from provision.remote.engine_clients import host_client
-from provision.remote.node_files import File
 from provision.spec import load as spec_load
 from provision.spec import model as specs
 from provision.spec import validation
 
 AUTO_SUBNETS = ipaddress.ip_network("10.199.0.0/16")  # labs get the first free /24 in here
-ADDRESS = f"{labels.PREFIX}.address"
 _STATES = {"running": RUNNING, "exited": STOPPED, "paused": PAUSED, "created": CREATED, "dead": STOPPED}
 
 
@@ -76,7 +72,7 @@ class DockerProvider:
         network = self._network(lab)
         if network is None:
             return None
-        return spec_load.from_mapping(json.loads(network.attrs["Labels"][labels.SPEC]))
+        return spec_load.from_mapping(json.loads(network.attrs["Labels"][names.SPEC]))
 
     def resolve(self, spec: specs.LabSpec) -> LabPlan:
         network = self._network(spec.name)
@@ -96,7 +92,7 @@ class DockerProvider:
         return subnet, mtu
 
     def _network(self, lab: str):
-        found = self.client.networks.list(filters=labels.lab_filter(lab, "network"))
+        found = self.client.networks.list(filters=names.lab_filter(lab, "network"))
         return self.client.networks.get(found[0].id) if found else None
 
     def _taken_subnets(self, exclude: str | None) -> dict[str, str]:
@@ -135,7 +131,7 @@ class DockerProvider:
         """
         if self._network(plan.name) is not None:
             return False
-        name = labels.network_name(plan.name)
+        name = names.network_name(plan.name)
         subnet = ipaddress.ip_network(plan.subnet)
         ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=plan.subnet, gateway=str(subnet[1]))])
         (ledger or Ledger()).record(f"network {name}", lambda: self._remove_lab_network(plan.name))
@@ -146,9 +142,9 @@ class DockerProvider:
                 ipam=ipam,
                 options={"com.docker.network.driver.mtu": str(plan.mtu)},
                 labels={
-                    labels.LAB: plan.name,
-                    labels.KIND: "network",
-                    labels.SPEC: json.dumps(spec_load.to_mapping(plan.spec)),
+                    names.LAB: plan.name,
+                    names.KIND: "network",
+                    names.SPEC: json.dumps(spec_load.to_mapping(plan.spec)),
                 },
             )
         except docker.errors.APIError as err:
@@ -161,8 +157,8 @@ class DockerProvider:
         return True
 
     def _remove_lab_network(self, lab: str) -> None:
-        for network in self.client.networks.list(filters=labels.lab_filter(lab, "network")):
-            _ignore_missing(network.remove)
+        for network in self.client.networks.list(filters=names.lab_filter(lab, "network")):
+            node_container.ignore_missing(network.remove)
 
     # -- machines --------------------------------------------------------------------------
 
@@ -184,39 +180,20 @@ class DockerProvider:
             container.unpause()
             return "unpaused"
         if was == "created":  # never started (perhaps an interrupted run): (re)place first-boot files
-            container.put_archive("/", _tar(first_boot(node)))
+            container.put_archive("/", node_container.tar_of(first_boot(node)))
         container.start()
         return "created" if was == "created" else "started"
 
     def _create_container(self, plan: LabPlan, node: NodePlan, ledger: Ledger):
-        name = labels.container_name(plan.name, node.name)
-        node_labels = {
-            labels.LAB: plan.name, labels.KIND: "node", labels.NODE: node.name, labels.ROLE: node.role,
-            labels.INDEX: str(node.index), ADDRESS: node.address,
-        }
-        volume = labels.volume_name(plan.name, node.name)
+        volume = names.volume_name(plan.name, node.name)
         if not self._has_volume(volume):  # one left by an earlier run is used, and stays on rollback
             ledger.record(f"volume {volume}", lambda: self._remove_volume(volume, plan.name))
-            self.client.volumes.create(volume, labels={labels.LAB: plan.name, labels.KIND: "volume"})
+        name = names.container_name(plan.name, node.name)
         ledger.record(f"container {name}", lambda: self._remove_container(name, plan.name))
-        api = self.client.api
-        network = labels.network_name(plan.name)
-        host_config = self.profile.host_config(  # type: ignore[union-attr]
-            api, {volume: {"bind": "/var/lib/docker", "mode": "rw"}},  # the node's engine state survives restarts
-            network_mode=network,
-        )
-        endpoint = api.create_endpoint_config(aliases=[node.name], ipv4_address=node.address)
-        try:
-            created = api.create_container(
-                self.image, name=name, hostname=node.name, labels=node_labels, detach=True,
-                host_config=host_config, networking_config=api.create_networking_config({network: endpoint}),
-            )
-        except docker.errors.APIError as err:
-            raise ProviderError(f"creating container {name} failed: {err.explanation or err}") from err
-        return self.client.containers.get(created["Id"])
+        return node_container.create(self.client, self.profile, self.image, plan, node)  # type: ignore[arg-type]
 
     def _container(self, lab: str, node: str):
-        return self._existing(labels.container_name(lab, node))
+        return self._existing(names.container_name(lab, node))
 
     def _has_volume(self, name: str) -> bool:
         try:
@@ -229,34 +206,34 @@ class DockerProvider:
     # namesake that another lab or tool owns.
     def _remove_container(self, name: str, lab: str) -> None:
         container = self._existing(name)
-        if container is not None and container.labels.get(labels.LAB) == lab:
-            _ignore_missing(lambda: container.remove(force=True, v=True))
+        if container is not None and container.names.get(names.LAB) == lab:
+            node_container.ignore_missing(lambda: container.remove(force=True, v=True))
 
     def _remove_volume(self, name: str, lab: str) -> None:
         try:
             volume = self.client.volumes.get(name)
         except docker.errors.NotFound:
             return
-        if (volume.attrs.get("Labels") or {}).get(labels.LAB) == lab:
-            _ignore_missing(lambda: volume.remove(force=True))
+        if (volume.attrs.get("Labels") or {}).get(names.LAB) == lab:
+            node_container.ignore_missing(lambda: volume.remove(force=True))
 
     def list(self, lab: str) -> list[Machine]:
-        found = self.client.containers.list(all=True, filters=labels.lab_filter(lab, "node"))
+        found = self.client.containers.list(all=True, filters=names.lab_filter(lab, "node"))
         machines = [self._machine(c) for c in found]
         return sorted(machines, key=lambda m: m.index)
 
     def _machine(self, container) -> Machine:
         tags = container.labels
         return Machine(
-            lab=tags[labels.LAB], name=tags[labels.NODE], role=tags[labels.ROLE], index=int(tags[labels.INDEX]),
-            address=tags[ADDRESS], state=_STATES.get(container.status, container.status), provider=self.name,
+            lab=tags[names.LAB], name=tags[names.NODE], role=tags[names.ROLE], index=int(tags[names.INDEX]),
+            address=tags[node_container.ADDRESS], state=_STATES.get(container.status, container.status), provider=self.name,
             id=container.id,
         )
 
     def machine(self, lab: str, node: str) -> Machine:
         container = self._container(lab, node)
         if container is None:
-            raise ProviderError(f"lab {lab!r} has no node container {labels.container_name(lab, node)}",
+            raise ProviderError(f"lab {lab!r} has no node container {names.container_name(lab, node)}",
                                 hint=f"{hints.command('lab.status', lab=lab)} lists its nodes")
         return self._machine(container)
 
@@ -278,36 +255,36 @@ class DockerProvider:
 
     def remove(self, machine: Machine) -> None:
         """Remove one node: its container and its engine volume (lab.remove)."""
-        _ignore_missing(lambda: self.client.containers.get(machine.id).remove(force=True, v=True))
-        _ignore_missing(lambda: self.client.volumes.get(labels.volume_name(machine.lab, machine.name)).remove(force=True))
+        node_container.ignore_missing(lambda: self.client.containers.get(machine.id).remove(force=True, v=True))
+        node_container.ignore_missing(lambda: self.client.volumes.get(names.volume_name(machine.lab, machine.name)).remove(force=True))
 
     def destroy(self, lab: str) -> dict[str, int]:
         counts = {"containers": 0, "networks": 0, "volumes": 0}
-        for container in self.client.containers.list(all=True, filters=labels.lab_filter(lab)):
-            _ignore_missing(lambda: container.remove(force=True, v=True))
+        for container in self.client.containers.list(all=True, filters=names.lab_filter(lab)):
+            node_container.ignore_missing(lambda: container.remove(force=True, v=True))
             counts["containers"] += 1
-        for network in self.client.networks.list(filters=labels.lab_filter(lab)):
-            _ignore_missing(network.remove)
+        for network in self.client.networks.list(filters=names.lab_filter(lab)):
+            node_container.ignore_missing(network.remove)
             counts["networks"] += 1
-        for volume in self.client.volumes.list(filters=labels.lab_filter(lab)):
-            _ignore_missing(lambda: volume.remove(force=True))
+        for volume in self.client.volumes.list(filters=names.lab_filter(lab)):
+            node_container.ignore_missing(lambda: volume.remove(force=True))
             counts["volumes"] += 1
         return counts
 
     def labs(self) -> list[str]:
-        found = self.client.networks.list(filters={"label": [f"{labels.KIND}=network"]})
-        return sorted({n.attrs["Labels"][labels.LAB] for n in found if labels.LAB in (n.attrs.get("Labels") or {})})
+        found = self.client.networks.list(filters={"label": [f"{names.KIND}=network"]})
+        return sorted({n.attrs["Labels"][names.LAB] for n in found if names.LAB in (n.attrs.get("Labels") or {})})
 
     def ssh_target(self, machine: Machine) -> SSHTarget:
         return SSHTarget(machine.address)
 
     def disconnect(self, machine: Machine) -> None:
         """Cut the node off the lab network (it keeps running: a network partition)."""
-        self.client.networks.get(labels.network_name(machine.lab)).disconnect(machine.id, force=True)
+        self.client.networks.get(names.network_name(machine.lab)).disconnect(machine.id, force=True)
 
     def reconnect(self, machine: Machine) -> None:
         """Heal a partition: back on the lab network at the node's own address."""
-        self.client.networks.get(labels.network_name(machine.lab)).connect(
+        self.client.networks.get(names.network_name(machine.lab)).connect(
             machine.id, ipv4_address=machine.address, aliases=[machine.name])
 
     def console(self, machine: Machine, command: str) -> tuple[int, str]:
@@ -316,40 +293,11 @@ class DockerProvider:
         return code, output.decode(errors="replace")
 
     def ensure_load_balancer(self, plan: LabPlan, ledger: Ledger | None = None) -> bool:
-        """Run the lab's HAProxy container in front of the nodes; True when it changed.
-
-        A running load balancer whose nodes changed (lab.add, lab.remove) gets the new
-        configuration and reloads it in place (SIGUSR2 to HAProxy's master): no request
-        in flight is dropped, as a cloud load balancer's target change drops none.
-        """
-        name = f"{plan.name}-lb"
-        config = entrypoint.lb_config(plan)
-        container = self._existing(name)
-        if container is not None and container.status == "running":
-            if _read_file(container, entrypoint.CONFIG) == config:
-                return False
-            container.put_archive("/", _tar([File(entrypoint.CONFIG, config.encode())]))
-            container.kill(signal="SIGUSR2")
-            return True
-        if container is not None:
-            container.remove(force=True)
-        else:
-            (ledger or Ledger()).record(f"load balancer {name}",
-                                        lambda: self._remove_container(name, plan.name))
-        api, network = self.client.api, labels.network_name(plan.name)
-        endpoint = api.create_endpoint_config(aliases=["lb"], ipv4_address=entrypoint.lb_address(plan))
-        try:
-            created = api.create_container(
-                self.image, ["haproxy", "-W", "-db", "-f", entrypoint.CONFIG], entrypoint=[], name=name,
-                hostname="lb", labels={labels.LAB: plan.name, labels.KIND: "lb"},
-                host_config=api.create_host_config(network_mode=network, restart_policy={"Name": "unless-stopped"}),
-                networking_config=api.create_networking_config({network: endpoint}),
-            )
-            api.put_archive(created["Id"], "/", _tar([File(entrypoint.CONFIG, config.encode())]))
-            api.start(created["Id"])
-        except docker.errors.APIError as err:
-            raise ProviderError(f"the lab's load balancer {name} could not start: {err.explanation or err}") from err
-        return True
+        """Run the lab's load balancer in front of the nodes (load_balancer.py); True when it changed."""
+        name = load_balancer.container_name(plan.name)
+        if self._existing(name) is None:
+            (ledger or Ledger()).record(f"load balancer {name}", lambda: self._remove_container(name, plan.name))
+        return load_balancer.ensure(self.client, self.image, plan)  # type: ignore[arg-type]
 
     def _existing(self, name: str):
         try:
@@ -358,30 +306,3 @@ class DockerProvider:
             return None
 
 
-def _tar(files: list[File]) -> bytes:
-    """An archive of ``files`` for put_archive at "/" (the engine creates missing folders)."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as archive:
-        for file in files:
-            info = tarfile.TarInfo(file.path.lstrip("/"))
-            info.size, info.mode, info.mtime = len(file.content), file.mode, int(time.time())
-            archive.addfile(info, io.BytesIO(file.content))
-    return buffer.getvalue()
-
-
-def _read_file(container, path: str) -> str | None:
-    """A text file of a container, or None when it has none."""
-    try:
-        stream, _ = container.get_archive(path)
-    except docker.errors.NotFound:
-        return None
-    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as archive:
-        member = archive.extractfile(archive.getmembers()[0])
-        return member.read().decode() if member else None
-
-
-def _ignore_missing(action) -> None:
-    try:
-        action()
-    except docker.errors.NotFound:
-        pass
