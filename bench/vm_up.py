@@ -26,7 +26,7 @@ from orchestrator import bootstrap  # noqa: E402
 from orchestrator.clients import ClientPool  # noqa: E402
 from provision import api, firstboot  # noqa: E402
 from provision.progress import Reporter  # noqa: E402
-from provision.providers.libvirt import LibvirtProvider  # noqa: E402
+from provision.providers.libvirt.provider import LibvirtProvider  # noqa: E402
 from provision.remote.host import SSHHost  # noqa: E402
 from provision.setup import run_setup  # noqa: E402
 from provision.spec import load as spec_load

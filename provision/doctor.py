@@ -151,7 +151,7 @@ def check_kvm() -> Finding:
     image = vm_images.vm_image()
     if not image.kernel.exists() or not shutil.which("qemu-system-x86_64"):
         return Finding("kvm", "ok", "/dev/kvm is present (whether it runs guests is probed at the first VM lab)")
-    from provision.providers.libvirt import domain_type  # noqa: PLC0415 - needs no libvirt-python
+    from provision.providers.libvirt.domains import domain_type  # noqa: PLC0415 - needs no libvirt-python
 
     if domain_type(image) == "kvm":
         return Finding("kvm", "ok", "KVM runs guests: VMs use it")

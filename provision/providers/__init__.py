@@ -10,9 +10,9 @@ from provision.providers.base import Provider
 
 REGISTRY = {
     "docker": "provision.providers.docker.provider:DockerProvider",
-    "libvirt": "provision.providers.libvirt:LibvirtProvider",
-    "ssh": "provision.providers.ssh:SSHProvider",
-    "vagrant": "provision.providers.vagrant:VagrantProvider",
+    "libvirt": "provision.providers.libvirt.provider:LibvirtProvider",
+    "ssh": "provision.providers.ssh.provider:SSHProvider",
+    "vagrant": "provision.providers.vagrant.provider:VagrantProvider",
 }
 
 

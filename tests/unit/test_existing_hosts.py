@@ -10,8 +10,8 @@ import pytest
 from provision import plan as machine
 from provision.errors import ProviderError, SetupError, SpecError
 from provision.progress import Reporter
-from provision.providers import ssh as ssh_provider
-from provision.providers import vagrant as vagrant_provider
+from provision.providers.ssh import provider as ssh_provider
+from provision.providers.vagrant import provider as vagrant_provider
 from provision.remote import adopt, keys
 from provision.remote.host import Result
 from provision.setup import engine, engine_package, run_setup, steps

@@ -21,7 +21,9 @@ from provision.images.vm import VMImage  # noqa: E402
 from provision.ledger import Ledger  # noqa: E402
 from provision.plan import PAUSED, RUNNING, STOPPED, plan  # noqa: E402
 from provision.progress import Reporter  # noqa: E402
-from provision.providers import libvirt as lv  # noqa: E402
+from provision.providers.libvirt import domains as libvirt_domains
+from provision.providers.libvirt import networks as libvirt_networks
+from provision.providers.libvirt import provider as lv  # noqa: E402
 from provision.remote.node_files import File  # noqa: E402
 from provision.render import render  # noqa: E402
 from provision.spec import load as spec_load  # noqa: E402
@@ -48,22 +50,22 @@ class Quiet(Reporter):
 
 
 def test_network_xml_reserves_each_node_address_by_mac():
-    xml = lv.network_xml(lab_plan())
+    xml = libvirt_networks.network_xml(lab_plan())
     golden("libvirt-network.xml", xml)
     hosts = {h.get("name"): (h.get("mac"), h.get("ip")) for h in ET.fromstring(xml).iter("host")}
-    assert hosts["worker2"] == (lv.mac_address("vmlab", "worker2"), "10.201.7.12")
+    assert hosts["worker2"] == (libvirt_networks.mac_address("vmlab", "worker2"), "10.201.7.12")
     assert len({mac for mac, _ in hosts.values()}) == 3
-    assert len(lv.bridge_name("a-very-long-lab-name-of-31-chars")) <= 15
+    assert len(libvirt_networks.bridge_name("a-very-long-lab-name-of-31-chars")) <= 15
 
 
 def test_domain_volume_and_pool_xml():
     lab = lab_plan()
     for domain_type in ("qemu", "kvm"):
-        xml = render("libvirt/domain.xml.j2", domain_type=domain_type, name="vmlab-worker1", namespace=lv.NAMESPACE,
+        xml = render("libvirt/domain.xml.j2", domain_type=domain_type, name="vmlab-worker1", namespace=libvirt_domains.NAMESPACE,
                      lab="vmlab", node=lab.node("worker1"), memory_mib=768, vcpus=1, kernel="/pool/k",
-                     initrd="/pool/i", cmdline=lv.KERNEL_CMDLINE, disk="/pool/vmlab-worker1.qcow2",
+                     initrd="/pool/i", cmdline=libvirt_domains.KERNEL_CMDLINE, disk="/pool/vmlab-worker1.qcow2",
                      seed="/pool/vmlab-worker1-seed.img",
-                     network="swarmdeck-vmlab", mac=lv.mac_address("vmlab", "worker1"), console_log="/state/w1.log")
+                     network="swarmdeck-vmlab", mac=libvirt_networks.mac_address("vmlab", "worker1"), console_log="/state/w1.log")
         golden(f"libvirt-domain-{domain_type}.xml", xml)
         assert ET.fromstring(xml).get("type") == domain_type
     golden("libvirt-volume-overlay.xml", render("libvirt/volume.xml.j2", name="vmlab-worker1.qcow2",
@@ -89,7 +91,7 @@ def provider(monkeypatch, tmp_path):
             return pool.createXML(xml, 0), True
 
     monkeypatch.setattr(lv.LibvirtProvider, "_upload", fake_upload)
-    monkeypatch.setattr(lv, "_host_subnets", lambda: {})
+    monkeypatch.setattr(libvirt_networks, "host_subnets", lambda: {})
     pool = provider._pool()
     provider.volumes = {role: provider._upload(pool, f"img-{role}", tmp_path / "vmlinuz", "raw")[0].path()
                         for role in ("disk", "kernel", "initrd")}
@@ -110,7 +112,7 @@ def test_a_lab_is_created_listed_powered_and_destroyed(provider):
     domain = provider.conn.lookupByName("vmlab-worker1")
     xml = ET.fromstring(domain.XMLDesc(0))
     assert xml.get("type") == "qemu" and xml.find("os/kernel").text == provider.volumes["kernel"]
-    assert xml.find("devices/interface/mac").get("address") == lv.mac_address("vmlab", "worker1")
+    assert xml.find("devices/interface/mac").get("address") == libvirt_networks.mac_address("vmlab", "worker1")
     assert provider.create(lab, first_boot, Quiet()) == machines  # a re-run changes nothing
     worker1 = provider.machine("vmlab", "worker1")
     provider.kill(worker1)
@@ -136,9 +138,9 @@ def test_adding_and_removing_a_node_updates_the_dhcp_reservations(provider):
     grown = provider.resolve(with_node(lab.spec, "worker3", "worker", {}))
     provider.create(grown, first_boot, Quiet())
     network_xml = provider._network("vmlab").XMLDesc(0)
-    assert lv.mac_address("vmlab", "worker3") in network_xml and "10.201.0.13" in network_xml
+    assert libvirt_networks.mac_address("vmlab", "worker3") in network_xml and "10.201.0.13" in network_xml
     provider.remove(provider.machine("vmlab", "worker3"))
-    assert lv.mac_address("vmlab", "worker3") not in provider._network("vmlab").XMLDesc(0)
+    assert libvirt_networks.mac_address("vmlab", "worker3") not in provider._network("vmlab").XMLDesc(0)
     assert [m.name for m in provider.list("vmlab")] == ["manager1", "worker1", "worker2"]
 
 
@@ -175,12 +177,12 @@ def test_a_failed_add_removes_only_the_new_vm_its_disks_and_its_reservation(prov
     ledger.roll_back(Quiet())
     assert [m.name for m in provider.list("vmlab")] == ["manager1", "worker1", "worker2"]
     assert _lab_volumes(provider) == before
-    assert lv.mac_address("vmlab", "worker3") not in provider._network("vmlab").XMLDesc(0)
+    assert libvirt_networks.mac_address("vmlab", "worker3") not in provider._network("vmlab").XMLDesc(0)
 
 
 def test_a_subnet_in_use_is_refused_by_name_and_leaves_no_network(provider, monkeypatch):
     lab = provider.resolve(lab_plan().spec)
-    monkeypatch.setattr(lv, "_host_subnets", lambda: {"interface virbr9": lab.subnet})  # appeared meanwhile
+    monkeypatch.setattr(libvirt_networks, "host_subnets", lambda: {"interface virbr9": lab.subnet})  # appeared meanwhile
 
     def in_use(self, flags=0):
         raise libvirt.libvirtError("internal error: Network is already in use by interface virbr9")
@@ -202,18 +204,18 @@ def test_an_existing_lab_keeps_its_subnet_and_refuses_another(provider):
 
 
 def test_the_domain_type_can_be_forced_and_is_cached(monkeypatch, tmp_path):
-    monkeypatch.setenv(lv.DOMAIN_TYPE_ENV, "qemu")
-    assert lv.domain_type(VMImage(tmp_path)) == "qemu"
-    monkeypatch.delenv(lv.DOMAIN_TYPE_ENV)
-    monkeypatch.setattr(lv, "_kvm_runs", lambda kernel: False)
-    assert lv.domain_type(VMImage(tmp_path)) == "qemu"
-    monkeypatch.setattr(lv, "_kvm_runs", lambda kernel: True)
-    assert lv.domain_type(VMImage(tmp_path)) == "qemu"  # decided once per machine
+    monkeypatch.setenv(libvirt_domains.DOMAIN_TYPE_ENV, "qemu")
+    assert libvirt_domains.domain_type(VMImage(tmp_path)) == "qemu"
+    monkeypatch.delenv(libvirt_domains.DOMAIN_TYPE_ENV)
+    monkeypatch.setattr(libvirt_domains, "_kvm_runs", lambda kernel: False)
+    assert libvirt_domains.domain_type(VMImage(tmp_path)) == "qemu"
+    monkeypatch.setattr(libvirt_domains, "_kvm_runs", lambda kernel: True)
+    assert libvirt_domains.domain_type(VMImage(tmp_path)) == "qemu"  # decided once per machine
 
 
 def test_vagrant_lab_down_removes_its_domains_even_when_vagrant_fails(provider, monkeypatch, tmp_path):
     from provision.errors import ProviderError
-    from provision.providers import vagrant as vg
+    from provision.providers.vagrant import provider as vg
 
     lab = provider.resolve(lab_plan().spec)
     provider.create(lab, first_boot, Quiet())  # a network and disks as a vagrant-libvirt lab has them

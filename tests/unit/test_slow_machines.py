@@ -14,7 +14,8 @@ from provision import plan as machine
 from provision import state
 from provision.errors import ProviderError, WaitTimeout
 from provision.progress import RecordingReporter
-from provision.providers import libvirt as lv
+from provision.providers.libvirt import domains as libvirt_domains
+from provision.providers.libvirt import provider as lv
 from provision.remote import engine_clients
 from provision.spec import load as spec_load
 from provision.wait import retried
@@ -34,9 +35,9 @@ def test_engine_timeouts_follow_the_lab_pace():
 
 
 def test_vms_under_emulation_are_paced_slower_than_under_kvm(monkeypatch):
-    monkeypatch.setenv(lv.DOMAIN_TYPE_ENV, "qemu")
+    monkeypatch.setenv(libvirt_domains.DOMAIN_TYPE_ENV, "qemu")
     assert lv.LibvirtProvider().expected_domain_type() == "qemu"
-    assert lv.PACE["qemu"] > lv.PACE["kvm"] >= 1
+    assert libvirt_domains.PACE["qemu"] > libvirt_domains.PACE["kvm"] >= 1
 
 
 def test_a_measured_pace_is_kept_for_later_commands(monkeypatch):

@@ -25,10 +25,11 @@ def libvirt_conn():
 
 def libvirt_leftovers(conn, lab: str) -> list[str]:
     """The lab's domains, network and pool volumes that are still there (after lab.down: none)."""
-    from provision.providers import libvirt as lv
+    from provision.providers.libvirt import networks
+    from provision.providers.libvirt.provider import POOL
 
     found = [f"domain {d.name()}" for d in conn.listAllDomains(0) if d.name().startswith(f"{lab}-")]
-    found += [f"network {n.name()}" for n in conn.listAllNetworks(0) if n.name() == lv.network_name(lab)]
-    pool = conn.storagePoolLookupByName(lv.POOL)
+    found += [f"network {n.name()}" for n in conn.listAllNetworks(0) if n.name() == networks.network_name(lab)]
+    pool = conn.storagePoolLookupByName(POOL)
     pool.refresh(0)
     return found + [f"volume {v.name()}" for v in pool.listAllVolumes(0) if v.name().startswith(f"{lab}-")]

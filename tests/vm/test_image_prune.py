@@ -8,7 +8,8 @@ import pytest
 from provision.images import prune as image_prune
 from provision.images import vm as vm_images
 from provision.paths import home
-from provision.providers import libvirt as lv
+from provision.providers.libvirt import connection as libvirt_connection
+from provision.providers.libvirt import provider as lv
 from tests.integration.conftest import cli
 
 pytestmark = pytest.mark.vm
@@ -34,4 +35,4 @@ def test_prune_removes_only_older_recipes(libvirt_conn):
         assert f"{OLD}-vmlinuz" not in names and not old_folder.exists()
         assert all(current not in line for line in image_prune.prune(dry_run=True))  # the current recipe stays
     finally:
-        lv._delete_volume(pool, f"{OLD}-vmlinuz")
+        libvirt_connection.delete_volume(pool, f"{OLD}-vmlinuz")

@@ -13,7 +13,8 @@ import urllib.request
 import pytest
 
 from provision.paths import lab_dir
-from provision.providers import libvirt as lv
+from provision.providers.libvirt import domains as libvirt_domains
+from provision.providers.libvirt import networks as libvirt_networks
 from provision.wait import wait_until
 from tests.integration.conftest import cli, new_lab_name, status_json, swarm_nodes
 from tests.vm.conftest import libvirt_leftovers
@@ -70,10 +71,10 @@ def test_three_vms_form_a_swarm_on_their_reserved_addresses(vm_lab, libvirt_conn
     assert all(n["state"] == "ready" and n["machine"] == "running" for n in nodes.values())
     assert [n["name"] for n in nodes.values() if n["leader"]] == ["manager1"]
     leases = {lease["hostname"]: lease["ipaddr"]
-              for lease in libvirt_conn.networkLookupByName(lv.network_name(vm_lab)).DHCPLeases()}
+              for lease in libvirt_conn.networkLookupByName(libvirt_networks.network_name(vm_lab)).DHCPLeases()}
     assert {name: leases.get(name) for name in nodes} == {name: n["address"] for name, n in nodes.items()}
     for name in nodes:
-        domain = libvirt_conn.lookupByName(lv.domain_name(vm_lab, name))
+        domain = libvirt_conn.lookupByName(libvirt_domains.domain_name(vm_lab, name))
         assert domain.isActive()
         assert (lab_dir(vm_lab) / "console" / f"{name}.log").stat().st_size > 0  # the serial console is logged
 

@@ -15,7 +15,7 @@ import yaml
 
 from provision import api
 from provision.progress import Reporter
-from provision.providers import libvirt as lv
+from provision.providers.libvirt import provider as lv
 from provision.remote import adopt, keys
 from provision.remote.node_files import File
 from provision.spec import model as specs

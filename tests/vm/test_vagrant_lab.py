@@ -12,8 +12,8 @@ import subprocess
 import pytest
 
 from provision.paths import REPO
-from provision.providers import libvirt as lv
-from provision.providers import vagrant as vagrant_provider
+from provision.providers.libvirt import networks as libvirt_networks
+from provision.providers.vagrant import provider as vagrant_provider
 from tests.integration.conftest import cli, new_lab_name, status_json, swarm_nodes
 from tests.vm.conftest import libvirt_leftovers
 
@@ -66,9 +66,9 @@ def test_vagrant_machines_from_the_local_box_form_a_swarm(vagrant_lab, libvirt_c
     swarm = swarm_nodes(name)
     assert {h: n["Status"]["State"] for h, n in swarm.items()} == {"manager1": "ready", "worker1": "ready"}
     leases = {lease["mac"]: lease["ipaddr"]
-              for lease in libvirt_conn.networkLookupByName(lv.network_name(name)).DHCPLeases()}
+              for lease in libvirt_conn.networkLookupByName(libvirt_networks.network_name(name)).DHCPLeases()}
     for node in status["nodes"]:  # each on its reserved address, found by its MAC
-        assert leases[lv.mac_address(name, node["name"])] == node["address"]
+        assert leases[libvirt_networks.mac_address(name, node["name"])] == node["address"]
         domain = libvirt_conn.lookupByName(f"{name}-vagrant-{node['name']}")
         assert domain.isActive()
 

@@ -11,11 +11,8 @@ libvirt-python is imported only when this provider is used.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
-import json
 import os
-import subprocess
 import tempfile
 import time
 import xml.etree.ElementTree as ET
@@ -25,7 +22,7 @@ from provision import hints
 from provision.errors import ProviderError, ProviderUnavailable, SpecError, SubnetTaken
 from provision.images import vm as vm_images
 from provision.ledger import Ledger
-from provision.paths import home, lab_dir
+from provision.paths import lab_dir
 from provision.plan import PAUSED, RUNNING, STOPPED, LabPlan, Machine, NodePlan, plan
 from provision.progress import Reporter
 from provision.providers.base import (
@@ -36,36 +33,24 @@ from provision.providers.base import (
     find_machine,
     no_console,
 )
-from provision.remote.node_files import File
+from provision.providers.libvirt import connection, domains, networks
 from provision.render import render
 from provision.spec import load as spec_load
 from provision.spec import model as specs
 from provision.spec import validation
 
-URI_ENV = "SWARMDECK_LIBVIRT_URI"
-DOMAIN_TYPE_ENV = "SWARMDECK_DOMAIN_TYPE"  # kvm | qemu: skip the detection
 POOL = "swarmdeck"
 POOL_PATH = "/var/lib/libvirt/images/swarmdeck"
-NAMESPACE = "https://github.com/swarmdeck/swarmdeck/libvirt"
-AUTO_SUBNETS = ipaddress.ip_network("10.201.0.0/16")
-MEMORY_MIB, VCPUS, DISK_GIB = 768, 1, 8
-KERNEL_CMDLINE = "root=/dev/vda rw console=ttyS0 quiet apparmor=0 mitigations=off"  # the image has no bootloader
-SHUTDOWN_TIMEOUT = 60
-KVM_PROBE_SECONDS = 10
-# How many times slower than container nodes a VM's engine answers (LabPlan.pace). Measured
-# here under QEMU's software emulation: the lab registry set up in 28 s (0.7 s in
-# containers), a 2 MB image loaded and pushed in 12 s, single API calls 5-10 times slower.
-PACE = {"kvm": 1.5, "qemu": 6.0}
 
 
 class LibvirtProvider:
     name = "libvirt"
     capabilities = Capabilities(systemd=True, firewall=True, engine_preinstalled=True, ipvs=True,
-                                node_memory_mb=MEMORY_MIB)
+                                node_memory_mb=domains.MEMORY_MIB)
     boot_timeout = 300  # seconds to SSH: VMs under software emulation boot in 25-80 s here
 
     def __init__(self, uri: str | None = None, lab: str | None = None):
-        self.uri = uri or os.environ.get(URI_ENV, "qemu:///system")
+        self.uri = uri or os.environ.get(connection.URI_ENV, "qemu:///system")
         self._conn = None
         self._pool_handle = None
         self.image: vm_images.VMImage | None = None
@@ -77,7 +62,7 @@ class LibvirtProvider:
     @property
     def conn(self):
         if self._conn is None:
-            libvirt = _libvirt()
+            libvirt = connection.libvirt_api()
             try:
                 self._conn = libvirt.open(self.uri)
             except libvirt.libvirtError as err:
@@ -93,7 +78,7 @@ class LibvirtProvider:
     def prepare(self, reporter: Reporter, *, image_method: str = "auto", mirror: str | None = None) -> None:
         """The VM image built and uploaded to the pool; the domain type decided."""
         self.image = vm_images.ensure_vm_image(reporter, mirror=mirror)
-        self.domain_type = domain_type(self.image)
+        self.domain_type = domains.domain_type(self.image)
         reporter.result(f"VMs run under {'KVM' if self.domain_type == 'kvm' else 'QEMU software emulation'}",
                         changed=False)
         pool = self._pool()
@@ -108,7 +93,7 @@ class LibvirtProvider:
         """The swarmdeck pool, defined and started on first use (then the same handle)."""
         if self._pool_handle is not None:
             return self._pool_handle
-        libvirt = _libvirt()
+        libvirt = connection.libvirt_api()
         try:
             pool = self.conn.storagePoolLookupByName(POOL)
         except libvirt.libvirtError:
@@ -123,7 +108,7 @@ class LibvirtProvider:
 
     def _upload(self, pool, name: str, path: Path, fmt: str):
         """The pool's volume ``name`` with the content of ``path`` (uploaded when missing)."""
-        libvirt = _libvirt()
+        libvirt = connection.libvirt_api()
         try:
             return pool.storageVolLookupByName(name), False
         except libvirt.libvirtError:
@@ -149,28 +134,28 @@ class LibvirtProvider:
         taken = self._taken_subnets(spec.name)
         validation.validate(spec, taken_subnets=taken)
         if network is not None:
-            subnet = _network_subnet(network.XMLDesc(0))
+            subnet = networks.network_subnet(network.XMLDesc(0))
             if spec.network.subnet not in (specs.AUTO, subnet):
                 raise SpecError([f"lab {spec.name!r} exists with subnet {subnet}, not {spec.network.subnet}"],
                                 hint=f"run {hints.command('lab.down', lab=spec.name)} first, or pick another --lab")
         elif spec.network.subnet != specs.AUTO:
             subnet = spec.network.subnet
         else:
-            subnet = next((str(c) for c in AUTO_SUBNETS.subnets(new_prefix=specs.AUTO_PREFIX)
+            subnet = next((str(c) for c in networks.AUTO_SUBNETS.subnets(new_prefix=specs.AUTO_PREFIX)
                            if not validation.overlap_problems(str(c), taken)), None)
             if subnet is None:
-                raise ProviderError(f"no free /24 left in {AUTO_SUBNETS}", hint="set network.subnet in lab.yaml")
-        return plan(spec, subnet, spec.network.mtu or 1500, pace=PACE[self.expected_domain_type()])
+                raise ProviderError(f"no free /24 left in {networks.AUTO_SUBNETS}", hint="set network.subnet in lab.yaml")
+        return plan(spec, subnet, spec.network.mtu or 1500, pace=domains.PACE[self.expected_domain_type()])
 
     def expected_domain_type(self) -> str:
         """The domain type VMs run under: decided in ``prepare``; else as last decided on this
         machine; else kvm only when /dev/kvm is usable (the probe runs at the first VM lab)."""
-        return self.domain_type or known_domain_type() or ("kvm" if os.access("/dev/kvm", os.R_OK | os.W_OK) else "qemu")
+        return self.domain_type or domains.known_domain_type() or ("kvm" if os.access("/dev/kvm", os.R_OK | os.W_OK) else "qemu")
 
     def _network(self, lab: str):
-        libvirt = _libvirt()
+        libvirt = connection.libvirt_api()
         try:
-            return self.conn.networkLookupByName(network_name(lab))
+            return self.conn.networkLookupByName(networks.network_name(lab))
         except libvirt.libvirtError:
             return None
 
@@ -178,12 +163,12 @@ class LibvirtProvider:
         """Subnets of other libvirt networks and of this machine's interfaces, but the lab's own."""
         taken = {}
         for network in self.conn.listAllNetworks(0):
-            if network.name() != network_name(lab):
-                subnet = _network_subnet(network.XMLDesc(0))
+            if network.name() != networks.network_name(lab):
+                subnet = networks.network_subnet(network.XMLDesc(0))
                 if subnet:
                     taken[f"libvirt network {network.name()}"] = subnet
-        own_bridge = f"interface {bridge_name(lab)}"
-        taken.update({name: subnet for name, subnet in _host_subnets().items() if name != own_bridge})
+        own_bridge = f"interface {networks.bridge_name(lab)}"
+        taken.update({name: subnet for name, subnet in networks.host_subnets().items() if name != own_bridge})
         return taken
 
     def ensure_network(self, plan: LabPlan, ledger: Ledger | None = None) -> bool:
@@ -193,26 +178,26 @@ class LibvirtProvider:
             SubnetTaken: libvirt says the subnet is in use (by an interface or a network
                 made since ``resolve`` chose it).
         """
-        libvirt = _libvirt()
+        libvirt = connection.libvirt_api()
         ledger = ledger or Ledger()
         network = self._network(plan.name)
         if network is None:
             spec_load.write_spec_json(plan.spec, lab_dir(plan.name) / "libvirt.json")
-            ledger.record(f"network {network_name(plan.name)}", lambda: self._remove_network(plan.name))
-            network = self.conn.networkDefineXML(network_xml(plan))
+            ledger.record(f"network {networks.network_name(plan.name)}", lambda: self._remove_network(plan.name))
+            network = self.conn.networkDefineXML(networks.network_xml(plan))
             try:
                 network.create()
             except libvirt.libvirtError as err:
                 network.undefine()  # defined but not started: the next attempt defines it anew
                 if "in use" in str(err):  # "Network is already in use by interface virbr1"
-                    raise SubnetTaken(network_name(plan.name), plan.subnet, self._overlapping(plan)) from err
-                raise ProviderError(f"starting the lab network {network_name(plan.name)} failed: {err}") from err
+                    raise SubnetTaken(networks.network_name(plan.name), plan.subnet, self._overlapping(plan)) from err
+                raise ProviderError(f"starting the lab network {networks.network_name(plan.name)} failed: {err}") from err
             return True
         changed = False
         have = network.XMLDesc(0)
         for node in plan.nodes:
-            if mac_address(plan.name, node.name) not in have:
-                entry = f"<host mac='{mac_address(plan.name, node.name)}' name='{node.name}' ip='{node.address}'/>"
+            if networks.mac_address(plan.name, node.name) not in have:
+                entry = f"<host mac='{networks.mac_address(plan.name, node.name)}' name='{node.name}' ip='{node.address}'/>"
                 ledger.record(f"DHCP reservation of {node.name}",
                               lambda node=node.name: self.forget_reservation(plan.name, node))
                 network.update(libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST, libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST,
@@ -247,8 +232,8 @@ class LibvirtProvider:
         return self.list(plan.name)
 
     def _ensure_node(self, plan: LabPlan, node: NodePlan, first_boot: FirstBoot, ledger: Ledger) -> str:
-        libvirt = _libvirt()
-        name = domain_name(plan.name, node.name)
+        libvirt = connection.libvirt_api()
+        name = domains.domain_name(plan.name, node.name)
         try:
             domain = self.conn.lookupByName(name)
         except libvirt.libvirtError:
@@ -265,27 +250,27 @@ class LibvirtProvider:
         return "started"
 
     def _domain_xml(self, plan: LabPlan, node: NodePlan, first_boot: FirstBoot, ledger: Ledger) -> str:
-        libvirt = _libvirt()
+        libvirt = connection.libvirt_api()
         pool = self._pool()
-        disk_name, seed_name = f"{domain_name(plan.name, node.name)}.qcow2", f"{domain_name(plan.name, node.name)}-seed.img"
+        disk_name, seed_name = f"{domains.domain_name(plan.name, node.name)}.qcow2", f"{domains.domain_name(plan.name, node.name)}-seed.img"
         try:
             disk = pool.storageVolLookupByName(disk_name)
         except libvirt.libvirtError:
-            ledger.record(f"disk {disk_name}", lambda: _delete_volume(self._pool(), disk_name))
-            disk = pool.createXML(render("libvirt/volume.xml.j2", name=disk_name, capacity=DISK_GIB << 30,
+            ledger.record(f"disk {disk_name}", lambda: connection.delete_volume(self._pool(), disk_name))
+            disk = pool.createXML(render("libvirt/volume.xml.j2", name=disk_name, capacity=domains.DISK_GIB << 30,
                                          format="qcow2", backing=self.volumes["disk"]), 0)
-        ledger.record(f"disk {seed_name}", lambda: _delete_volume(self._pool(), seed_name))  # made anew each time
-        _delete_volume(pool, seed_name)
+        ledger.record(f"disk {seed_name}", lambda: connection.delete_volume(self._pool(), seed_name))  # made anew each time
+        connection.delete_volume(pool, seed_name)
         with tempfile.TemporaryDirectory(prefix="swarmdeck-seed-") as tmp:
-            local = vm_images.seed_disk([*first_boot(node), *_identity_files(node)], Path(tmp) / "seed.img")
+            local = vm_images.seed_disk([*first_boot(node), *domains.identity_files(node)], Path(tmp) / "seed.img")
             seed, _ = self._upload(pool, seed_name, local, "raw")
         console = lab_dir(plan.name) / "console" / f"{node.name}.log"
         console.parent.mkdir(parents=True, exist_ok=True)
-        return render("libvirt/domain.xml.j2", domain_type=self.domain_type, name=domain_name(plan.name, node.name),
-                      namespace=NAMESPACE, lab=plan.name, node=node, memory_mib=MEMORY_MIB, vcpus=VCPUS,
-                      kernel=self.volumes["kernel"], initrd=self.volumes["initrd"], cmdline=KERNEL_CMDLINE,
+        return render("libvirt/domain.xml.j2", domain_type=self.domain_type, name=domains.domain_name(plan.name, node.name),
+                      namespace=domains.NAMESPACE, lab=plan.name, node=node, memory_mib=domains.MEMORY_MIB, vcpus=domains.VCPUS,
+                      kernel=self.volumes["kernel"], initrd=self.volumes["initrd"], cmdline=domains.KERNEL_CMDLINE,
                       disk=disk.path(),
-                      seed=seed.path(), network=network_name(plan.name), mac=mac_address(plan.name, node.name),
+                      seed=seed.path(), network=networks.network_name(plan.name), mac=networks.mac_address(plan.name, node.name),
                       console_log=str(console))
 
     def list(self, lab: str) -> list[Machine]:
@@ -294,13 +279,13 @@ class LibvirtProvider:
         return sorted(machines, key=lambda m: m.index)
 
     def _machine(self, domain, leases: dict[str, str]) -> Machine | None:
-        libvirt = _libvirt()
+        libvirt = connection.libvirt_api()
         try:
-            meta = ET.fromstring(domain.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, NAMESPACE, 0))
+            meta = ET.fromstring(domain.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, domains.NAMESPACE, 0))
         except libvirt.libvirtError:
             return None  # not a swarmdeck VM
         state = {libvirt.VIR_DOMAIN_RUNNING: RUNNING, libvirt.VIR_DOMAIN_PAUSED: PAUSED}.get(domain.state()[0], STOPPED)
-        mac = mac_address(meta.get("lab"), meta.get("node"))
+        mac = networks.mac_address(meta.get("lab"), meta.get("node"))
         return Machine(lab=meta.get("lab"), name=meta.get("node"), role=meta.get("role"), index=int(meta.get("index")),
                        address=leases.get(mac, meta.get("address")), state=state, provider=self.name,
                        id=domain.UUIDString())
@@ -312,19 +297,19 @@ class LibvirtProvider:
             return {}
         try:
             leases = network.DHCPLeases()
-        except _libvirt().libvirtError:
+        except connection.libvirt_api().libvirtError:
             return {}  # a driver without leases (libvirt's test driver): the reserved addresses stand
         return {lease["mac"].lower(): lease["ipaddr"] for lease in leases if lease.get("type") == 0}
 
     def machine(self, lab: str, node: str) -> Machine:
-        return find_machine(self.list(lab), lab, node, f"VM {domain_name(lab, node)}")
+        return find_machine(self.list(lab), lab, node, f"VM {domains.domain_name(lab, node)}")
 
     def _domain(self, machine: Machine):
         return self.conn.lookupByUUIDString(machine.id)
 
     def start(self, machine: Machine) -> None:
         domain = self._domain(machine)
-        if domain.state()[0] == _libvirt().VIR_DOMAIN_PAUSED:
+        if domain.state()[0] == connection.libvirt_api().VIR_DOMAIN_PAUSED:
             domain.resume()
         elif not domain.isActive():
             domain.create()
@@ -335,7 +320,7 @@ class LibvirtProvider:
         if not domain.isActive():
             return
         domain.shutdown()
-        deadline = time.monotonic() + SHUTDOWN_TIMEOUT
+        deadline = time.monotonic() + domains.SHUTDOWN_TIMEOUT
         while domain.isActive() and time.monotonic() < deadline:
             time.sleep(0.5)
         if domain.isActive():
@@ -349,7 +334,7 @@ class LibvirtProvider:
 
     def pause(self, machine: Machine) -> None:
         domain = self._domain(machine)
-        if domain.state()[0] != _libvirt().VIR_DOMAIN_PAUSED:
+        if domain.state()[0] != connection.libvirt_api().VIR_DOMAIN_PAUSED:
             domain.suspend()
 
     def remove(self, machine: Machine) -> None:
@@ -360,8 +345,8 @@ class LibvirtProvider:
         """Drop the node's DHCP reservation from the lab network (if both are there)."""
         network = self._network(lab)
         if network is not None:
-            libvirt = _libvirt()
-            entry = f"<host mac='{mac_address(lab, node)}'/>"
+            libvirt = connection.libvirt_api()
+            entry = f"<host mac='{networks.mac_address(lab, node)}'/>"
             try:
                 network.update(libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE, libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST,
                                -1, entry, libvirt.VIR_NETWORK_UPDATE_AFFECT_LIVE | libvirt.VIR_NETWORK_UPDATE_AFFECT_CONFIG)
@@ -372,7 +357,7 @@ class LibvirtProvider:
         """Power off and undefine the VM ``name`` if it is there (its disks are separate entries)."""
         try:
             domain = self.conn.lookupByName(name)
-        except _libvirt().libvirtError:
+        except connection.libvirt_api().libvirtError:
             return
         if domain.isActive():
             domain.destroy()
@@ -384,8 +369,8 @@ class LibvirtProvider:
             domain.destroy()
         domain.undefine()
         pool = self._pool()
-        return sum(_delete_volume(pool, name)
-                   for name in (f"{domain_name(lab, node)}.qcow2", f"{domain_name(lab, node)}-seed.img"))
+        return sum(connection.delete_volume(pool, name)
+                   for name in (f"{domains.domain_name(lab, node)}.qcow2", f"{domains.domain_name(lab, node)}-seed.img"))
 
     def destroy(self, lab: str) -> dict[str, int]:
         counts = {"VMs": 0, "volumes": 0, "networks": 0}
@@ -402,7 +387,7 @@ class LibvirtProvider:
                 if volume.name().startswith(f"{lab}-"):
                     volume.delete(0)
                     counts["volumes"] += 1
-        except _libvirt().libvirtError:
+        except connection.libvirt_api().libvirtError:
             pass  # no pool: no volume
         if self._network(lab) is not None:
             self._remove_network(lab)
@@ -410,7 +395,7 @@ class LibvirtProvider:
         return counts
 
     def labs(self) -> list[str]:
-        prefix = network_name("")
+        prefix = networks.network_name("")
         return sorted(n.name()[len(prefix):] for n in self.conn.listAllNetworks(0) if n.name().startswith(prefix))
 
     def ssh_target(self, machine: Machine) -> SSHTarget:
@@ -424,9 +409,9 @@ class LibvirtProvider:
         self._set_link(machine, "up")
 
     def _set_link(self, machine: Machine, state: str) -> None:
-        libvirt = _libvirt()
-        xml = (f"<interface type='network'><mac address='{mac_address(machine.lab, machine.name)}'/>"
-               f"<source network='{network_name(machine.lab)}'/><model type='virtio'/><link state='{state}'/></interface>")
+        libvirt = connection.libvirt_api()
+        xml = (f"<interface type='network'><mac address='{networks.mac_address(machine.lab, machine.name)}'/>"
+               f"<source network='{networks.network_name(machine.lab)}'/><model type='virtio'/><link state='{state}'/></interface>")
         self._domain(machine).updateDeviceFlags(xml, libvirt.VIR_DOMAIN_AFFECT_LIVE)
 
     def console(self, machine: Machine, command: str) -> tuple[int, str]:
@@ -435,129 +420,3 @@ class LibvirtProvider:
     def ensure_load_balancer(self, plan: LabPlan, ledger: Ledger | None = None) -> bool:
         return False  # VM kernels have IPVS: the routing mesh is the entry point
 
-
-# -- names, XML and detection -------------------------------------------------------------------
-
-
-def network_name(lab: str) -> str:
-    return f"swarmdeck-{lab}"
-
-
-def domain_name(lab: str, node: str) -> str:
-    return f"{lab}-{node}"
-
-
-def mac_address(lab: str, node: str) -> str:
-    """A stable locally administered MAC in QEMU's 52:54:00 range, from the lab and node names."""
-    digest = hashlib.sha256(f"{lab}/{node}".encode()).digest()
-    return "52:54:00:" + ":".join(f"{b:02x}" for b in digest[:3])
-
-
-def bridge_name(lab: str) -> str:
-    return "sd" + hashlib.sha256(lab.encode()).hexdigest()[:10]  # Linux allows 15 characters
-
-
-def network_xml(plan: LabPlan) -> str:
-    subnet = ipaddress.ip_network(plan.subnet)
-    hosts = list(subnet.hosts())
-    nodes = [{"name": n.name, "address": n.address, "mac": mac_address(plan.name, n.name)} for n in plan.nodes]
-    return render("libvirt/network.xml.j2", name=network_name(plan.name), bridge=bridge_name(plan.name), mtu=plan.mtu,
-                  gateway=str(subnet[1]), netmask=str(subnet.netmask), dhcp_start=str(hosts[len(hosts) // 2]),
-                  dhcp_end=str(hosts[-1]), nodes=nodes)
-
-
-def _network_subnet(xml: str) -> str | None:
-    ip = ET.fromstring(xml).find("ip")
-    if ip is None or ip.get("family", "ipv4") != "ipv4" or not ip.get("address"):
-        return None
-    mask = ip.get("netmask") or ip.get("prefix")
-    return str(ipaddress.ip_network(f"{ip.get('address')}/{mask}", strict=False))
-
-
-def _host_subnets() -> dict[str, str]:
-    """Subnets of this machine's interfaces (a lab network must not overlap them)."""
-    try:
-        out = subprocess.run(["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return {}
-    found = {}
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) > 3 and parts[1] != "lo":
-            found[f"interface {parts[1]}"] = str(ipaddress.ip_interface(parts[3]).network)
-    return found
-
-
-def _identity_files(node: NodePlan) -> list[File]:
-    return [File("/etc/hostname", f"{node.name}\n".encode())]
-
-
-def _delete_volume(pool, name: str) -> bool:
-    try:
-        pool.storageVolLookupByName(name).delete(0)
-        return True
-    except _libvirt().libvirtError:
-        return False
-
-
-def domain_type(image: vm_images.VMImage) -> str:
-    """kvm when this machine's KVM really runs a guest (a kernel prints its banner within
-    seconds), else qemu (software emulation). Decided once per machine, then cached."""
-    known = known_domain_type()
-    if known is not None:
-        return known
-    chosen = "kvm" if _kvm_runs(image.kernel) else "qemu"
-    _domain_type_cache().parent.mkdir(parents=True, exist_ok=True)
-    _domain_type_cache().write_text(json.dumps({"domain_type": chosen}))
-    return chosen
-
-
-def known_domain_type() -> str | None:
-    """The domain type forced by SWARMDECK_DOMAIN_TYPE, or decided earlier on this machine."""
-    forced = os.environ.get(DOMAIN_TYPE_ENV)
-    if forced in PACE:
-        return forced
-    try:
-        cached = json.loads(_domain_type_cache().read_text())["domain_type"]
-    except (OSError, ValueError, KeyError):
-        return None
-    return cached if cached in PACE else None
-
-
-def _domain_type_cache() -> Path:
-    return home() / "libvirt-domain-type.json"
-
-
-def _kvm_runs(kernel: Path) -> bool:
-    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
-        return False
-    command = ["qemu-system-x86_64", "-accel", "kvm", "-machine", "q35", "-m", "256", "-nodefaults", "-nographic",
-               "-serial", "stdio", "-no-reboot", "-kernel", str(kernel),
-               "-append", "console=ttyS0 earlyprintk=serial,ttyS0 panic=-1 root=/dev/nonexistent"]
-    try:
-        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    except OSError:
-        return False
-    seen = b""
-    deadline = time.monotonic() + KVM_PROBE_SECONDS
-    try:
-        os.set_blocking(proc.stdout.fileno(), False)  # type: ignore[union-attr]
-        while time.monotonic() < deadline and proc.poll() is None and b"Linux version" not in seen:
-            seen += proc.stdout.read() or b""  # type: ignore[union-attr]
-            time.sleep(0.2)
-        seen += proc.stdout.read() or b""  # type: ignore[union-attr]
-    finally:
-        proc.kill()
-        proc.wait()
-    return b"Linux version" in seen
-
-
-def _libvirt():
-    try:
-        import libvirt  # noqa: PLC0415 - optional dependency, imported when used
-    except ImportError as err:
-        raise ProviderUnavailable(
-            "the libvirt provider needs libvirt-python",
-            hint="`pip install -e '.[libvirt]'` (it builds against libvirt-dev and pkg-config from Debian)") from err
-    libvirt.registerErrorHandler(lambda _context, _error: None, None)  # errors are raised, not printed too
-    return libvirt

@@ -32,7 +32,6 @@ from provision.ledger import Ledger
 from provision.paths import REPO, home, lab_dir
 from provision.plan import PAUSED, RUNNING, STOPPED, LabPlan, Machine, plan
 from provision.progress import Reporter
-from provision.providers import libvirt as lv
 from provision.providers.base import (
     Capabilities,
     FirstBoot,
@@ -41,6 +40,9 @@ from provision.providers.base import (
     find_machine,
     no_console,
 )
+from provision.providers.libvirt import domains as libvirt_domains
+from provision.providers.libvirt import networks as libvirt_networks
+from provision.providers.libvirt import provider as lv
 from provision.remote import adopt
 from provision.spec import load as spec_load
 from provision.spec import model as specs
@@ -64,7 +66,7 @@ def vagrant_dir() -> Path:
 class VagrantProvider:
     name = "vagrant"
     capabilities = Capabilities(systemd=True, firewall=True, engine_preinstalled=False, ipvs=True,
-                                own_host_keys=False, node_memory_mb=lv.MEMORY_MIB)
+                                own_host_keys=False, node_memory_mb=libvirt_domains.MEMORY_MIB)
     boot_timeout = 300
     image = None  # the demo images come from the container node image
 
@@ -155,7 +157,7 @@ class VagrantProvider:
         if not ipaddress.ip_network(subnet).subnet_of(ipaddress.ip_network("192.168.56.0/21")):
             raise ProviderError(f"VirtualBox accepts host-only networks inside 192.168.56.0/21 only, not {subnet}",
                                 hint="leave network.subnet at auto")
-        return plan(spec, subnet, spec.network.mtu or 1500, pace=lv.PACE["kvm"])
+        return plan(spec, subnet, spec.network.mtu or 1500, pace=libvirt_domains.PACE["kvm"])
 
     def ensure_network(self, plan: LabPlan, ledger: Ledger | None = None) -> bool:
         """vagrant-libvirt: the lab's libvirt network (VirtualBox makes its own host-only one)."""
@@ -219,16 +221,16 @@ class VagrantProvider:
             "box": box.name if box else plan.spec.vagrant.box,
             "box_key": str(box.key) if box else None,
             "driver": self.libvirt.domain_type or "qemu",
-            "memory": lv.MEMORY_MIB,
-            "cpus": lv.VCPUS,
+            "memory": libvirt_domains.MEMORY_MIB,
+            "cpus": libvirt_domains.VCPUS,
             "pool": lv.POOL,
             "kernel": self.libvirt.volumes.get("kernel") if libvirt and own_box else None,
             "initrd": self.libvirt.volumes.get("initrd") if libvirt and own_box else None,
-            "cmdline": lv.KERNEL_CMDLINE,
-            "network": lv.network_name(plan.name),
+            "cmdline": libvirt_domains.KERNEL_CMDLINE,
+            "network": libvirt_networks.network_name(plan.name),
             "subnet": plan.subnet,
             "console_dir": str(lab_dir(plan.name) / "console"),
-            "nodes": [{"name": n.name, "role": n.role, "address": n.address, "mac": lv.mac_address(plan.name, n.name)}
+            "nodes": [{"name": n.name, "role": n.role, "address": n.address, "mac": libvirt_networks.mac_address(plan.name, n.name)}
                       for n in plan.nodes],
         }
         (lab_dir(plan.name) / "console").mkdir(parents=True, exist_ok=True)
