@@ -33,14 +33,13 @@ from provision.providers.base import (
     find_machine,
     no_console,
 )
-from provision.providers.libvirt import connection, domains, networks
+from provision.providers.libvirt import connection, domains, networks, pools
 from provision.render import render
 from provision.spec import load as spec_load
 from provision.spec import model as specs
 from provision.spec import validation
 
-POOL = "swarmdeck"
-POOL_PATH = "/var/lib/libvirt/images/swarmdeck"
+POOL = pools.POOL  # the pool's name, as callers outside the package know it
 
 
 class LibvirtProvider:
@@ -90,37 +89,13 @@ class LibvirtProvider:
                 reporter.result(f"{path.name} of {self.image.name} uploaded to pool {POOL}", changed=True)
 
     def _pool(self):
-        """The swarmdeck pool, defined and started on first use (then the same handle)."""
-        if self._pool_handle is not None:
-            return self._pool_handle
-        libvirt = connection.libvirt_api()
-        try:
-            pool = self.conn.storagePoolLookupByName(POOL)
-        except libvirt.libvirtError:
-            pool = self.conn.storagePoolDefineXML(render("libvirt/pool.xml.j2", name=POOL, path=POOL_PATH))
-            pool.build(0)
-            pool.setAutostart(True)
-        if not pool.isActive():
-            pool.create(0)
-        pool.refresh(0)
-        self._pool_handle = pool
-        return pool
+        """The swarmdeck pool (pools.py), defined and started on first use, then the same handle."""
+        if self._pool_handle is None:
+            self._pool_handle = pools.ensure_pool(self.conn)
+        return self._pool_handle
 
     def _upload(self, pool, name: str, path: Path, fmt: str):
-        """The pool's volume ``name`` with the content of ``path`` (uploaded when missing)."""
-        libvirt = connection.libvirt_api()
-        try:
-            return pool.storageVolLookupByName(name), False
-        except libvirt.libvirtError:
-            pass
-        size = path.stat().st_size
-        volume = pool.createXML(render("libvirt/volume.xml.j2", name=name, capacity=size, format=fmt, backing=None), 0)
-        stream = self.conn.newStream(0)
-        volume.upload(stream, 0, size, 0)
-        with path.open("rb") as source:
-            stream.sendAll(lambda _stream, nbytes, handle: handle.read(nbytes), source)
-        stream.finish()
-        return volume, True
+        return pools.upload(self.conn, pool, name, path, fmt)
 
     # -- the lab's spec and network -----------------------------------------------------------
 
