@@ -15,7 +15,7 @@ import xml.etree.ElementTree as ET
 from provision.images import vm as vm_images
 from provision.paths import home
 from provision.providers.libvirt import provider as lv
-from provision.providers.vagrant.provider import box_command
+from provision.providers.vagrant.commands import box_command
 
 OLD_IMAGE = re.compile(r"vm-[0-9a-f]{12}")
 

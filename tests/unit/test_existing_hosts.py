@@ -11,6 +11,8 @@ from provision import plan as machine
 from provision.errors import ProviderError, SetupError, SpecError
 from provision.progress import Reporter
 from provision.providers.ssh import provider as ssh_provider
+from provision.providers.vagrant import commands as vagrant_commands
+from provision.providers.vagrant import lab_file as vagrant_lab_file
 from provision.providers.vagrant import provider as vagrant_provider
 from provision.remote import adopt, keys
 from provision.remote.host import Result
@@ -152,8 +154,8 @@ def test_only_the_registry_node_wants_the_registry_package():
 
 
 def test_vagrant_errors_in_machine_readable_output_are_raised(monkeypatch, tmp_path):
-    monkeypatch.setenv(vagrant_provider.DIR_ENV, str(tmp_path))
-    (tmp_path / vagrant_provider.SPEC_JSON).write_text(json.dumps({"lab": "v"}))
+    monkeypatch.setenv(vagrant_commands.DIR_ENV, str(tmp_path))
+    (tmp_path / vagrant_lab_file.SPEC_JSON).write_text(json.dumps({"lab": "v"}))
     provider = vagrant_provider.VagrantProvider()
     error = "1,,error-exit,Vagrant::Errors::VagrantfileLoadError,There was an error loading a Vagrantfile%!(VAGRANT_COMMA) see"
     monkeypatch.setattr(provider, "_run", lambda lab, what, call: error)
@@ -165,7 +167,7 @@ def test_vagrant_errors_in_machine_readable_output_are_raised(monkeypatch, tmp_p
 
 
 def test_a_failed_vagrant_command_reports_its_own_output(monkeypatch, tmp_path):
-    monkeypatch.setenv(vagrant_provider.DIR_ENV, str(tmp_path))
+    monkeypatch.setenv(vagrant_commands.DIR_ENV, str(tmp_path))
     provider = vagrant_provider.VagrantProvider()
 
     def fails(client):
@@ -173,6 +175,6 @@ def test_a_failed_vagrant_command_reports_its_own_output(monkeypatch, tmp_path):
             log.write("Bringing machine 'manager1' up...\nError while creating domain: no storage pool\n")
         raise subprocess.CalledProcessError(1, ["vagrant", "up"])
 
-    monkeypatch.setattr(vagrant_provider, "_vagrant_lib", lambda: pytest.importorskip("vagrant"))
+    monkeypatch.setattr(vagrant_commands, "vagrant_lib", lambda: pytest.importorskip("vagrant"))
     with pytest.raises(ProviderError, match="(?s)`vagrant up` failed.*no storage pool"):
         provider._run("v", "up", fails)

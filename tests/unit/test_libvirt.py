@@ -215,6 +215,8 @@ def test_the_domain_type_can_be_forced_and_is_cached(monkeypatch, tmp_path):
 
 def test_vagrant_lab_down_removes_its_domains_even_when_vagrant_fails(provider, monkeypatch, tmp_path):
     from provision.errors import ProviderError
+    from provision.providers.vagrant import commands as vagrant_commands
+    from provision.providers.vagrant import lab_file as vagrant_lab_file
     from provision.providers.vagrant import provider as vg
 
     lab = provider.resolve(lab_plan().spec)
@@ -225,8 +227,8 @@ def test_vagrant_lab_down_removes_its_domains_even_when_vagrant_fails(provider, 
         domain.destroy()
         domain.undefine()
         provider.conn.defineXML(xml).create()
-    monkeypatch.setenv(vg.DIR_ENV, str(tmp_path))
-    (tmp_path / vg.SPEC_JSON).write_text('{"lab": "vmlab", "provider": "libvirt", "nodes": []}')
+    monkeypatch.setenv(vagrant_commands.DIR_ENV, str(tmp_path))
+    (tmp_path / vagrant_lab_file.SPEC_JSON).write_text('{"lab": "vmlab", "provider": "libvirt", "nodes": []}')
     vagrant = vg.VagrantProvider()
     vagrant.libvirt = provider
 
@@ -237,4 +239,4 @@ def test_vagrant_lab_down_removes_its_domains_even_when_vagrant_fails(provider, 
     counts = vagrant.destroy("vmlab")
     assert counts["VMs"] == 2 and counts["networks"] == 1
     assert not [d.name() for d in provider.conn.listAllDomains(0) if "vagrant" in d.name()]
-    assert not (tmp_path / vg.SPEC_JSON).exists()
+    assert not (tmp_path / vagrant_lab_file.SPEC_JSON).exists()

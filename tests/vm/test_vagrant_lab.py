@@ -13,7 +13,8 @@ import pytest
 
 from provision.paths import REPO
 from provision.providers.libvirt import networks as libvirt_networks
-from provision.providers.vagrant import provider as vagrant_provider
+from provision.providers.vagrant import commands as vagrant_commands
+from provision.providers.vagrant import lab_file as vagrant_lab_file
 from tests.integration.conftest import cli, new_lab_name, status_json, swarm_nodes
 from tests.vm.conftest import libvirt_leftovers
 
@@ -26,9 +27,9 @@ def vagrant_folders(tmp_path_factory):
     if shutil.which("vagrant") is None:
         pytest.fail("vagrant is not installed; ./bootstrap.sh test installs vagrant and vagrant-libvirt")
     folder = tmp_path_factory.mktemp("vagrant")
-    saved = {k: os.environ.get(k) for k in ("VAGRANT_HOME", vagrant_provider.DIR_ENV)}
+    saved = {k: os.environ.get(k) for k in ("VAGRANT_HOME", vagrant_commands.DIR_ENV)}
     os.environ["VAGRANT_HOME"] = str(folder / "vagrant.d")
-    os.environ[vagrant_provider.DIR_ENV] = str(folder / "machines")
+    os.environ[vagrant_commands.DIR_ENV] = str(folder / "machines")
     yield folder
     for key, value in saved.items():
         if value is None:
@@ -50,8 +51,8 @@ def vagrant_lab(vagrant_folders, libvirt_conn):
 
 def plain_vagrant(*args: str) -> str:
     """A vagrant command as a user would type it in the checkout (the environment names the lab JSON)."""
-    folder = vagrant_provider.vagrant_dir()
-    env = {**vagrant_provider.vagrant_env(), "SWARMDECK_LAB_JSON": str(folder / vagrant_provider.SPEC_JSON),
+    folder = vagrant_commands.vagrant_dir()
+    env = {**vagrant_commands.vagrant_env(), "SWARMDECK_LAB_JSON": str(folder / vagrant_lab_file.SPEC_JSON),
            "VAGRANT_DOTFILE_PATH": str(folder)}
     result = subprocess.run(["vagrant", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -96,4 +97,4 @@ def test_down_leaves_no_domain_or_network(vagrant_lab, libvirt_conn):
     name, _output = vagrant_lab
     cli("lab.down", "--lab", name)
     assert libvirt_leftovers(libvirt_conn, name) == []
-    assert not (vagrant_provider.vagrant_dir() / vagrant_provider.SPEC_JSON).exists()
+    assert not (vagrant_commands.vagrant_dir() / vagrant_lab_file.SPEC_JSON).exists()

@@ -22,7 +22,6 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 from provision import hints
@@ -43,24 +42,14 @@ from provision.providers.base import (
 from provision.providers.libvirt import domains as libvirt_domains
 from provision.providers.libvirt import networks as libvirt_networks
 from provision.providers.libvirt import provider as lv
+from provision.providers.vagrant import commands, lab_file
 from provision.remote import adopt
 from provision.spec import load as spec_load
 from provision.spec import model as specs
 from provision.spec import validation
 
-DIR_ENV = "SWARMDECK_VAGRANT_DIR"  # where the lab JSON and Vagrant's machine records go
-SPEC_JSON = "swarmdeck-lab.json"
 VIRTUALBOX_SUBNET = "192.168.56.0/24"  # inside VirtualBox's default host-only range 192.168.56.0/21
 STATES = {"running": RUNNING, "paused": PAUSED, "saved": PAUSED}
-
-
-def vagrant_env() -> dict[str, str]:
-    """The environment for vagrant: no call home to HashiCorp's version check."""
-    return {**os.environ, "VAGRANT_CHECKPOINT_DISABLE": "1"}
-
-
-def vagrant_dir() -> Path:
-    return Path(os.environ.get(DIR_ENV) or REPO / ".vagrant")
 
 
 class VagrantProvider:
@@ -82,16 +71,16 @@ class VagrantProvider:
             raise ProviderUnavailable(
                 "vagrant is not installed",
                 hint=f"`apt-get install vagrant vagrant-libvirt` (Debian), then {hints.command('lab.doctor')}")
-        _vagrant_lib()
+        commands.vagrant_lib()
 
     def _client(self, lab: str):
         """A python-vagrant client whose output goes to the lab's vagrant.log."""
-        vagrant = _vagrant_lib()
+        vagrant = commands.vagrant_lib()
         log = lab_dir(lab) / "vagrant.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        env = {**vagrant_env(), "SWARMDECK_LAB_JSON": str(vagrant_dir() / SPEC_JSON), "VAGRANT_NO_COLOR": "1"}
-        if os.environ.get(DIR_ENV):
-            env["VAGRANT_DOTFILE_PATH"] = str(vagrant_dir())
+        env = {**commands.vagrant_env(), "SWARMDECK_LAB_JSON": str(commands.vagrant_dir() / lab_file.SPEC_JSON), "VAGRANT_NO_COLOR": "1"}
+        if os.environ.get(commands.DIR_ENV):
+            env["VAGRANT_DOTFILE_PATH"] = str(commands.vagrant_dir())
         return vagrant.Vagrant(root=str(REPO), env=env, out_cm=vagrant.make_file_cm(str(log)),
                                err_cm=vagrant.make_file_cm(str(log))), log
 
@@ -110,7 +99,7 @@ class VagrantProvider:
 
     def _status(self, lab: str) -> dict[str, str]:
         """``{machine: state}`` from ``vagrant status`` (empty when the lab has no JSON)."""
-        if not (vagrant_dir() / SPEC_JSON).is_file() or _json_lab() != lab:
+        if not (commands.vagrant_dir() / lab_file.SPEC_JSON).is_file() or lab_file.described_lab() != lab:
             return {}
         client, _log = self._client(lab)
         output = self._run(lab, "status", lambda c: c._run_vagrant_command(["status", "--machine-readable"]))
@@ -137,11 +126,11 @@ class VagrantProvider:
 
     def _ensure_box_added(self, reporter: Reporter) -> None:
         assert self.box is not None
-        listed = box_command("list", "--machine-readable")
+        listed = commands.box_command("list", "--machine-readable")
         if f",box-name,{self.box.name}" in listed.stdout:
             reporter.result(f"Vagrant box {self.box.name}", changed=False)
             return
-        added = box_command("add", "--force", "--name", self.box.name, str(self.box.path))
+        added = commands.box_command("add", "--force", "--name", self.box.name, str(self.box.path))
         if added.returncode:
             raise ProviderError(f"`vagrant box add {self.box.name}` failed: {(added.stderr or added.stdout)[-600:]}")
         reporter.result(f"Vagrant box {self.box.name} added", changed=True)
@@ -166,19 +155,19 @@ class VagrantProvider:
     def create(self, plan: LabPlan, first_boot: FirstBoot, reporter: Reporter,
                ledger: Ledger | None = None) -> list[Machine]:
         ledger = ledger or Ledger()
-        owner = _json_lab()
+        owner = lab_file.described_lab()
         if owner not in (None, plan.name) and self._status(owner):
-            raise ProviderError(f"the Vagrantfile in {vagrant_dir()} describes lab {owner!r}, which still has machines",
+            raise ProviderError(f"the Vagrantfile in {commands.vagrant_dir()} describes lab {owner!r}, which still has machines",
                                 hint=f"one Vagrant lab per folder: {hints.command('lab.down', lab=owner)}, or set "
-                                     f"{DIR_ENV} to another folder")
+                                     f"{commands.DIR_ENV} to another folder")
         self._prepare_machines(plan.spec, reporter)
         resolved = dataclasses.replace(plan.spec, network=specs.NetworkSpec(plan.subnet, plan.spec.network.mtu))
         spec_load.write_spec_json(resolved, lab_dir(plan.name) / "vagrant.json")  # with the subnet it got
         self.ensure_network(plan, ledger)  # made already by provision.api.lab_network, under the subnet lock
         if owner != plan.name:  # the Vagrantfile described no lab, or one without machines: now this one
-            ledger.record(f"Vagrant's description of lab {plan.name} ({vagrant_dir() / SPEC_JSON})",
-                          lambda: _forget_json(plan.name))
-        self._write_json(plan_all(plan))
+            ledger.record(f"Vagrant's description of lab {plan.name} ({commands.vagrant_dir() / lab_file.SPEC_JSON})",
+                          lambda: lab_file.forget(plan.name))
+        self._write_json(lab_file.plan_all(plan))
         states = self._status(plan.name)
         missing = [n.name for n in plan.nodes if states.get(n.name) != "running"]
         for node in missing:
@@ -234,8 +223,8 @@ class VagrantProvider:
                       for n in plan.nodes],
         }
         (lab_dir(plan.name) / "console").mkdir(parents=True, exist_ok=True)
-        vagrant_dir().mkdir(parents=True, exist_ok=True)
-        (vagrant_dir() / SPEC_JSON).write_text(json.dumps(data, indent=2) + "\n")
+        commands.vagrant_dir().mkdir(parents=True, exist_ok=True)
+        (commands.vagrant_dir() / lab_file.SPEC_JSON).write_text(json.dumps(data, indent=2) + "\n")
 
     def list(self, lab: str) -> list[Machine]:
         spec = self.stored_spec(lab)
@@ -265,16 +254,16 @@ class VagrantProvider:
 
     def remove(self, machine: Machine) -> None:
         self._run(machine.lab, f"destroy {machine.name}", lambda c: c.destroy(vm_name=machine.name))
-        data = _json()
+        data = lab_file.read()
         if data and data.get("lab") == machine.lab:  # the Vagrantfile forgets it too, and the network
             if data.get("provider") == "libvirt":
                 self.libvirt.forget_reservation(machine.lab, machine.name)
             data["nodes"] = [n for n in data["nodes"] if n["name"] != machine.name]
-            (vagrant_dir() / SPEC_JSON).write_text(json.dumps(data, indent=2) + "\n")
+            (commands.vagrant_dir() / lab_file.SPEC_JSON).write_text(json.dumps(data, indent=2) + "\n")
 
     def _destroy_machine(self, lab: str, node: str) -> None:
         """``vagrant destroy NODE`` and its DHCP reservation, if Vagrant still describes the lab."""
-        if _json_lab() == lab:
+        if lab_file.described_lab() == lab:
             self.remove(Machine(lab=lab, name=node, role="", index=0, address="", state=STOPPED,
                                 provider=self.name, id=node))
 
@@ -285,14 +274,14 @@ class VagrantProvider:
         counts = {"VMs": 0}
         spec = self.stored_spec(lab)
         on_libvirt = spec is None or spec.vagrant.provider == "libvirt"
-        if _json_lab() == lab:
+        if lab_file.described_lab() == lab:
             try:
                 counts["VMs"] = len([s for s in self._status(lab).values() if s != "not_created"])
                 self._run(lab, "destroy", lambda c: c._call_vagrant_command(["destroy", "--force"]))
             except ProviderError:
                 if not on_libvirt:
                     raise  # VirtualBox: nothing else here can remove its machines
-            (vagrant_dir() / SPEC_JSON).unlink(missing_ok=True)
+            (commands.vagrant_dir() / lab_file.SPEC_JSON).unlink(missing_ok=True)
         if on_libvirt:
             counts["VMs"] += self._remove_domains(lab)
             counts.update({k: v for k, v in self.libvirt.destroy(lab).items() if k != "VMs"})
@@ -332,41 +321,3 @@ class VagrantProvider:
         return False  # VM kernels have IPVS: the routing mesh is the entry point
 
 
-def plan_all(part: LabPlan) -> LabPlan:
-    """The plan of every node of the lab (``create`` may get only new ones: lab.add), since
-    the Vagrantfile must describe them all."""
-    return plan(part.spec, part.subnet, part.mtu)
-
-
-def box_command(*args: str) -> subprocess.CompletedProcess:
-    """``vagrant box ARGS`` away from any Vagrantfile (ours refuses to load without a lab JSON)."""
-    with tempfile.TemporaryDirectory(prefix="swarmdeck-vagrant-") as empty:
-        return subprocess.run(["vagrant", "box", *args], capture_output=True, text=True, cwd=empty,
-                              env={**vagrant_env(), "VAGRANT_CWD": empty})
-
-
-def _json() -> dict | None:
-    try:
-        return json.loads((vagrant_dir() / SPEC_JSON).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _json_lab() -> str | None:
-    data = _json()
-    return data.get("lab") if data else None
-
-
-def _forget_json(lab: str) -> None:
-    """Remove the Vagrantfile's lab description if it still describes ``lab``."""
-    if _json_lab() == lab:
-        (vagrant_dir() / SPEC_JSON).unlink(missing_ok=True)
-
-
-def _vagrant_lib():
-    try:
-        import vagrant  # noqa: PLC0415 - optional dependency, imported when used
-    except ImportError as err:
-        raise ProviderUnavailable("the vagrant provider needs python-vagrant",
-                                  hint="`pip install -e '.[vagrant]'`") from err
-    return vagrant
