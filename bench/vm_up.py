@@ -64,7 +64,7 @@ def bring_up(name: str, serial: bool) -> dict[str, float]:
             started = time.monotonic()
             machine = provider.machine(name, node.name)
             hosts[node.name] = SSHHost(name, node.name, provider.ssh_target(machine))
-            api.wait_for_ssh(hosts[node.name], provider.boot_timeout)
+            api.wait_for_ssh(hosts[node.name], provider.capabilities.boot_timeout)
             define_total += started - start
             boot_total += time.monotonic() - started
         times["define"], times["boot"] = define_total, boot_total
@@ -77,7 +77,7 @@ def bring_up(name: str, serial: bool) -> dict[str, float]:
     run_setup(plan, hosts, reporter)
     phase("setup")
     with ClientPool(plan) as clients:
-        api.wait_for_engines(plan, clients, [n.name for n in plan.nodes], timeout=provider.boot_timeout)
+        api.wait_for_engines(plan, clients, [n.name for n in plan.nodes], timeout=provider.capabilities.boot_timeout)
         phase("engines")
         bootstrap.bootstrap(plan, clients, reporter)
         phase("swarm")

@@ -95,7 +95,7 @@ def _up(spec: LabSpec, provider, reporter: Reporter, options: UpOptions, ledger:
     try:
         with ClientPool(plan) as clients:
             api.wait_for_engines(plan, clients, [n.name for n in plan.nodes],
-                                 timeout=getattr(provider, "boot_timeout", api.BOOT_TIMEOUT))
+                                 timeout=provider.capabilities.boot_timeout)
             plan = pace_to_machines(plan, clients, reporter)
             if plan.registry:
                 with reporter.step("lab registry"):

@@ -45,7 +45,7 @@ def add_node(name: str, node: str, role: str, labels: dict[str, str], reporter: 
     again = (node, "--role", role) if role != "worker" else (node,)
     with api.lab_change(name, "lab.add", reporter, wait=wait, args=again):
         provider, plan = api.existing_lab(name)
-        if provider.name == "ssh":
+        if not provider.capabilities.adds_machines:
             raise LabError(f"lab {name!r} is made of existing machines: lab.add cannot create {node}",
                            hint=f"add the machine to nodes and hosts in lab.yaml, then {hints.command('lab.down')} and "
                                 f"{hints.command('lab.up')} (or build a libvirt, vagrant or docker lab)")
@@ -79,7 +79,7 @@ def _add_node(provider, plan: LabPlan, node: str, role: str, labels: dict[str, s
                                    reporter, ledger)
     _set_up_running_hosts(plan, provider, machines, reporter)
     with ClientPool(plan) as clients:
-        api.wait_for_engines(plan, clients, [node])
+        api.wait_for_engines(plan, clients, [node], timeout=provider.capabilities.boot_timeout)
         with reporter.step(f"{node} joins the swarm as {role}"):
             lab = LabSession(provider, plan, clients, require_manager(plan, clients, provider))
             if all(n.hostname != node for n in swarm_nodes(lab.manager)):

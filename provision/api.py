@@ -30,7 +30,6 @@ from provision.spec import model as specs
 from provision.spec import validation
 from provision.wait import NotYet, wait_until
 
-BOOT_TIMEOUT = 90
 SPEC_FILE = state.SPEC_FILE  # in the lab's state folder: the spec as lab.add / lab.remove left it
 
 
@@ -206,12 +205,12 @@ def open_hosts(plan: LabPlan, provider: Provider, machines: list[Machine]) -> di
     hosts: dict[str, Host] = {
         m.name: SSHHost(plan.name, m.name, provider.ssh_target(m)) for m in machines if m.state == RUNNING
     }
-    timeout = getattr(provider, "boot_timeout", BOOT_TIMEOUT)
+    timeout = provider.capabilities.boot_timeout
     run_on_all(list(hosts.values()), lambda host: wait_for_ssh(host, timeout), "waiting for SSH")
     return hosts
 
 
-def wait_for_ssh(host: Host, timeout: float = BOOT_TIMEOUT) -> None:
+def wait_for_ssh(host: Host, timeout: float) -> None:
     def answers() -> bool:
         try:
             return host.run("true").ok
@@ -222,7 +221,7 @@ def wait_for_ssh(host: Host, timeout: float = BOOT_TIMEOUT) -> None:
                hint=f"the node may have failed to boot: {hints.command('lab.status')}, `docker logs` of its container")
 
 
-def wait_for_engines(plan: LabPlan, clients, names: list[str], timeout: float = BOOT_TIMEOUT) -> None:
+def wait_for_engines(plan: LabPlan, clients, names: list[str], timeout: float) -> None:
     """Wait until the TLS engine API of each named node answers."""
 
     def answers(name: str) -> bool:

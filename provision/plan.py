@@ -26,16 +26,18 @@ class NodePlan:
 
 @dataclass(frozen=True)
 class LabPlan:
-    """A spec resolved against a backend: concrete subnet, MTU and addresses, and the pace
-    of its machines: how many times slower than container nodes their engines answer (VMs
-    under QEMU's software emulation: several times). Engine timeouts and waits of the lab
-    are multiplied by it (``scaled``)."""
+    """A spec resolved against a backend: concrete subnet, MTU and addresses; the pace of its
+    machines: how many times slower than container nodes their engines answer (VMs under
+    QEMU's software emulation: several times; engine timeouts and waits of the lab are
+    multiplied by it, see ``scaled``); and whether its nodes share this machine's kernel
+    (container nodes: then this kernel's features, IPVS first, are theirs)."""
 
     spec: LabSpec
     subnet: str
     mtu: int
     nodes: tuple[NodePlan, ...]
     pace: float = 1.0
+    shares_kernel: bool = False
 
     def scaled(self, seconds: float) -> float:
         """``seconds`` (right for container nodes) scaled to this lab's machines."""
@@ -65,7 +67,7 @@ class LabPlan:
 
 
 def plan(spec: LabSpec, subnet: str, mtu: int, addresses: Mapping[str, str] | None = None, *,
-         pace: float = 1.0) -> LabPlan:
+         pace: float = 1.0, shares_kernel: bool = False) -> LabPlan:
     """Nodes get the address of their slot in ``subnet``, or the one ``addresses`` gives
     (machines whose address is not the lab's to choose: existing hosts)."""
     nodes = tuple(
@@ -73,7 +75,7 @@ def plan(spec: LabSpec, subnet: str, mtu: int, addresses: Mapping[str, str] | No
                  addresses[n.name] if addresses is not None else node_address(subnet, slot), dict(n.labels))
         for n, slot in zip(spec.nodes, slots(spec.nodes))
     )
-    return LabPlan(spec, subnet, mtu, nodes, pace)
+    return LabPlan(spec, subnet, mtu, nodes, pace, shares_kernel)
 
 
 # Normalised machine states, the same for every provider.

@@ -15,12 +15,18 @@ from orchestrator.demos.toolkit import (
     wait_running,
 )
 from orchestrator.session import LabSession
+from provision.errors import LabError
 from provision.wait import wait_until
 
 SERVICE = "demo-partition"
 
 
 def run(lab: LabSession, report: DemoReport, *, node: str | None = None, replicas: int = 10) -> DemoReport:
+    capabilities = lab.provider.capabilities
+    if not (capabilities.partition and capabilities.console):
+        raise LabError(f"demo.partition cuts a node off the network and counts its containers over the provider's "
+                       f"own channel: the {lab.provider.name} provider cannot do both",
+                       hint="run it on a lab of the docker provider (`--provider docker`)")
     request, victim = service_and_victim(lab, report, SERVICE, replicas, node)
     with probing(lab, report) as probe, Watcher(lab, report, SERVICE).running():
         settle(2)

@@ -46,7 +46,7 @@ def describe(data: Mapping) -> str:
 def entry_point(plan: LabPlan) -> EntryPoint:
     """Container nodes share this machine's kernel, so its IPVS decides; VMs and hosts run
     their own kernels (Debian's have IPVS), so they get the routing mesh."""
-    if plan.spec.provider != "docker" or ipvs.available():
+    if not plan.shares_kernel or ipvs.available():
         return EntryPoint("routing mesh", plan.first_manager.address)
     return EntryPoint("load balancer", lb_address(plan))
 

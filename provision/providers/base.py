@@ -22,11 +22,13 @@ from provision.spec.model import LabSpec
 
 @dataclass(frozen=True)
 class Capabilities:
-    systemd: bool  # the engine is a systemd service (else runit's `sv`)
-    firewall: bool  # hosts may run a firewall to open
-    engine_preinstalled: bool  # the image ships the Docker engine
-    ipvs: bool | None  # the kernel has IPVS (routing mesh); None: unknown until probed
+    """What a backend's machines can do. Callers decide by these, never by a provider's name."""
+
+    boot_timeout: float  # seconds until a new or restarted machine answers SSH
     own_host_keys: bool = True  # machines boot with swarmdeck's host keys (else learnt on first use)
+    adds_machines: bool = True  # lab.add can create a machine (existing hosts cannot be made)
+    console: bool = False  # a command channel besides SSH (``console``), which works during a partition
+    partition: bool = True  # a machine can be cut off the lab network and healed (``disconnect``)
     node_memory_mb: int = 0  # this machine's memory each node takes (0: the machines run elsewhere)
 
 
@@ -64,11 +66,25 @@ def ensure_nodes(plan: LabPlan, ensure: Callable[[NodePlan], str], reporter: Rep
 
 
 class Provider(Protocol):
+    """Every backend has this method set (as kind's providers do); each lives in its own package
+    (``providers/docker/``, ``libvirt/``, ``vagrant/``, ``ssh/``), made by ``get_provider``.
+    A method a backend cannot honour raises ProviderError saying so; ``capabilities`` says
+    beforehand which ones those are."""
+
     name: str
     capabilities: Capabilities
 
     def check(self) -> None:
         """Raise ProviderUnavailable with a fix-it hint when the backend cannot be used."""
+
+    def prepare(self, reporter: Reporter, *, image_method: str = "auto", mirror: str | None = None) -> None:
+        """Make what machines boot from ready (node image, VM image and box), before ``create``."""
+
+    def stored_spec(self, lab: str) -> LabSpec | None:
+        """The spec the lab was created with, as the backend recorded it (None: no such lab)."""
+
+    def labs(self) -> list[str]:
+        """Names of the labs this backend holds."""
 
     def resolve(self, spec: LabSpec) -> LabPlan:
         """Resolve the spec's subnet and MTU against the backend and validate it."""
@@ -85,11 +101,17 @@ class Provider(Protocol):
     def list(self, lab: str) -> list[Machine]:
         """The lab's machines, rediscovered from the backend."""
 
-    def start(self, machine: Machine) -> None: ...
+    def machine(self, lab: str, node: str) -> Machine:
+        """One machine of the lab; ProviderError naming the lab's nodes when it has none."""
 
-    def stop(self, machine: Machine) -> None: ...
+    def start(self, machine: Machine) -> None:
+        """Power on, or resume a paused machine."""
 
-    def kill(self, machine: Machine) -> None: ...
+    def stop(self, machine: Machine) -> None:
+        """Clean shutdown: the machine's engine stops first."""
+
+    def kill(self, machine: Machine) -> None:
+        """Hard power-off, like pulling the cord."""
 
     def pause(self, machine: Machine) -> None:
         """Freeze the machine (it stays up but answers nothing); ``start`` resumes it."""
@@ -100,10 +122,17 @@ class Provider(Protocol):
     def destroy(self, lab: str) -> dict[str, int]:
         """Remove every resource of ``lab``; no error when nothing is left. Returns counts."""
 
-    def labs(self) -> list[str]:
-        """Names of the labs this backend holds."""
+    def ssh_target(self, machine: Machine) -> SSHTarget:
+        """Where swarmdeck logs in to the machine as root with the lab key."""
 
-    def ssh_target(self, machine: Machine) -> SSHTarget: ...
+    def disconnect(self, machine: Machine) -> None:
+        """Cut the machine off the lab network; it keeps running (``capabilities.partition``)."""
+
+    def reconnect(self, machine: Machine) -> None:
+        """Heal a partition: the machine is back on the lab network at its own address."""
+
+    def console(self, machine: Machine, command: str) -> tuple[int, str]:
+        """Run ``command`` on the machine without its network (``capabilities.console``)."""
 
     def ensure_load_balancer(self, plan: LabPlan, ledger: Ledger | None = None) -> bool:
         """Run the lab's load balancer where the lab has no routing mesh; True if it changed."""

@@ -139,7 +139,7 @@ class _Provider:
     """What warn_about_memory asks a provider: its node size and which machines run."""
 
     def __init__(self, node_mb: int, running: list[str]):
-        self.capabilities = Capabilities(systemd=False, firewall=False, engine_preinstalled=True, ipvs=None,
+        self.capabilities = Capabilities(boot_timeout=90,
                                          node_memory_mb=node_mb)
         self.running = running
 

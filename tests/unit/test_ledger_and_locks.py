@@ -68,7 +68,7 @@ class FakeProvider:
     """A backend whose resources are names in a list; ``create`` fails at node ``fail_at``."""
 
     name = "docker"
-    capabilities = Capabilities(systemd=False, firewall=False, engine_preinstalled=True, ipvs=None)
+    capabilities = Capabilities(boot_timeout=90)
 
     def __init__(self, existing=(), fail_at=None, created_spec=None, fail_after=None):
         self.resources, self.fail_at, self.created_spec = list(existing), fail_at, created_spec

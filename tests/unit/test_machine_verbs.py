@@ -29,7 +29,7 @@ ENTRY = {"kind": "load-balancer", "address": "10.199.0.9", "ports": [8080, 8081]
 
 def lab_plan(name="web", managers=1, workers=1):
     return plan(spec_load.load_spec(None, {}, {"name": name, "managers": managers, "workers": workers}),
-                "10.199.0.0/24", 1500)
+                "10.199.0.0/24", 1500, shares_kernel=True)  # container nodes, as the docker provider plans them
 
 
 def targets(lab_plan_, port=22):

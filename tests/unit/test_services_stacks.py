@@ -37,7 +37,7 @@ def test_service_request_lists_every_problem():
 class FakeLab:
     def __init__(self, registry=True, mtu=1500):
         spec = spec_load.load_spec(None, {}, {"name": "t1", "registry": {"enabled": registry}})
-        self.plan = machine.plan(spec, "10.199.9.0/24", mtu)
+        self.plan = machine.plan(spec, "10.199.9.0/24", mtu, shares_kernel=True)  # container nodes
 
 
 @pytest.mark.parametrize("with_ipvs, mode", [(True, "ingress"), (False, "host")])
@@ -248,7 +248,8 @@ def test_ingress_ports_in_compose_short_and_long_syntax():
 def test_the_no_mesh_warning_only_where_it_applies(monkeypatch, provider, with_ipvs, warned):
     monkeypatch.setattr(services.entrypoint.ipvs, "available", lambda: with_ipvs)
     lab = FakeLab()
-    lab.plan = machine.plan(spec_load.load_spec(None, {}, {"name": "t1", "provider": provider}), "10.199.9.0/24", 1500)
+    lab.plan = machine.plan(spec_load.load_spec(None, {}, {"name": "t1", "provider": provider}), "10.199.9.0/24", 1500,
+                            shares_kernel=provider == "docker")
     ingress = services.ServiceRequest("web", "img", publish=(services.Publish(8080, 80),))
     host = services.ServiceRequest("web", "img", publish=(services.Publish(8080, 80, "host"),))
     warning = services.ingress_warning(lab.plan, ingress)

@@ -55,7 +55,7 @@ class FakeManager:
 
 
 def lab_plan():
-    return plan(spec_load.load_spec(None, {}, {"name": "vizlab"}), "10.199.9.0/24", 1500)
+    return plan(spec_load.load_spec(None, {}, {"name": "vizlab"}), "10.199.9.0/24", 1500, shares_kernel=True)
 
 
 def test_snapshot_shows_roles_and_only_tasks_meant_to_run():

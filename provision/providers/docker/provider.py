@@ -42,8 +42,7 @@ _STATES = {"running": RUNNING, "exited": STOPPED, "paused": PAUSED, "created": C
 
 class DockerProvider:
     name = "docker"
-    capabilities = Capabilities(systemd=False, firewall=False, engine_preinstalled=True, ipvs=None,
-                                node_memory_mb=doctor.NODE_MEMORY_MB)
+    capabilities = Capabilities(boot_timeout=90, console=True, node_memory_mb=doctor.NODE_MEMORY_MB)
 
     def __init__(self, client: docker.DockerClient | None = None, lab: str | None = None):
         self._client, self.lab = client, lab
@@ -79,9 +78,9 @@ class DockerProvider:
         taken = self._taken_subnets(exclude=network.name if network else None)
         validation.validate(spec, taken_subnets=taken)
         if network is not None:
-            return plan(spec, *self._network_facts(spec, network))
+            return plan(spec, *self._network_facts(spec, network), shares_kernel=True)
         subnet = spec.network.subnet if spec.network.subnet != specs.AUTO else self._free_subnet(taken)
-        return plan(spec, subnet, spec.network.mtu or self._default_mtu())
+        return plan(spec, subnet, spec.network.mtu or self._default_mtu(), shares_kernel=True)
 
     def _network_facts(self, spec: specs.LabSpec, network) -> tuple[str, int]:
         subnet = network.attrs["IPAM"]["Config"][0]["Subnet"]

@@ -44,9 +44,8 @@ POOL = pools.POOL  # the pool's name, as callers outside the package know it
 
 class LibvirtProvider:
     name = "libvirt"
-    capabilities = Capabilities(systemd=True, firewall=True, engine_preinstalled=True, ipvs=True,
-                                node_memory_mb=domains.MEMORY_MIB)
-    boot_timeout = 300  # seconds to SSH: VMs under software emulation boot in 25-80 s here
+    # VMs under software emulation answer SSH 25-80 s after they start, here
+    capabilities = Capabilities(boot_timeout=300, node_memory_mb=domains.MEMORY_MIB)
 
     def __init__(self, uri: str | None = None, lab: str | None = None):
         self.uri = uri or os.environ.get(connection.URI_ENV, "qemu:///system")

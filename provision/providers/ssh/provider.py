@@ -37,10 +37,8 @@ REACH_TIMEOUT = 3
 
 class SSHProvider:
     name = "ssh"
-    capabilities = Capabilities(systemd=True, firewall=True, engine_preinstalled=False, ipvs=None,
-                                own_host_keys=False)
-    boot_timeout = 120  # the engine may be installed first
-    image = None  # the demo images are built on this machine, from the node image
+    # the engine may be installed first; swarmdeck neither owns these machines nor their network
+    capabilities = Capabilities(boot_timeout=120, own_host_keys=False, adds_machines=False, partition=False)
 
     def __init__(self, lab: str | None = None):
         self.lab = lab

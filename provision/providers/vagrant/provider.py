@@ -54,10 +54,7 @@ STATES = {"running": RUNNING, "paused": PAUSED, "saved": PAUSED}
 
 class VagrantProvider:
     name = "vagrant"
-    capabilities = Capabilities(systemd=True, firewall=True, engine_preinstalled=False, ipvs=True,
-                                own_host_keys=False, node_memory_mb=libvirt_domains.MEMORY_MIB)
-    boot_timeout = 300
-    image = None  # the demo images come from the container node image
+    capabilities = Capabilities(boot_timeout=300, own_host_keys=False, node_memory_mb=libvirt_domains.MEMORY_MIB)
 
     def __init__(self, lab: str | None = None):
         self.libvirt = lv.LibvirtProvider(lab=lab)
