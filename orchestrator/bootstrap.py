@@ -10,14 +10,13 @@ only then); labels. A formed swarm is left unchanged.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from orchestrator import repair, swarm
 from orchestrator.clients import ClientPool
 from orchestrator.views import live_entries, swarm_nodes
 from provision import hints
-from provision.errors import PartialFailure
+from provision.parallel import fan_out
 from provision.plan import LabPlan, NodePlan
 from provision.progress import Reporter
 from provision.wait import NotYet, wait_until
@@ -93,13 +92,9 @@ def join_managers(ctx: BootstrapContext) -> None:
 
 def join_workers(ctx: BootstrapContext) -> None:
     workers = [n for n in ctx.plan.nodes if not n.is_manager]
-    with ThreadPoolExecutor(max_workers=max(1, min(16, len(workers)))) as pool:
-        futures = {n.name: pool.submit(_join, ctx, n) for n in workers}
-    failures = {name: f.exception() for name, f in futures.items() if f.exception() is not None}
-    if failures:
-        raise PartialFailure("joining workers", failures)  # type: ignore[arg-type]
-    for name, future in futures.items():
-        ctx.reporter.result(f"{name} joined as worker", future.result())
+    joined = fan_out(workers, lambda node: _join(ctx, node), name=lambda node: node.name, what="joining workers")
+    for name, changed in joined.items():
+        ctx.reporter.result(f"{name} joined as worker", changed)
 
 
 def remove_stale_entries(ctx: BootstrapContext) -> None:

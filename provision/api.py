@@ -17,13 +17,14 @@ from provision.errors import (
     SubnetTaken,
 )
 from provision.ledger import Ledger
+from provision.parallel import fan_out
 from provision.paths import lab_dir
 from provision.plan import RUNNING, LabPlan, Machine
 from provision.progress import Reporter
 from provision.providers import get_provider
 from provision.providers.base import Provider
 from provision.remote import engine_clients, node_files
-from provision.remote.host import Host, SSHHost, run_on_all
+from provision.remote.host import Host, SSHHost
 from provision.setup import run_setup
 from provision.spec import load as spec_load
 from provision.spec import model as specs
@@ -206,7 +207,8 @@ def open_hosts(plan: LabPlan, provider: Provider, machines: list[Machine]) -> di
         m.name: SSHHost(plan.name, m.name, provider.ssh_target(m)) for m in machines if m.state == RUNNING
     }
     timeout = provider.capabilities.boot_timeout
-    run_on_all(list(hosts.values()), lambda host: wait_for_ssh(host, timeout), "waiting for SSH")
+    fan_out(hosts.values(), lambda host: wait_for_ssh(host, timeout), name=lambda host: host.name,
+            what="waiting for SSH")
     return hosts
 
 

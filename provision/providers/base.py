@@ -7,13 +7,13 @@ backend's own records, not from memory.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
 from provision import hints
 from provision.errors import ProviderError
 from provision.ledger import Ledger
+from provision.parallel import fan_out
 from provision.plan import LabPlan, Machine, NodePlan
 from provision.progress import Reporter
 from provision.remote.node_files import File
@@ -58,11 +58,11 @@ def no_console(provider: str) -> ProviderError:
 
 def ensure_nodes(plan: LabPlan, ensure: Callable[[NodePlan], str], reporter: Reporter, kind: str) -> None:
     """Run ``ensure`` on every node of ``plan`` in parallel; it says what it did ("running"
-    when nothing: anything else is a change), and each node is reported."""
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        outcomes = list(pool.map(ensure, plan.nodes))
-    for node, outcome in zip(plan.nodes, outcomes):
-        reporter.result(f"{kind} {node.name} {node.address} {outcome}", outcome != "running")
+    when nothing: anything else is a change), and each node is reported. Every node is
+    attempted; a failure names each node that failed (provision.parallel)."""
+    outcomes = fan_out(plan.nodes, ensure, name=lambda node: node.name, what=f"making the {kind}s")
+    for node in plan.nodes:
+        reporter.result(f"{kind} {node.name} {node.address} {outcomes[node.name]}", outcomes[node.name] != "running")
 
 
 class Provider(Protocol):

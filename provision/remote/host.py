@@ -10,17 +10,16 @@ from __future__ import annotations
 import io
 import logging
 import shlex
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 import paramiko
 from fabric import Config, Connection
 from invoke.exceptions import CommandTimedOut
 
 from provision import hints
-from provision.errors import CommandFailed, HostUnreachable, PartialFailure
+from provision.errors import CommandFailed, HostUnreachable
 from provision.providers.base import SSHTarget
 from provision.remote import keys
 
@@ -109,26 +108,3 @@ class SSHHost:
 
     def close(self) -> None:
         self.connection.close()
-
-
-def run_on_all(hosts: list[Host], action: Callable[[Host], T], what: str) -> dict[str, T]:
-    """Run ``action`` on every host in parallel; every host is attempted.
-
-    Raises:
-        PartialFailure: naming each host that failed and its error.
-    """
-    results: dict[str, T] = {}
-    failures: dict[str, BaseException] = {}
-    with ThreadPoolExecutor(max_workers=max(1, min(16, len(hosts)))) as pool:
-        futures = {host.name: pool.submit(action, host) for host in hosts}
-    for name, future in futures.items():
-        error = future.exception()
-        if error is None:
-            results[name] = future.result()
-        elif isinstance(error, Exception):
-            failures[name] = error
-        else:
-            raise error
-    if failures:
-        raise PartialFailure(what, failures)
-    return results

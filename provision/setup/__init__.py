@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Callable
 
+from provision.parallel import fan_out
 from provision.plan import LabPlan, NodePlan
 from provision.progress import Reporter
 from provision.remote import keys
-from provision.remote.host import Host, run_on_all
+from provision.remote.host import Host
 from provision.remote.node_files import engine_files
 from provision.setup.engine import ensure_engine_config, ensure_engine_service
 from provision.setup.engine_package import ensure_engine_package
@@ -51,7 +52,7 @@ def run_setup(plan: LabPlan, hosts: dict[str, Host], reporter: Reporter) -> dict
         node = plan.node(host.name)
         return [title for title, step in ordered if step(host, node)]
 
-    changed = run_on_all(list(hosts.values()), set_up, "host setup")
+    changed = fan_out(hosts.values(), set_up, name=lambda host: host.name, what="host setup")
     for name in sorted(changed):
         done = changed[name]
         summary = f"changed: {', '.join(done)}" if done else "all ok"
