@@ -15,7 +15,7 @@ from invoke.parser import Parser
 from invoke.parser.parser import ParseMachine
 
 from orchestrator import access, listing, membership, nodes, services, stacks
-from orchestrator import lab as labs
+from orchestrator import usecases as labs
 from orchestrator.demos import constraints as demo_constraints
 from orchestrator.demos import drain as demo_drain
 from orchestrator.demos import failover as demo_failover

@@ -26,8 +26,8 @@ import docker
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from provision import runtime  # noqa: E402
 from provision.images import node as images
+from provision.providers.docker import runtime_profile as runtime  # noqa: E402
 
 INVOKE = str(Path(sys.executable).with_name("invoke"))
 

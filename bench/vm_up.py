@@ -24,9 +24,10 @@ sys.path.insert(0, str(REPO))
 
 from orchestrator import bootstrap  # noqa: E402
 from orchestrator.clients import ClientPool  # noqa: E402
-from provision import api, firstboot  # noqa: E402
+from provision import inventory, machines  # noqa: E402
 from provision.progress import Reporter  # noqa: E402
 from provision.providers.libvirt.provider import LibvirtProvider  # noqa: E402
+from provision.remote import node_files as firstboot  # noqa: E402
 from provision.remote.host import SSHHost  # noqa: E402
 from provision.setup import run_setup  # noqa: E402
 from provision.spec import load as spec_load
@@ -53,7 +54,7 @@ def bring_up(name: str, serial: bool) -> dict[str, float]:
     provider.prepare(reporter)
     phase("image")
     plan = provider.resolve(spec)
-    api.record_provider(spec)
+    inventory.record_provider(spec)
     firstboot.known_hosts(plan)
     hosts = {}
     if serial:
@@ -64,24 +65,24 @@ def bring_up(name: str, serial: bool) -> dict[str, float]:
             started = time.monotonic()
             machine = provider.machine(name, node.name)
             hosts[node.name] = SSHHost(name, node.name, provider.ssh_target(machine))
-            api.wait_for_ssh(hosts[node.name], provider.capabilities.boot_timeout)
+            machines.wait_for_ssh(hosts[node.name], provider.capabilities.boot_timeout)
             define_total += started - start
             boot_total += time.monotonic() - started
         times["define"], times["boot"] = define_total, boot_total
         mark = time.monotonic()
     else:
-        machines = provider.create(plan, lambda n: firstboot.files(plan, n), reporter)
+        made = provider.create(plan, lambda n: firstboot.files(plan, n), reporter)
         phase("define")
-        hosts = api.open_hosts(plan, provider, machines)
+        hosts = machines.open_hosts(plan, provider, made)
         phase("boot")
     run_setup(plan, hosts, reporter)
     phase("setup")
     with ClientPool(plan) as clients:
-        api.wait_for_engines(plan, clients, [n.name for n in plan.nodes], timeout=provider.capabilities.boot_timeout)
+        machines.wait_for_engines(plan, clients, [n.name for n in plan.nodes], timeout=provider.capabilities.boot_timeout)
         phase("engines")
         bootstrap.bootstrap(plan, clients, reporter)
         phase("swarm")
-    api.close_hosts(hosts)
+    machines.close_hosts(hosts)
     times["total"] = sum(times[p] for p in PHASES)
     return times
 
@@ -98,7 +99,7 @@ def main() -> None:
             try:
                 times = bring_up(name, serial)
             finally:
-                api.destroy(name, "libvirt")
+                inventory.destroy(name, "libvirt")
             rows.append(("serial" if serial else "parallel", times))
             print(f"  {rows[-1][0]}: " + ", ".join(f"{k} {v:.1f}s" for k, v in times.items()), file=sys.stderr)
     print("| boot | " + " | ".join(PHASES) + " | total |")

@@ -11,7 +11,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-from provision import api, hints
+from provision import hints, inventory
 from provision.errors import LabError
 from provision.plan import LabPlan, NodePlan
 from provision.providers.base import SSHTarget
@@ -54,7 +54,7 @@ def require_program(name: str) -> None:
 
 def node_ip(lab: str, node: str) -> str:
     """The node's address on the lab network (docker-machine's `ip`)."""
-    _, plan = api.existing_lab(lab)
+    _, plan = inventory.existing_lab(lab)
     return find_node(plan, node).address
 
 
@@ -63,7 +63,7 @@ def inspect_node(lab: str, node: str) -> dict:
     (docker-machine's `inspect`): the machine as its provider reports it (None: missing),
     its addresses, engine URL and TLS files (those lab.env exports), its SSH access and
     the command line `lab.ssh` runs, its docker context."""
-    provider, plan = api.existing_lab(lab)
+    provider, plan = inventory.existing_lab(lab)
     found = find_node(plan, node)
     machine = next((m for m in provider.list(lab) if m.name == node), None)
     target = provider.ssh_target(machine) if machine else SSHTarget(found.address)
@@ -146,7 +146,7 @@ def scp_argv(lab: str, plan: LabPlan, sources: list[Location], destination: Loca
 
 def scp(lab: str, source: str, destination: str, *, recursive: bool = False) -> int:
     """Copy files between this machine and lab nodes (`lab.scp`); scp's exit code."""
-    provider, plan = api.existing_lab(lab)
+    provider, plan = inventory.existing_lab(lab)
     sources, target = [parse_location(source)], parse_location(destination)
     machines = {m.name: m for m in provider.list(lab)}
     targets = {name: provider.ssh_target(m) for name, m in machines.items()}
@@ -161,7 +161,7 @@ def scp(lab: str, source: str, destination: str, *, recursive: bool = False) -> 
 def context(lab: str, node: str) -> tuple[str, str]:
     """Create or update the docker context ``swarmdeck-LAB-NODE`` for the node's engine with
     the lab's client certificate. Returns (its name, "created" or "updated")."""
-    _, plan = api.existing_lab(lab)
+    _, plan = inventory.existing_lab(lab)
     found = find_node(plan, node)
     certs = tls.client_certs(lab)
     return docker_contexts.ensure(lab, node, engine_url(found.address), certs)

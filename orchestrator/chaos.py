@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from orchestrator.session import LabSession
-from provision import api
+from provision import machines
 from provision.setup.engine import wait_for_engine
 from provision.setup.hosts_file import ensure_hosts_block
 
@@ -27,12 +27,12 @@ def start(lab: LabSession, node: str) -> None:
     """Power on (or resume) again; wait for SSH and the engine, and restore the /etc/hosts block."""
     lab.provider.start(lab.provider.machine(lab.plan.name, node))
     machine = lab.provider.machine(lab.plan.name, node)
-    hosts = api.open_hosts(lab.plan, lab.provider, [machine])
+    hosts = machines.open_hosts(lab.plan, lab.provider, [machine])
     try:
         ensure_hosts_block(hosts[node], lab.plan.name, {n.name: n.address for n in lab.plan.nodes})
         wait_for_engine(hosts[node])
     finally:
-        api.close_hosts(hosts)
+        machines.close_hosts(hosts)
 
 
 def partition(lab: LabSession, node: str) -> None:

@@ -20,7 +20,7 @@ from typing import Callable, Mapping
 from orchestrator.access import engine_url
 from orchestrator.clients import ClientPool
 from orchestrator.views import LAB_BROKEN, LabStatus, lab_status
-from provision import api, state
+from provision import inventory, state
 from provision.errors import redact
 from provision.paths import lab_dir
 from provision.providers import get_provider
@@ -97,7 +97,7 @@ def ask(name: str, environ: Mapping[str, str]) -> LabSummary:
     provider_name = state.read_provider(name)
     try:
         provider = _provider(provider_name, name)
-        spec = api.current_spec(provider, name)
+        spec = inventory.current_spec(provider, name)
         if spec is None:
             return LabSummary(name, provider_name, LAB_BROKEN, 0, 0, None, None, None,
                               f"the {provider_name} provider holds none of its machines (lab.down removes what is left)")

@@ -18,10 +18,10 @@ import docker.errors
 
 from orchestrator import nodes, swarm
 from orchestrator.clients import ClientPool
-from orchestrator.lab import ensure_entry_point
 from orchestrator.session import LabSession, require_manager
+from orchestrator.usecases import ensure_entry_point
 from orchestrator.views import LabStatus, SwarmNode, lab_status, swarm_nodes
-from provision import api, hints
+from provision import hints, inventory, machines, state
 from provision.errors import LabError, SwarmError
 from provision.ledger import Ledger, roll_back
 from provision.plan import RUNNING, LabPlan
@@ -43,8 +43,8 @@ def add_node(name: str, node: str, role: str, labels: dict[str, str], reporter: 
     lab.up, lab.add or lab.remove sets them up again.
     """
     again = (node, "--role", role) if role != "worker" else (node,)
-    with api.lab_change(name, "lab.add", reporter, wait=wait, args=again):
-        provider, plan = api.existing_lab(name)
+    with state.lab_change(name, "lab.add", reporter, wait=wait, args=again):
+        provider, plan = inventory.existing_lab(name)
         if not provider.capabilities.adds_machines:
             raise LabError(f"lab {name!r} is made of existing machines: lab.add cannot create {node}",
                            hint=f"add the machine to nodes and hosts in lab.yaml, then {hints.command('lab.down')} and "
@@ -66,20 +66,20 @@ def _add_node(provider, plan: LabPlan, node: str, role: str, labels: dict[str, s
     spec = with_node(plan.spec, node, role, labels)
     if spec != plan.spec:  # a new node (a re-run of an interrupted add finds it in the spec already)
         previous = plan.spec
-        ledger.record(f"{node}'s entry in the lab's spec", lambda: api.record_spec(previous))
+        ledger.record(f"{node}'s entry in the lab's spec", lambda: inventory.record_spec(previous))
         ledger.record(f"the SSH host key and engine certificate of {node}", lambda: _forget_files(name, node))
-    api.record_spec(spec)
+    inventory.record_spec(spec)
     with reporter.step(f"machine {node} for lab {name}"):
         provider.prepare(reporter, image_method=image_method, mirror=mirror)
-        plan = api.lab_network(spec, provider, reporter, ledger)
-        api.warn_about_memory(plan, provider, reporter, [node])
-        api.known_hosts(plan, provider)
+        plan = machines.lab_network(spec, provider, reporter, ledger)
+        machines.warn_about_memory(plan, provider, reporter, [node])
+        machines.known_hosts(plan, provider)
         new = plan.node(node)
-        machines = provider.create(dataclasses.replace(plan, nodes=(new,)), lambda n: node_files.files(plan, n),
+        made = provider.create(dataclasses.replace(plan, nodes=(new,)), lambda n: node_files.files(plan, n),
                                    reporter, ledger)
-    _set_up_running_hosts(plan, provider, machines, reporter)
+    _set_up_running_hosts(plan, provider, made, reporter)
     with ClientPool(plan) as clients:
-        api.wait_for_engines(plan, clients, [node], timeout=provider.capabilities.boot_timeout)
+        machines.wait_for_engines(plan, clients, [node], timeout=provider.capabilities.boot_timeout)
         with reporter.step(f"{node} joins the swarm as {role}"):
             lab = LabSession(provider, plan, clients, require_manager(plan, clients, provider))
             if all(n.hostname != node for n in swarm_nodes(lab.manager)):
@@ -109,12 +109,12 @@ def _leave_swarm(provider, plan: LabPlan, node: str) -> None:
 def remove_node(name: str, node: str, reporter: Reporter, *, wait: bool = True) -> LabStatus:
     """Drain ``node``, take it out of the swarm, remove its machine; safe to re-run. Holds
     the lab's lock for the whole run."""
-    with api.lab_change(name, "lab.remove", reporter, wait=wait, args=(node,)):
+    with state.lab_change(name, "lab.remove", reporter, wait=wait, args=(node,)):
         return _remove_node(name, node, reporter)
 
 
 def _remove_node(name: str, node: str, reporter: Reporter) -> LabStatus:
-    provider, plan = api.existing_lab(name)
+    provider, plan = inventory.existing_lab(name)
     spec = without_node(plan, node)
     machine = next((m for m in provider.list(name) if m.name == node), None)
     with ClientPool(plan) as clients:
@@ -137,9 +137,9 @@ def _remove_node(name: str, node: str, reporter: Reporter) -> LabStatus:
         keys.remove_host_key(name, node)
         tls.remove_node_certs(name, node)
         reporter.result(f"machine {node} removed", machine is not None)
-    api.record_spec(spec)
+    inventory.record_spec(spec)
     plan = provider.resolve(spec)
-    api.known_hosts(plan, provider)
+    machines.known_hosts(plan, provider)
     _set_up_running_hosts(plan, provider, provider.list(name), reporter)
     ensure_entry_point(plan, provider, reporter)
     with ClientPool(plan) as clients:
@@ -211,11 +211,11 @@ def _raft_error(node: str, err: docker.errors.APIError) -> LabError:
     return SwarmError(f"removing {node} from the swarm failed: {text}")
 
 
-def _set_up_running_hosts(plan: LabPlan, provider, machines, reporter: Reporter) -> None:
+def _set_up_running_hosts(plan: LabPlan, provider, running, reporter: Reporter) -> None:
     """Host setup on every running node, so each resolves exactly the lab's nodes."""
     with reporter.step("host setup over SSH"):
-        hosts = api.open_hosts(plan, provider, machines)
+        hosts = machines.open_hosts(plan, provider, running)
         try:
             run_setup(plan, hosts, reporter)
         finally:
-            api.close_hosts(hosts)
+            machines.close_hosts(hosts)

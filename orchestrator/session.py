@@ -10,7 +10,7 @@ import docker
 
 from orchestrator.clients import ClientPool
 from orchestrator.views import reachable_manager
-from provision import api, hints
+from provision import hints, inventory
 from provision.errors import SwarmError
 from provision.plan import LabPlan
 
@@ -41,6 +41,6 @@ def require_manager(plan: LabPlan, clients: ClientPool, provider) -> docker.Dock
 @contextmanager
 def open_lab(name: str, *, timeout: int = 30) -> Iterator[LabSession]:
     """The lab called ``name`` with a reachable manager; clients are closed afterwards."""
-    provider, plan = api.existing_lab(name)
+    provider, plan = inventory.existing_lab(name)
     with ClientPool(plan, timeout=timeout) as clients:
         yield LabSession(provider, plan, clients, require_manager(plan, clients, provider))

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
+from provision import hints
 from provision.errors import LabError
 from provision.paths import home, lab_dir
 
@@ -218,3 +219,22 @@ def _holder(path: Path) -> str:
 def _command() -> str:
     words = [Path(sys.argv[0]).name if sys.argv else "swarmdeck", *sys.argv[1:]]
     return " ".join(words)[:120]
+
+
+@contextmanager
+def lab_change(lab: str, task: str, reporter, *, wait: bool = True, args: tuple[str, ...] = ()
+               ) -> Iterator[None]:
+    """Hold ``lab``'s lock for a whole ``task`` (lab.up, lab.down, lab.add, lab.remove).
+
+    A second run of any of them waits, told through ``reporter`` which pid holds the lab,
+    or with ``wait=False`` refuses at once (state.LabBusy, exit code 75). Afterwards a
+    state folder left with nothing but its lock (a lab removed, a run that made nothing)
+    is tidied away.
+    """
+    hint = (f"wait for it to finish, then run {hints.command(task, *args, lab=lab)} again "
+            "(without --no-wait it waits by itself)")
+    try:
+        with lab_lock(lab, wait=wait, on_wait=reporter.info, hint=hint):
+            yield
+    finally:
+        tidy(lab)

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from provision import api, hints
+from provision import hints, inventory
 from provision.errors import LabError
 from provision.paths import REPO, lab_dir
 from provision.remote import http
@@ -61,7 +61,7 @@ PORTS_TRIED = 20  # without --port: the first free one of 8000-8019 (another lab
 def up(lab: str, port: int | None = None, host: str = "127.0.0.1") -> tuple[Viz, bool]:
     """Start the visualizer of ``lab`` unless it runs; (viz, started). Without ``port``,
     the first free port from 8000 on."""
-    api.existing_lab(lab)  # a clear error for an unknown lab, before any process starts
+    inventory.existing_lab(lab)  # a clear error for an unknown lab, before any process starts
     current = running(lab)
     if current is not None:
         if (port is not None and current.port != port) or current.host != host:

@@ -22,7 +22,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from orchestrator.viz.feed import SwarmFeed, report_file
-from provision import api
+from provision import inventory
 from provision.paths import TEMPLATES
 
 STATIC = TEMPLATES / "viz"
@@ -106,7 +106,7 @@ class VizHandler(BaseHTTPRequestHandler):
 
 
 def serve(lab: str, host: str, port: int) -> None:
-    _, plan = api.existing_lab(lab)
+    _, plan = inventory.existing_lab(lab)
     feed = SwarmFeed(plan)
     feed.refresh()
     feed.start()

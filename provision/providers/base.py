@@ -91,7 +91,7 @@ class Provider(Protocol):
 
     def ensure_network(self, plan: LabPlan, ledger: Ledger | None = None) -> bool:
         """Create the lab network (and its per-node reservations) if missing; True if it changed.
-        Raises SubnetTaken when the backend finds the subnet in use (see provision.api.lab_network)."""
+        Raises SubnetTaken when the backend finds the subnet in use (see provision.machines.lab_network)."""
 
     def create(self, plan: LabPlan, first_boot: FirstBoot, reporter: Reporter,
                ledger: Ledger | None = None) -> list[Machine]:

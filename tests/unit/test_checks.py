@@ -15,7 +15,7 @@ import pytest
 import requests
 
 import tasks
-from provision import api, doctor
+from provision import doctor, machines
 from provision.errors import ProviderError
 from provision.lab_services import registry
 from provision.plan import RUNNING, STOPPED, Machine, plan
@@ -156,11 +156,11 @@ def test_nodes_needing_more_memory_than_available_are_a_warning(monkeypatch):
         "run slowly or be killed by the kernel's out-of-memory killer; use fewer nodes (--workers) or free memory")
     lab = plan(spec_load.load_spec(None, {}, {"name": "mem", "managers": 1, "workers": 2}), "10.199.5.0/24", 1500)
     reporter = RecordingReporter()
-    api.warn_about_memory(lab, _Provider(768, running=["manager1"]), reporter)  # two VMs to start
+    machines.warn_about_memory(lab, _Provider(768, running=["manager1"]), reporter)  # two VMs to start
     assert reporter.kinds("warn") == [doctor.memory_warning(2, 768)]
     quiet = RecordingReporter()
-    api.warn_about_memory(lab, _Provider(400, running=["manager1", "worker1"]), quiet)  # one to start: fits
-    api.warn_about_memory(lab, _Provider(0, running=[]), quiet)  # machines elsewhere (ssh)
+    machines.warn_about_memory(lab, _Provider(400, running=["manager1", "worker1"]), quiet)  # one to start: fits
+    machines.warn_about_memory(lab, _Provider(0, running=[]), quiet)  # machines elsewhere (ssh)
     assert quiet.lines == []
 
 

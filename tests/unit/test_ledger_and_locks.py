@@ -13,8 +13,8 @@ import docker.errors
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from orchestrator import lab as labs
-from provision import api, state
+from orchestrator import usecases as labs
+from provision import inventory, machines, state
 from provision.errors import Interrupted, LabError, ProviderError, SubnetTaken
 from provision.ledger import Ledger, roll_back
 from provision.paths import REPO, home, lab_dir
@@ -159,12 +159,12 @@ def test_a_failed_add_removes_the_machine_it_made_and_nothing_else(monkeypatch):
     spec = _spec(workers=1)
     provider = FakeProvider(existing=["network", "manager1", "worker1"], created_spec=spec, fail_after="worker2")
     state.write_provider("web", "docker")
-    monkeypatch.setattr(api, "get_provider", lambda name, lab=None: provider)
+    monkeypatch.setattr(inventory, "get_provider", lambda name, lab=None: provider)
     keys.host_key("web", "worker1")
     with pytest.raises(ProviderError, match="engine of worker2"):
         membership.add_node("web", "worker2", "worker", {}, RecordingReporter())
     assert provider.removed == ["worker2"] and provider.resources == ["network", "manager1", "worker1"]
-    assert [n.name for n in api.current_spec(provider, "web").nodes] == ["manager1", "worker1"]
+    assert [n.name for n in inventory.current_spec(provider, "web").nodes] == ["manager1", "worker1"]
     assert sorted(p.name for p in (keys.ssh_dir("web") / "hosts").iterdir()) == [
         "manager1_ed25519", "manager1_ed25519.pub", "worker1_ed25519", "worker1_ed25519.pub"]
     assert "worker2" not in keys.read_known_hosts("web") and not (tls.tls_dir("web") / "nodes" / "worker2").exists()
@@ -228,7 +228,7 @@ def _subnets_lock_held() -> bool:
 def test_a_subnet_taken_meanwhile_is_retried_with_the_next_free_one():
     client = FakeClient(rivals=[("rival-1", "10.199.0.0/24")])
     ledger, reporter = Ledger(), RecordingReporter()
-    made = api.lab_network(_spec(), DockerProvider(client), reporter, ledger)
+    made = machines.lab_network(_spec(), DockerProvider(client), reporter, ledger)
     assert made.subnet == "10.199.1.0/24"
     assert client.networks.items["web-net"].attrs["IPAM"]["Config"][0]["Subnet"] == "10.199.1.0/24"
     assert client.networks.lock_was_held == [True, True]
@@ -242,7 +242,7 @@ def test_a_subnet_taken_meanwhile_is_retried_with_the_next_free_one():
 def test_a_second_overlap_is_a_clean_error_naming_both_networks():
     client = FakeClient(rivals=[("rival-1", "10.199.0.0/24"), ("rival-2", "10.199.1.0/24")])
     with pytest.raises(LabError) as caught:
-        api.lab_network(_spec(), DockerProvider(client), RecordingReporter(), Ledger())
+        machines.lab_network(_spec(), DockerProvider(client), RecordingReporter(), Ledger())
     message = str(caught.value)
     assert "the lab network web-net found no free subnet" in message
     assert "network 'rival-1' (10.199.0.0/24)" in message and "network 'rival-2' (10.199.1.0/24)" in message
@@ -252,7 +252,7 @@ def test_a_second_overlap_is_a_clean_error_naming_both_networks():
 def test_a_given_subnet_taken_meanwhile_is_not_swapped_for_another():
     client = FakeClient(rivals=[("rival-1", "10.199.5.0/24")])
     with pytest.raises(SubnetTaken) as caught:
-        api.lab_network(_spec(network={"subnet": "10.199.5.0/24"}), DockerProvider(client), RecordingReporter(),
+        machines.lab_network(_spec(network={"subnet": "10.199.5.0/24"}), DockerProvider(client), RecordingReporter(),
                         Ledger())
     assert "the lab network web-net cannot use subnet 10.199.5.0/24: it overlaps network 'rival-1'" in str(caught.value)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator import access, listing
-from orchestrator import lab as labs
+from orchestrator import usecases as labs
 from orchestrator.tables import lab_list_table, status_table
 from orchestrator.views import LabStatus, NodeStatus, not_ready, startable
 from provision import state
@@ -135,7 +135,7 @@ def test_a_docker_context_variable_naming_a_node_is_active(swarmdeck_home):
 
 def test_lab_env_output_makes_its_node_active(swarmdeck_home, monkeypatch):
     """What lab.env prints is what ACTIVE recognises (the two must not drift apart)."""
-    monkeypatch.setattr(labs.api, "existing_lab", lambda name: (None, lab_plan(name)))
+    monkeypatch.setattr(labs.inventory, "existing_lab", lambda name: (None, lab_plan(name)))
     monkeypatch.setenv("SHELL", "/bin/bash")
     shell = env_of(labs.env("web", "worker1", "bash"))
     assert listing.active_node("web", ADDRESSES, shell, Path(tls.client_certs("web").folder)) == "worker1"

@@ -6,7 +6,7 @@ import pytest
 
 from orchestrator.membership import check_removable, with_node, without_node
 from orchestrator.views import SwarmNode
-from provision import api
+from provision import inventory
 from provision.errors import LabError, NodeNotFound, SpecError, SwarmError
 from provision.plan import plan
 from provision.spec import load as spec_load
@@ -79,16 +79,16 @@ class _Provider:
 def test_up_keeps_the_nodes_add_and_remove_gave_an_existing_lab():
     created = load(name="grow", managers=1, workers=2)
     grown = with_node(created, "worker3", "worker", {})
-    api.record_spec(grown)
+    inventory.record_spec(grown)
     provider = _Provider(created)
-    assert api.spec_for_up(created, provider).nodes == grown.nodes  # up as it was created: keeps worker3
-    assert api.spec_for_up(grown, provider).nodes == grown.nodes
+    assert inventory.spec_for_up(created, provider).nodes == grown.nodes  # up as it was created: keeps worker3
+    assert inventory.spec_for_up(grown, provider).nodes == grown.nodes
     with pytest.raises(SpecError) as refused:
-        api.spec_for_up(load(name="grow", managers=1, workers=4), provider)
+        inventory.spec_for_up(load(name="grow", managers=1, workers=4), provider)
     assert "worker3(worker)" in str(refused.value) and "lab.add" in refused.value.user_message()
-    assert api.spec_for_up(load(name="fresh"), _Provider(None)) == load(name="fresh")
+    assert inventory.spec_for_up(load(name="fresh"), _Provider(None)) == load(name="fresh")
     changed = dataclasses.replace(created, swarm=dataclasses.replace(created.swarm, dispatcher_heartbeat=1.0))
-    assert api.spec_for_up(changed, provider).swarm.dispatcher_heartbeat == 1.0
+    assert inventory.spec_for_up(changed, provider).swarm.dispatcher_heartbeat == 1.0
 
 
 def manager(name, reachability="reachable"):

@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 import requests
 
-from orchestrator import lab as labs
+from orchestrator import usecases as labs
 from orchestrator.clients import ClientPool
 from provision import plan as machine
 from provision import state
@@ -49,9 +49,9 @@ def test_a_measured_pace_is_kept_for_later_commands(monkeypatch):
     monkeypatch.setattr(engine_clients.time, "monotonic", lambda: now[0])
     assert engine_clients.measure_pace(SlowEngine()) == engine_clients.MAX_PACE  # capped
     state.write_pace("slow", 7.0)
-    from provision import api
-    assert api.with_measured_pace(a_plan()).pace == 7.0
-    assert api.with_measured_pace(a_plan(pace=8.0)).pace == 8.0  # never slower than the provider says
+    from provision import inventory
+    assert inventory.with_measured_pace(a_plan()).pace == 7.0
+    assert inventory.with_measured_pace(a_plan(pace=8.0)).pace == 8.0  # never slower than the provider says
 
 
 def test_a_slow_call_is_retried_then_reported_with_its_attempts():

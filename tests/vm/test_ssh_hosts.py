@@ -13,7 +13,7 @@ import paramiko
 import pytest
 import yaml
 
-from provision import api
+from provision import inventory
 from provision.progress import Reporter
 from provision.providers.libvirt import provider as lv
 from provision.remote import adopt, keys
@@ -86,7 +86,7 @@ def servers(libvirt_conn, tmp_path_factory):
                           "iptables -A INPUT -p tcp --dport 22 -j ACCEPT && iptables -P INPUT DROP")
         yield found
     finally:
-        api.destroy(name, "libvirt")
+        inventory.destroy(name, "libvirt")
 
 
 @pytest.fixture(scope="module")

@@ -166,7 +166,7 @@ class DockerProvider:
         if self.image is None or self.profile is None:
             raise ProviderError("DockerProvider.create called before prepare()")
         ledger = ledger or Ledger()
-        self.ensure_network(plan, ledger)  # made already by provision.api.lab_network, under the subnet lock
+        self.ensure_network(plan, ledger)  # made already by provision.machines.lab_network, under the subnet lock
         ensure_nodes(plan, lambda node: self._ensure_node(plan, node, first_boot, ledger), reporter, "node")
         return self.list(plan.name)
 

@@ -201,7 +201,7 @@ class LibvirtProvider:
         if self.image is None or self.domain_type is None:
             raise ProviderError("LibvirtProvider.create called before prepare()")
         ledger = ledger or Ledger()
-        self.ensure_network(plan, ledger)  # made already by provision.api.lab_network, under the subnet lock
+        self.ensure_network(plan, ledger)  # made already by provision.machines.lab_network, under the subnet lock
         ensure_nodes(plan, lambda node: self._ensure_node(plan, node, first_boot, ledger), reporter, "VM")
         return self.list(plan.name)
 

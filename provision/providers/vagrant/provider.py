@@ -160,7 +160,7 @@ class VagrantProvider:
         self._prepare_machines(plan.spec, reporter)
         resolved = dataclasses.replace(plan.spec, network=specs.NetworkSpec(plan.subnet, plan.spec.network.mtu))
         spec_load.write_spec_json(resolved, lab_dir(plan.name) / "vagrant.json")  # with the subnet it got
-        self.ensure_network(plan, ledger)  # made already by provision.api.lab_network, under the subnet lock
+        self.ensure_network(plan, ledger)  # made already by provision.machines.lab_network, under the subnet lock
         if owner != plan.name:  # the Vagrantfile described no lab, or one without machines: now this one
             ledger.record(f"Vagrant's description of lab {plan.name} ({commands.vagrant_dir() / lab_file.SPEC_JSON})",
                           lambda: lab_file.forget(plan.name))

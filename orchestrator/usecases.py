@@ -22,7 +22,7 @@ from orchestrator.views import (
     startable,
 )
 from orchestrator.viz import control as viz_control
-from provision import api, doctor, hints, state
+from provision import doctor, hints, inventory, machines, state
 from provision.errors import LabError, LabUnhealthy
 from provision.images import demo as demo_images
 from provision.images import node as images
@@ -59,10 +59,10 @@ def up(spec: LabSpec, reporter: Reporter, options: UpOptions = UpOptions()) -> L
     state folder goes only when this run made it.
     """
     validation.validate(spec)  # every problem visible without a backend, before any work
-    with api.lab_change(spec.name, "lab.up", reporter, wait=options.wait):
+    with state.lab_change(spec.name, "lab.up", reporter, wait=options.wait):
         provider = get_provider(spec.provider, lab=spec.name)
         provider.check()
-        spec = api.spec_for_up(spec, provider)
+        spec = inventory.spec_for_up(spec, provider)
         ledger = Ledger()
         if state.is_empty(spec.name):
             ledger.record(f"state folder {lab_dir(spec.name)}", lambda: state.remove(spec.name))
@@ -90,11 +90,11 @@ def dry_run(spec: LabSpec, reporter: Reporter) -> dict:
 
 
 def _up(spec: LabSpec, provider, reporter: Reporter, options: UpOptions, ledger: Ledger) -> LabStatus:
-    plan, hosts = api.provision(spec, provider, reporter, ledger, image_method=options.image_method,
+    plan, hosts = machines.provision(spec, provider, reporter, ledger, image_method=options.image_method,
                                 mirror=options.mirror)
     try:
         with ClientPool(plan) as clients:
-            api.wait_for_engines(plan, clients, [n.name for n in plan.nodes],
+            machines.wait_for_engines(plan, clients, [n.name for n in plan.nodes],
                                  timeout=provider.capabilities.boot_timeout)
             plan = pace_to_machines(plan, clients, reporter)
             if plan.registry:
@@ -107,7 +107,7 @@ def _up(spec: LabSpec, provider, reporter: Reporter, options: UpOptions, ledger:
                 reporter.info(entrypoint.no_mesh_line(plan))
             return lab_status(plan, provider.list(plan.name), clients)
     finally:
-        api.close_hosts(hosts)
+        machines.close_hosts(hosts)
 
 
 def pace_to_machines(plan: LabPlan, clients: ClientPool, reporter: Reporter) -> LabPlan:
@@ -199,9 +199,9 @@ def down(name: str, reporter: Reporter, provider_name: str | None = None, *, wai
     """Remove every resource of lab ``name`` (and stop its visualizer, and remove its nodes'
     docker contexts); nothing of other labs is touched. All counts 0: there was no such lab.
     Holds the lab's lock (a running lab.up finishes first); no empty folder is left."""
-    with api.lab_change(name, "lab.down", reporter, wait=wait):
+    with state.lab_change(name, "lab.down", reporter, wait=wait):
         viz_control.down(name)
-        counts = api.destroy(name, provider_name)
+        counts = inventory.destroy(name, provider_name)
         removed = docker_contexts.remove_lab(name)
         if removed:
             counts["docker contexts"] = len(removed)
@@ -209,7 +209,7 @@ def down(name: str, reporter: Reporter, provider_name: str | None = None, *, wai
 
 
 def status(name: str) -> LabStatus:
-    provider, plan = api.existing_lab(name)
+    provider, plan = inventory.existing_lab(name)
     with ClientPool(plan, timeout=5) as clients:
         return lab_status(plan, provider.list(name), clients)
 
@@ -241,7 +241,7 @@ def require_healthy(status: LabStatus) -> None:
 
 def swarm_status(name: str) -> tuple[LabStatus, dict[str, int]]:
     """The lab's status and the number of running tasks per node."""
-    provider, plan = api.existing_lab(name)
+    provider, plan = inventory.existing_lab(name)
     with ClientPool(plan, timeout=5) as clients:
         machines = provider.list(name)
         result = lab_status(plan, machines, clients)
@@ -255,7 +255,7 @@ SHELLS = ("bash", "zsh", "sh", "fish", "powershell")
 
 def env(name: str, node: str, shell: str | None = None) -> str:
     """Shell lines that point the docker CLI at ``node``'s engine (docker-machine's `env`)."""
-    _, plan = api.existing_lab(name)
+    _, plan = inventory.existing_lab(name)
     address = plan.node(node).address
     certs = tls.client_certs(name)
     values = dict(zip(ENV_VARIABLES, ("1", f"tcp://{address}:{tls.ENGINE_PORT}", str(certs.folder), name, node)))
@@ -309,7 +309,7 @@ def _usage(shell: str, task: str, *args: str) -> list[str]:
 
 def ssh_command(name: str, node: str, command: str | None = None) -> list[str]:
     """The ssh command line that logs into ``node`` with the lab's key and known_hosts."""
-    _, plan = api.existing_lab(name)
+    _, plan = inventory.existing_lab(name)
     address = access.find_node(plan, node).address
     access.require_program("ssh")
     return access.ssh_argv(name, address, command)
@@ -324,7 +324,7 @@ def ssh(name: str, node: str, command: str | None = None) -> int:
 
 def power(name: str, node: str, action: str, reporter: Reporter) -> None:
     """start | stop | kill | pause a node (see orchestrator.chaos)."""
-    provider, plan = api.existing_lab(name)
+    provider, plan = inventory.existing_lab(name)
     provider.machine(name, node)  # a clear error for an unknown node
     with ClientPool(plan) as clients:
         getattr(chaos, action)(LabSession(provider, plan, clients, None), node)  # type: ignore[arg-type]
@@ -333,7 +333,7 @@ def power(name: str, node: str, action: str, reporter: Reporter) -> None:
 
 def swarm_init(name: str, reporter: Reporter) -> LabStatus:
     """Form the swarm of an existing lab (no change when it is formed)."""
-    provider, plan = api.existing_lab(name)
+    provider, plan = inventory.existing_lab(name)
     with ClientPool(plan) as clients:
         swarm_bootstrap.bootstrap(plan, clients, reporter)
         return lab_status(plan, provider.list(name), clients)
@@ -349,7 +349,7 @@ def join_tokens(name: str, rotate: bool = False) -> swarm.JoinTokens:
 
 def push_image(name: str, image: str) -> str:
     """Side-load ``image`` from this machine's engine into lab ``name``'s registry."""
-    _, plan = api.existing_lab(name)
+    _, plan = inventory.existing_lab(name)
     if not plan.registry:
         raise LabError(f"lab {name!r} runs no registry", hint="recreate it without --no-registry")
     with ClientPool(plan) as clients:
@@ -361,7 +361,7 @@ def push_image(name: str, image: str) -> str:
 def registry_catalog(name: str) -> dict[str, list[str]]:
     """``{repository: [tags]}`` of lab ``name``'s registry, once manager1's engine says that
     the registry container runs (else the error says so, and how to bring it back)."""
-    _, plan = api.existing_lab(name)
+    _, plan = inventory.existing_lab(name)
     if not plan.registry:
         raise LabError(f"lab {name!r} runs no registry")
     with ClientPool(plan, timeout=10) as clients:
@@ -383,7 +383,7 @@ def demo_images_for(name: str, reporter: Reporter) -> list[str]:
     if not lab_exists(name):
         reporter.info(f"there is no lab {name} on this machine: the images stay on this machine's engine")
         return demo_images.ensure_demo_images(local, images.ensure_node_image(local, reporter), reporter)
-    provider, plan = api.existing_lab(name)
+    provider, plan = inventory.existing_lab(name)
     if not plan.registry:
         reporter.info(f"lab {name} runs no registry: the images stay on this machine's engine")
         return demo_images.ensure_demo_images(local, images.ensure_node_image(local, reporter), reporter)
@@ -400,5 +400,5 @@ def demo_images_for(name: str, reporter: Reporter) -> list[str]:
 
 def lab_exists(name: str) -> bool:
     """Whether lab ``name`` exists on this machine (its provider finds its spec)."""
-    provider = get_provider(api.provider_of(name), lab=name)
-    return api.current_spec(provider, name) is not None
+    provider = get_provider(inventory.provider_of(name), lab=name)
+    return inventory.current_spec(provider, name) is not None

@@ -1,129 +1,30 @@
-"""Provisioning use cases: machines up and set up, found again, torn down."""
+"""Bringing a lab's machines up and reaching them, the same for every provider: the lab
+network under this machine's subnet lock, the machines created (recorded in a ledger, so a
+failed run removes exactly what it made), their host keys, SSH and the engines awaited, and
+host setup over SSH."""
 
 from __future__ import annotations
 
-import dataclasses
-from contextlib import contextmanager
-from typing import Iterator
-
 import requests
 
-from provision import doctor, hints, state
+from provision import doctor, hints, inventory, state
 from provision.errors import (
     HostUnreachable,
     LabError,
     ProviderError,
-    SpecError,
     SubnetTaken,
 )
 from provision.ledger import Ledger
 from provision.parallel import fan_out
-from provision.paths import lab_dir
 from provision.plan import RUNNING, LabPlan, Machine
 from provision.progress import Reporter
-from provision.providers import get_provider
 from provision.providers.base import Provider
-from provision.remote import engine_clients, node_files
+from provision.remote import node_files
 from provision.remote.host import Host, SSHHost
 from provision.setup import run_setup
-from provision.spec import load as spec_load
 from provision.spec import model as specs
 from provision.spec import validation
 from provision.wait import NotYet, wait_until
-
-SPEC_FILE = state.SPEC_FILE  # in the lab's state folder: the spec as lab.add / lab.remove left it
-
-
-def provider_of(name: str) -> str:
-    """The provider that made lab ``name`` (labs made before this record existed: docker)."""
-    return state.read_provider(name)
-
-
-def record_provider(spec: specs.LabSpec) -> None:
-    """Remember the lab's provider and, the first time, the engine that hosts it."""
-    state.write_provider(spec.name, spec.provider)
-    if state.read_engine(spec.name) is None:
-        state.write_engine(spec.name, engine_clients.environment_settings())
-
-
-def existing_lab(name: str, provider_name: str | None = None) -> tuple[Provider, LabPlan]:
-    """The provider and plan of the lab called ``name``, as it is now.
-
-    Raises:
-        LabError: when there is no such lab, naming the labs there are.
-    """
-    provider = get_provider(provider_name or provider_of(name), lab=name)
-    current = current_spec(provider, name)
-    if current is None:
-        others = ", ".join(provider.labs()) or "none"
-        raise LabError(f"there is no lab named {name!r} (labs here: {others})",
-                       hint=f"create it with {hints.command('lab.up', lab=name)}")
-    return provider, with_measured_pace(provider.resolve(current))
-
-
-def with_measured_pace(plan: LabPlan) -> LabPlan:
-    """``plan`` with the pace measured when the lab was made, when that is slower than the
-    provider's own estimate (existing hosts, or a loaded machine)."""
-    measured = state.read_pace(plan.name)
-    return dataclasses.replace(plan, pace=measured) if measured > plan.pace else plan
-
-
-def current_spec(provider: Provider, name: str) -> specs.LabSpec | None:
-    """The lab's spec now: the state folder's copy once lab.add or lab.remove changed its
-    nodes, else the one the backend recorded when the lab was created (None: no lab)."""
-    return _current(provider.stored_spec(name), name)
-
-
-def _current(created: specs.LabSpec | None, name: str) -> specs.LabSpec | None:
-    if created is None:
-        return None
-    return spec_load.read_spec_json(lab_dir(name) / SPEC_FILE) or created
-
-
-def record_spec(spec: specs.LabSpec) -> None:
-    spec_load.write_spec_json(spec, lab_dir(spec.name) / SPEC_FILE)
-
-
-def spec_for_up(spec: specs.LabSpec, provider: Provider) -> specs.LabSpec:
-    """The spec ``lab.up`` works to: for an existing lab, the nodes it has now.
-
-    Re-running ``lab.up`` with the spec the lab was created with keeps the nodes that
-    lab.add and lab.remove changed since; a spec asking for other nodes is refused.
-    """
-    created = provider.stored_spec(spec.name)
-    current = _current(created, spec.name)
-    if created is None or current is None:
-        return spec
-    shape = _shape(spec)
-    if shape not in (_shape(created), _shape(current)):
-        have = ", ".join(f"{n}({r})" for n, r in _shape(current))
-        raise SpecError([f"lab {spec.name!r} exists with other nodes: {have}"],
-                        hint=f"change a running lab's nodes with {hints.command('lab.add')} / {hints.command('lab.remove')}, "
-                             f"or remove it first: {hints.command('lab.down', lab=spec.name)}")
-    return dataclasses.replace(spec, nodes=current.nodes)
-
-
-def _shape(spec: specs.LabSpec) -> list[tuple[str, str]]:
-    return [(n.name, n.role) for n in spec.nodes]
-
-
-@contextmanager
-def lab_change(lab: str, task: str, reporter: Reporter, *, wait: bool = True, args: tuple[str, ...] = ()
-               ) -> Iterator[None]:
-    """Hold ``lab``'s lock for a whole ``task`` (lab.up, lab.down, lab.add, lab.remove).
-
-    A second run of any of them waits, told through ``reporter`` which pid holds the lab,
-    or with ``wait=False`` refuses at once (state.LabBusy, exit code 75). Afterwards a
-    state folder left with nothing but its lock (a lab removed, a run that made nothing)
-    is tidied away.
-    """
-    hint = (f"wait for it to finish, then run {hints.command(task, *args, lab=lab)} again "
-            "(without --no-wait it waits by itself)")
-    try:
-        with state.lab_lock(lab, wait=wait, on_wait=reporter.info, hint=hint):
-            yield
-    finally:
-        state.tidy(lab)
 
 
 def lab_network(spec: specs.LabSpec, provider: Provider, reporter: Reporter, ledger: Ledger) -> LabPlan:
@@ -168,7 +69,7 @@ def provision(spec: specs.LabSpec, provider: Provider, reporter: Reporter, ledge
     created is recorded in ``ledger``, so that a failed run can remove exactly that."""
     with reporter.step(f"machines for lab {spec.name} ({provider.name})"):
         provider.prepare(reporter, image_method=image_method, mirror=mirror)
-        record_provider(spec)  # before the network: a run killed after it is found again
+        inventory.record_provider(spec)  # before the network: a run killed after it is found again
         plan = lab_network(spec, provider, reporter, ledger)
         for warning in validation.warnings(spec):
             reporter.warn(warning)
@@ -238,14 +139,6 @@ def wait_for_engines(plan: LabPlan, clients, names: list[str], timeout: float) -
         wait_until(lambda: answers(name), timeout=timeout, interval=0.3,
                    describe=f"the Docker engine of {name} on {plan.node(name).address}:2376",
                    hint=f"see /var/log/dockerd.log on the node ({hints.command('lab.ssh', 'NODE')})")
-
-
-def destroy(name: str, provider_name: str | None = None) -> dict[str, int]:
-    """Remove every resource of lab ``name`` and its state folder; no error if none is left."""
-    counts = get_provider(provider_name or provider_of(name), lab=name).destroy(name)
-    if state.remove(name):
-        counts["state folders"] = 1
-    return counts
 
 
 def close_hosts(hosts: dict[str, Host]) -> None:
