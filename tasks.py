@@ -14,7 +14,7 @@ from invoke.config import AmbiguousMergeError
 from invoke.parser import Parser
 from invoke.parser.parser import ParseMachine
 
-from orchestrator import access, listing, membership, nodes, services, stacks
+from orchestrator import access, create, listing, membership, nodes, services, stacks
 from orchestrator import usecases as labs
 from orchestrator.demos import constraints as demo_constraints
 from orchestrator.demos import drain as demo_drain
@@ -197,8 +197,8 @@ def up(c, lab=None, spec=None, managers=None, workers=None, subnet=None, provide
     if dry_run:
         print(json.dumps(labs.dry_run(lab_spec, ConsoleReporter()), indent=2))
         return
-    options = labs.UpOptions(keep=keep, image_method=image_method, mirror=mirror, wait=not no_wait)
-    result = labs.up(lab_spec, ConsoleReporter(), options)
+    options = create.UpOptions(keep=keep, image_method=image_method, mirror=mirror, wait=not no_wait)
+    result = create.up(lab_spec, ConsoleReporter(), options)
     print(status_table(result))
 
 

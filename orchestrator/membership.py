@@ -18,8 +18,8 @@ import docker.errors
 
 from orchestrator import nodes, swarm
 from orchestrator.clients import ClientPool
+from orchestrator.create import ensure_entry_point
 from orchestrator.session import LabSession, require_manager
-from orchestrator.usecases import ensure_entry_point
 from orchestrator.views import LabStatus, SwarmNode, lab_status, swarm_nodes
 from provision import hints, inventory, machines, state
 from provision.errors import LabError, SwarmError

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import subprocess
-from dataclasses import dataclass
-
-import docker.errors
-import requests
 
 from orchestrator import access, chaos, services, swarm
 from orchestrator import bootstrap as swarm_bootstrap
 from orchestrator.clients import ClientPool
+from orchestrator.create import push_demo_images
 from orchestrator.session import LabSession, open_lab
 from orchestrator.views import (
     LabStatus,
@@ -22,60 +18,18 @@ from orchestrator.views import (
     startable,
 )
 from orchestrator.viz import control as viz_control
-from provision import doctor, hints, inventory, machines, state
+from provision import doctor, hints, inventory, state
 from provision.errors import LabError, LabUnhealthy
 from provision.images import demo as demo_images
 from provision.images import node as images
-from provision.lab_services import entry_point as entrypoint
 from provision.lab_services import registry
-from provision.ledger import Ledger, roll_back
-from provision.paths import lab_dir
-from provision.plan import RUNNING, LabPlan
+from provision.plan import RUNNING
 from provision.progress import Reporter
 from provision.providers import get_provider
 from provision.remote import docker_contexts, engine_clients, tls
 from provision.spec import load as spec_load
 from provision.spec import validation
 from provision.spec.model import LabSpec
-from provision.wait import retried, stop_helper_threads
-
-
-@dataclass(frozen=True)
-class UpOptions:
-    keep: bool = False  # keep what was created when up fails (default: roll back what this run made)
-    image_method: str = "auto"
-    mirror: str | None = None
-    demo_images: bool = True
-    wait: bool = True  # wait for another run holding the lab's lock (else refuse: exit 75)
-
-
-def up(spec: LabSpec, reporter: Reporter, options: UpOptions = UpOptions()) -> LabStatus:
-    """Create, set up and form the lab of ``spec``; safe to re-run.
-
-    The lab's lock is held for the whole run: a second ``lab.up`` (or down, add, remove)
-    of the same lab waits for it, then finds the lab this one made. A failure (or Ctrl-C)
-    removes what this run created, in reverse order (provision.ledger), unless
-    ``options.keep``: never a lab, machine or disk that existed before it started. The
-    state folder goes only when this run made it.
-    """
-    validation.validate(spec)  # every problem visible without a backend, before any work
-    with state.lab_change(spec.name, "lab.up", reporter, wait=options.wait):
-        provider = get_provider(spec.provider, lab=spec.name)
-        provider.check()
-        spec = inventory.spec_for_up(spec, provider)
-        ledger = Ledger()
-        if state.is_empty(spec.name):
-            ledger.record(f"state folder {lab_dir(spec.name)}", lambda: state.remove(spec.name))
-        try:
-            return _up(spec, provider, reporter, options, ledger)
-        except BaseException as failure:
-            if isinstance(failure, KeyboardInterrupt):
-                stop_helper_threads()  # the node threads still waiting must not outlive the rollback
-            if not options.keep:
-                roll_back(ledger, reporter, announce=f"lab.up failed: removing what it created for lab {spec.name} "
-                                                     "(use --keep to keep it)",
-                          resume=hints.command("lab.up", lab=spec.name), remove=hints.command("lab.down", lab=spec.name))
-            raise
 
 
 def dry_run(spec: LabSpec, reporter: Reporter) -> dict:
@@ -87,112 +41,6 @@ def dry_run(spec: LabSpec, reporter: Reporter) -> dict:
     if memory:
         reporter.warn(memory)
     return spec_load.to_mapping(spec)
-
-
-def _up(spec: LabSpec, provider, reporter: Reporter, options: UpOptions, ledger: Ledger) -> LabStatus:
-    plan, hosts = machines.provision(spec, provider, reporter, ledger, image_method=options.image_method,
-                                mirror=options.mirror)
-    try:
-        with ClientPool(plan) as clients:
-            machines.wait_for_engines(plan, clients, [n.name for n in plan.nodes],
-                                 timeout=provider.capabilities.boot_timeout)
-            plan = pace_to_machines(plan, clients, reporter)
-            if plan.registry:
-                with reporter.step("lab registry"):
-                    registry.ensure_registry(clients[plan.first_manager], hosts[plan.first_manager.name],
-                                             plan.registry, spec.registry.image, reporter, timeout=plan.scaled(30))
-            swarm_bootstrap.bootstrap(plan, clients, reporter)
-            finish(plan, clients, provider, reporter, demo_images=options.demo_images, ledger=ledger)
-            if not entrypoint.has_routing_mesh(plan):
-                reporter.info(entrypoint.no_mesh_line(plan))
-            return lab_status(plan, provider.list(plan.name), clients)
-    finally:
-        machines.close_hosts(hosts)
-
-
-def pace_to_machines(plan: LabPlan, clients: ClientPool, reporter: Reporter) -> LabPlan:
-    """Measure how fast the first manager's engine answers; when that is slower than the
-    provider expects (existing hosts may be VMs under emulation too), stretch the lab's
-    timeouts to it, now and for later commands (recorded in the lab's state)."""
-    measured = engine_clients.measure_pace(clients[plan.first_manager])
-    if measured <= plan.pace:
-        return plan
-    reporter.info(f"the engine of {plan.first_manager.name} answers about {measured:.0f}x slower than a container "
-                  f"node's: timeouts and waits of lab {plan.name} are stretched to match")
-    state.write_pace(plan.name, measured)
-    paced = dataclasses.replace(plan, pace=measured)
-    clients.rescale(paced)
-    return paced
-
-
-def finish(plan: LabPlan, clients: ClientPool, provider, reporter: Reporter, *, demo_images: bool = True,
-           ledger: Ledger | None = None) -> list[str]:
-    """The steps a formed lab can work without: its entry point and the demo images.
-
-    A failure of one of them is not a reason to remove the lab (only failures of its
-    machines, their setup or the swarm are): it is reported with the command that
-    finishes the job, and the lab stays up. Returns the steps that failed.
-    """
-    steps = [("entry point", lambda: ensure_entry_point(plan, provider, reporter, ledger),
-              hints.command("lab.up", lab=plan.name))]
-    if plan.registry and demo_images:
-        steps.append(("demo images", lambda: push_demo_images(plan, clients, reporter),
-                      hints.command("image.demo", lab=plan.name)))
-    failed = []
-    for title, run, finish_with in steps:
-        try:
-            run()
-        except (LabError, docker.errors.DockerException, requests.RequestException) as err:
-            reporter.warn(f"lab {plan.name} is formed, but its {title} step failed: {err}")
-            reporter.warn(f"the lab is up and kept; finish the {title} step with {finish_with}")
-            failed.append(title)
-    return failed
-
-
-def ensure_entry_point(plan: LabPlan, provider, reporter: Reporter, ledger: Ledger | None = None
-                       ) -> entrypoint.EntryPoint:
-    """Without a routing mesh, run the lab's load balancer in front of the nodes."""
-    entry = entrypoint.entry_point(plan)
-    changed = entry.kind == "load balancer" and provider.ensure_load_balancer(plan, ledger)
-    reporter.result(f"entry point: {entry.kind} at {entry.address} (ports {', '.join(map(str, entrypoint.PORTS))})",
-                    changed)
-    return entry
-
-
-def push_demo_images(plan: LabPlan, clients: ClientPool, reporter: Reporter) -> list[str]:
-    """Build the demo images on this machine if needed and make sure the lab registry has them.
-
-    Loading an image into a node's engine and pushing it is the slowest engine call of a
-    lab.up (seconds under emulation): each is tried twice before the step fails.
-    """
-    assert plan.registry
-    registry.check_running(clients[plan.first_manager], plan.first_manager.name, plan.name)
-    local = engine_clients.host_client(plan.name)
-    # the demo images take busybox from the container node image (built here when a VM lab needs it)
-    tags = demo_images.ensure_demo_images(local, images.ensure_node_image(local, reporter), reporter)
-    have = registry.catalog(plan.registry, timeout=plan.scaled(5))
-    manager = clients[plan.first_manager]
-    pushed = []
-    with reporter.step("demo images in the lab registry"):
-        for tag in tags:
-            repository, _, version = tag.partition(":")
-            if version in have.get(repository, []) and _same_image(local, manager, plan.registry, tag):
-                reporter.result(registry.lab_reference(plan.registry, tag), False)
-                continue
-            pushed.append(retried(lambda: registry.push(local, manager, plan.registry, tag),
-                                  describe=f"pushing {tag} through the engine of {plan.first_manager.name}",
-                                  timeout=clients.timeout,
-                                  hint=f"is {plan.first_manager.name} overloaded? {hints.command('lab.status', lab=plan.name)}"))
-            reporter.result(pushed[-1], True)
-    return pushed
-
-
-def _same_image(local, manager, address: str, tag: str) -> bool:
-    try:
-        remote = manager.images.get(registry.lab_reference(address, tag))
-    except docker.errors.ImageNotFound:  # not on the manager: push again
-        return False
-    return remote.id == local.images.get(tag).id
 
 
 def down(name: str, reporter: Reporter, provider_name: str | None = None, *, wait: bool = True) -> dict[str, int]:

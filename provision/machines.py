@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import requests
 
-from provision import doctor, hints, inventory, state
+from provision import doctor, hints, state
 from provision.errors import (
     HostUnreachable,
     LabError,
@@ -21,9 +21,7 @@ from provision.progress import Reporter
 from provision.providers.base import Provider
 from provision.remote import node_files
 from provision.remote.host import Host, SSHHost
-from provision.setup import run_setup
 from provision.spec import model as specs
-from provision.spec import validation
 from provision.wait import NotYet, wait_until
 
 
@@ -61,25 +59,6 @@ def lab_network(spec: specs.LabSpec, provider: Provider, reporter: Reporter, led
     if plan.subnet:  # machines on their own networks (provider ssh) have no lab network
         reporter.result(f"lab network {plan.subnet}", changed)
     return plan
-
-
-def provision(spec: specs.LabSpec, provider: Provider, reporter: Reporter, ledger: Ledger, *,
-              image_method: str = "auto", mirror: str | None = None) -> tuple[LabPlan, dict[str, Host]]:
-    """Create and set up every machine of ``spec``; return the plan and SSH hosts. What is
-    created is recorded in ``ledger``, so that a failed run can remove exactly that."""
-    with reporter.step(f"machines for lab {spec.name} ({provider.name})"):
-        provider.prepare(reporter, image_method=image_method, mirror=mirror)
-        inventory.record_provider(spec)  # before the network: a run killed after it is found again
-        plan = lab_network(spec, provider, reporter, ledger)
-        for warning in validation.warnings(spec):
-            reporter.warn(warning)
-        warn_about_memory(plan, provider, reporter)
-        known_hosts(plan, provider)
-        machines = provider.create(plan, lambda node: node_files.files(plan, node), reporter, ledger)
-    with reporter.step("host setup over SSH"):
-        hosts = open_hosts(plan, provider, machines)
-        run_setup(plan, hosts, reporter)
-    return plan, hosts
 
 
 def warn_about_memory(plan: LabPlan, provider: Provider, reporter: Reporter, nodes: list[str] | None = None) -> None:

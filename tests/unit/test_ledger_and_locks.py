@@ -13,7 +13,7 @@ import docker.errors
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from orchestrator import usecases as labs
+from orchestrator import create
 from provision import inventory, machines, state
 from provision.errors import Interrupted, LabError, ProviderError, SubnetTaken
 from provision.ledger import Ledger, roll_back
@@ -124,10 +124,10 @@ def _spec(name="web", **overrides):
 
 def test_a_failed_up_of_a_new_lab_removes_what_it_made_in_reverse_and_its_state_folder(monkeypatch):
     provider = FakeProvider(fail_at="worker2")
-    monkeypatch.setattr(labs, "get_provider", lambda name, lab=None: provider)
+    monkeypatch.setattr(create, "get_provider", lambda name, lab=None: provider)
     reporter = RecordingReporter()
     with pytest.raises(ProviderError):
-        labs.up(_spec(), reporter)
+        create.up(_spec(), reporter)
     assert provider.lock_was_held
     assert provider.removed == ["worker1", "manager1", "network"] and provider.resources == []
     assert not lab_dir("web").exists()  # keys and records gone, and no empty folder left
@@ -138,18 +138,18 @@ def test_a_failed_up_of_an_existing_lab_removes_only_what_this_run_made(monkeypa
     spec = _spec()
     provider = FakeProvider(existing=["network", "manager1"], fail_at="worker2", created_spec=spec)
     state.write_provider("web", "docker")
-    monkeypatch.setattr(labs, "get_provider", lambda name, lab=None: provider)
+    monkeypatch.setattr(create, "get_provider", lambda name, lab=None: provider)
     with pytest.raises(ProviderError):
-        labs.up(spec, RecordingReporter())
+        create.up(spec, RecordingReporter())
     assert provider.removed == ["worker1"] and provider.resources == ["network", "manager1"]
     assert state.exists("web")  # the state folder was there before this run: it stays
 
 
 def test_keep_keeps_what_a_failed_up_made(monkeypatch):
     provider = FakeProvider(fail_at="worker2")
-    monkeypatch.setattr(labs, "get_provider", lambda name, lab=None: provider)
+    monkeypatch.setattr(create, "get_provider", lambda name, lab=None: provider)
     with pytest.raises(ProviderError):
-        labs.up(_spec(), RecordingReporter(), labs.UpOptions(keep=True))
+        create.up(_spec(), RecordingReporter(), create.UpOptions(keep=True))
     assert provider.resources == ["network", "manager1", "worker1"] and state.exists("web")
 
 

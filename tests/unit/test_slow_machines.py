@@ -8,11 +8,12 @@ import dataclasses
 import pytest
 import requests
 
-from orchestrator import usecases as labs
+from orchestrator import create
 from orchestrator.clients import ClientPool
 from provision import plan as machine
 from provision import state
 from provision.errors import ProviderError, WaitTimeout
+from provision.ledger import Ledger
 from provision.progress import RecordingReporter
 from provision.providers.libvirt import domains as libvirt_domains
 from provision.providers.libvirt import provider as lv
@@ -81,14 +82,17 @@ class BrokenBalancer:
 
 
 def test_a_failed_optional_step_leaves_the_lab_up_and_says_how_to_finish(monkeypatch):
-    monkeypatch.setattr(labs.entrypoint, "entry_point", lambda plan: labs.entrypoint.EntryPoint("load balancer", "x"))
+    monkeypatch.setattr(create.entrypoint, "entry_point", lambda plan: create.entrypoint.EntryPoint("load balancer", "x"))
 
     def no_push(plan, clients, reporter):
         raise requests.exceptions.ReadTimeout("Read timed out. (read timeout=30)")
 
-    monkeypatch.setattr(labs, "push_demo_images", no_push)
+    monkeypatch.setattr(create, "push_demo_images", no_push)
     reporter = RecordingReporter()
-    failed = labs.finish(a_plan(), ClientPool(a_plan()), BrokenBalancer(), reporter)
+    run = create.Run(a_plan().spec, BrokenBalancer(), reporter, create.UpOptions(), Ledger(), a_plan(),
+                     clients=ClientPool(a_plan()))
+    optional = tuple(action for action in create.ACTIONS if action.finish_with)
+    failed = create.run_actions(optional, run)
     assert failed == ["entry point", "demo images"]
     warnings = "\n".join(reporter.kinds("warn"))
     assert "lab slow is formed, but its entry point step failed: the lab's load balancer" in warnings
