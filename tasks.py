@@ -14,36 +14,18 @@ from invoke.config import AmbiguousMergeError
 from invoke.parser import Parser
 from invoke.parser.parser import ParseMachine
 
-from orchestrator import access, create, listing, membership, nodes, services, stacks
+from orchestrator import create, services, stacks
 from orchestrator import usecases as labs
-from orchestrator.demos import constraints as demo_constraints
-from orchestrator.demos import drain as demo_drain
-from orchestrator.demos import failover as demo_failover
-from orchestrator.demos import global_mode as demo_global
-from orchestrator.demos import leader as demo_leader
-from orchestrator.demos import mesh as demo_mesh
-from orchestrator.demos import partition as demo_partition
-from orchestrator.demos import quorum as demo_quorum
-from orchestrator.demos import rolling_update as demo_rolling
-from orchestrator.demos import run_all, run_demo
-from orchestrator.demos import scale as demo_scale
-from orchestrator.session import open_lab
 from orchestrator.tables import (
     demo_summary,
     lab_list_table,
-    service_table,
     status_table,
     task_table,
 )
-from orchestrator.viz import control as viz_control
-from provision import doctor, hints
+from provision import hints
+from provision.doctor import render as render_findings
 from provision.errors import Interrupted, LabError, redact
-from provision.images import box as box_images
-from provision.images import node as images
-from provision.images import prune as image_prune
-from provision.images import vm as vm_images
 from provision.progress import ConsoleReporter
-from provision.remote import engine_clients
 from provision.spec import load as spec_load
 
 ACTIVE_LAB = "SWARMDECK_LAB"  # exported by `lab.env`: the lab this shell works with
@@ -225,7 +207,7 @@ def status(c, lab=None, json_=False, name=None):
 @lab_task(name="ls", help={"json": "print JSON for scripts (a list of objects)"})
 def lab_ls(c, json_=False):
     """List every lab on this machine: provider, state, nodes ready, leader, registry, ACTIVE (*)."""
-    rows, foreign = listing.list_labs()
+    rows, foreign = labs.list_labs()
     if json_:
         print(json.dumps([row.to_json() for row in rows], indent=2))
     else:
@@ -235,20 +217,20 @@ def lab_ls(c, json_=False):
 @lab_task(help={"node": "node name, e.g. manager1", "lab": LAB_HELP, "name": OLD_NAME_HELP})
 def ip(c, node, lab=None, name=None):
     """Print a node's address (docker-machine ip)."""
-    print(access.node_ip(_lab(c, lab, name), node))
+    print(labs.node_ip(_lab(c, lab, name), node))
 
 
 @lab_task(name="inspect", help={"node": "node name, e.g. manager1", "lab": LAB_HELP, "name": OLD_NAME_HELP})
 def inspect_node(c, node, lab=None, name=None):
     """A node as JSON: machine, addresses, engine URL and TLS files, SSH command, provider, role."""
-    print(json.dumps(access.inspect_node(_lab(c, lab, name), node), indent=2))
+    print(json.dumps(labs.inspect_node(_lab(c, lab, name), node), indent=2))
 
 
 @lab_task(help={"source": "NODE:PATH or a local path", "destination": "NODE:PATH or a local path",
                 "lab": LAB_HELP, "recursive": "copy folders", "name": OLD_NAME_HELP})
 def scp(c, source, destination, lab=None, recursive=False, name=None):
     """Copy files to, from or between nodes: lab.scp ./app.yml manager1:/root/ (docker-machine scp)."""
-    code = access.scp(_lab(c, lab, name), source, destination, recursive=recursive)
+    code = labs.copy_files(_lab(c, lab, name), source, destination, recursive=recursive)
     if code:
         raise Exit(code=code)
 
@@ -257,7 +239,7 @@ def scp(c, source, destination, lab=None, recursive=False, name=None):
 def context_(c, node, lab=None, name=None):
     """Create or update the docker context swarmdeck-LAB-NODE for a node's engine."""
     chosen = _lab(c, lab, name)
-    context, done = access.context(chosen, node)
+    context, done = labs.node_context(chosen, node)
     print(f"docker context {context} {done}: {node}'s engine with lab {chosen}'s client certificate\n"
           f"  docker --context {context} node ls     # one command\n"
           f"  docker context use {context}          # every docker command, in every shell "
@@ -314,7 +296,7 @@ def pause_node(c, node, lab=None, name=None):
 })
 def add_node(c, node, role="worker", lab=None, label=None, name=None, no_wait=False):
     """Add a node to a running lab: create, set up, join, put behind the entry point."""
-    result = membership.add_node(_lab(c, lab, name), node, role, dict(_key_value(item) for item in label or []),
+    result = labs.add_node(_lab(c, lab, name), node, role, dict(_key_value(item) for item in label or []),
                                  ConsoleReporter(), wait=not no_wait)
     print(status_table(result))
 
@@ -323,15 +305,15 @@ def add_node(c, node, role="worker", lab=None, label=None, name=None, no_wait=Fa
                                "no_wait": NO_WAIT_HELP})
 def remove_node(c, node, lab=None, name=None, no_wait=False):
     """Remove a node from a running lab: drain, leave the swarm, delete the machine."""
-    result = membership.remove_node(_lab(c, lab, name), node, ConsoleReporter(), wait=not no_wait)
+    result = labs.remove_node(_lab(c, lab, name), node, ConsoleReporter(), wait=not no_wait)
     print(status_table(result))
 
 
 @lab_task(name="doctor")
 def doctor_(c):
     """Check this machine for what labs need, each with a fix-it line."""
-    results = doctor.run_checks()
-    print(doctor.render(results))
+    results = labs.machine_checks()
+    print(render_findings(results))
     if any(r.level == "fail" for r in results):
         raise Exit(code=1)
 
@@ -361,39 +343,37 @@ def tokens(c, lab=None, rotate=False, name=None):
 
 
 def _node_op(c, lab, name, what, operation, *args):
-    with open_lab(_lab(c, lab, name)) as session:
-        changed = operation(session, *args)
-    ConsoleReporter().result(what, changed)
+    ConsoleReporter().result(what, operation(_lab(c, lab, name), *args))
 
 
 @lab_task(help={"node": "node name", "lab": LAB_HELP, "name": OLD_NAME_HELP})
 def promote(c, node, lab=None, name=None):
     """Make a worker a manager."""
-    _node_op(c, lab, name, f"promote {node}", nodes.promote, node)
+    _node_op(c, lab, name, f"promote {node}", labs.promote, node)
 
 
 @lab_task(help={"node": "node name", "lab": LAB_HELP, "name": OLD_NAME_HELP})
 def demote(c, node, lab=None, name=None):
     """Make a manager a worker (never the last one; the leader hands over first)."""
-    _node_op(c, lab, name, f"demote {node}", nodes.demote, node)
+    _node_op(c, lab, name, f"demote {node}", labs.demote, node)
 
 
 @lab_task(help={"node": "node name", "lab": LAB_HELP, "name": OLD_NAME_HELP})
 def drain(c, node, lab=None, name=None):
     """Move a node's tasks away and give it no new ones."""
-    _node_op(c, lab, name, f"drain {node}", nodes.set_availability, node, "drain")
+    _node_op(c, lab, name, f"drain {node}", labs.set_availability, node, "drain")
 
 
 @lab_task(help={"node": "node name", "lab": LAB_HELP, "name": OLD_NAME_HELP})
 def activate(c, node, lab=None, name=None):
     """Let a drained or paused node take tasks again."""
-    _node_op(c, lab, name, f"activate {node}", nodes.set_availability, node, "active")
+    _node_op(c, lab, name, f"activate {node}", labs.set_availability, node, "active")
 
 
 @lab_task(help={"node": "node name", "lab": LAB_HELP, "name": OLD_NAME_HELP})
 def pause(c, node, lab=None, name=None):
     """Keep a node's tasks but give it no new ones."""
-    _node_op(c, lab, name, f"pause {node}", nodes.set_availability, node, "pause")
+    _node_op(c, lab, name, f"pause {node}", labs.set_availability, node, "pause")
 
 
 @lab_task(iterable=["add", "remove"], help={
@@ -402,20 +382,20 @@ def pause(c, node, lab=None, name=None):
 def label(c, node, add=None, remove=None, lab=None, name=None):
     """Add or remove node labels (for placement constraints)."""
     pairs = dict(_key_value(item) for item in add or [])
-    _node_op(c, lab, name, f"labels of {node}", nodes.set_labels, node, pairs, list(remove or []))
+    _node_op(c, lab, name, f"labels of {node}", labs.set_labels, node, pairs, list(remove or []))
 
 
 @lab_task(help={"node": "node name", "lab": LAB_HELP, "name": OLD_NAME_HELP})
 def leave(c, node, lab=None, name=None):
     """Make a node leave the swarm and remove it from the node list."""
-    _node_op(c, lab, name, f"{node} left", nodes.leave, node)
+    _node_op(c, lab, name, f"{node} left", labs.leave_swarm, node)
 
 
 @lab_task(help={"node": "node name", "role": "worker (default) or manager", "lab": LAB_HELP,
                 "name": OLD_NAME_HELP})
 def join(c, node, role="worker", lab=None, name=None):
     """Join a lab node to the swarm as a worker or manager."""
-    _node_op(c, lab, name, f"{node} joined as {role}", nodes.join, node, role)
+    _node_op(c, lab, name, f"{node} joined as {role}", labs.join_swarm, node, role)
 
 
 def _key_value(text: str) -> tuple[str, str]:
@@ -433,14 +413,14 @@ def _key_value(text: str) -> tuple[str, str]:
                            "name": OLD_NAME_HELP})
 def viz_up(c, lab=None, port=None, host="127.0.0.1", name=None):
     """Serve the live visualizer of the lab's nodes and tasks (in the background)."""
-    viz, started = viz_control.up(_lab(c, lab, name), None if port is None else _whole(port), host)
+    viz, started = labs.visualizer_up(_lab(c, lab, name), None if port is None else _whole(port), host)
     print(f"visualizer {'started' if started else 'runs already'}: {viz.url}")
 
 
 @lab_task(name="down", help={"lab": LAB_HELP, "name": OLD_NAME_HELP})
 def viz_down(c, lab=None, name=None):
     """Stop the lab's visualizer."""
-    print("visualizer stopped" if viz_control.down(_lab(c, lab, name)) else "no visualizer was running")
+    print("visualizer stopped" if labs.visualizer_down(_lab(c, lab, name)) else "no visualizer was running")
 
 
 # -- services ----------------------------------------------------------------------------------
@@ -482,24 +462,21 @@ def service_create(c, image, name=None, replicas=1, global_=False, publish=None,
         update_order, update_failure_action, health_cmd)
     options = _wait_options(detach, timeout)
     reporter = ConsoleReporter()
-    with open_lab(_lab(c, lab)) as session:
-        result = services.create_service(session, request, reporter, options)
+    result = labs.create_service(_lab(c, lab), request, reporter, options)
     reporter.result(f"service {service} created: {result}", True)
 
 
 @lab_task(name="ls", help={"lab": LAB_HELP, "name": OLD_NAME_HELP})
 def service_ls(c, lab=None, name=None):
     """List services with their mode, replicas and image."""
-    with open_lab(_lab(c, lab, name)) as session:
-        print(service_table(session.manager))
+    print(labs.service_listing(_lab(c, lab, name)))
 
 
 @lab_task(name="ps", help={"service": "service name", "lab": LAB_HELP, "name": "(not the lab: use --lab)"})
 def service_ps(c, service, lab=None, name=None):
     """List a service's tasks: slot, node, state, image."""
     _not_the_lab("service.ps", name)
-    with open_lab(_lab(c, lab)) as session:
-        print(task_table(services.tasks(session.manager, service)))
+    print(task_table(labs.service_tasks(_lab(c, lab), service)))
 
 
 @lab_task(name="scale", help={"target": "NAME=REPLICAS", "lab": LAB_HELP, "name": "(not the lab: use --lab)",
@@ -510,8 +487,7 @@ def service_scale(c, target, lab=None, name=None, detach=False, timeout=None):
     service, replicas = _key_value(target)
     options = _wait_options(detach, timeout)
     reporter = ConsoleReporter()
-    with open_lab(_lab(c, lab)) as session:
-        changed, result = services.scale_service(session, service, _whole(replicas), reporter, options)
+    changed, result = labs.scale_service(_lab(c, lab), service, _whole(replicas), reporter, options)
     reporter.result(f"{service} scaled to {replicas}: {result}", changed)
 
 
@@ -528,11 +504,10 @@ def service_update(c, service, image=None, replicas=None, parallelism=None, dela
     _not_the_lab("service.update", name)
     options = _wait_options(detach, timeout)
     reporter = ConsoleReporter()
-    with open_lab(_lab(c, lab)) as session:
-        result = services.update_service(
-            session, service, reporter, options, image=image, replicas=None if replicas is None else _whole(replicas),
-            parallelism=None if parallelism is None else _whole(parallelism),
-            delay=None if delay is None else float(delay), order=order, failure_action=failure_action, force=force)
+    result = labs.update_service(
+        _lab(c, lab), service, reporter, options, image=image, replicas=None if replicas is None else _whole(replicas),
+        parallelism=None if parallelism is None else _whole(parallelism),
+        delay=None if delay is None else float(delay), order=order, failure_action=failure_action, force=force)
     reporter.result(f"service {service} updated: {result}", True)
 
 
@@ -544,8 +519,7 @@ def service_rollback(c, service, lab=None, name=None, detach=False, timeout=None
     _not_the_lab("service.rollback", name)
     options = _wait_options(detach, timeout)
     reporter = ConsoleReporter()
-    with open_lab(_lab(c, lab)) as session:
-        result = services.rollback_service(session, service, reporter, options)
+    result = labs.rollback_service(_lab(c, lab), service, reporter, options)
     reporter.result(f"service {service} rolled back: {result}", True)
 
 
@@ -553,8 +527,7 @@ def service_rollback(c, service, lab=None, name=None, detach=False, timeout=None
 def service_rm(c, service, lab=None, name=None):
     """Remove a service and its tasks."""
     _not_the_lab("service.rm", name)
-    with open_lab(_lab(c, lab)) as session:
-        services.remove(session.manager, service)
+    labs.remove_service(_lab(c, lab), service)
     ConsoleReporter().result(f"service {service} removed", True)
 
 
@@ -577,8 +550,7 @@ def stack_deploy(c, file, stack, lab=None, name=None, detach=False, timeout=None
     _not_the_lab("stack.deploy", name)
     options = _wait_options(detach, timeout)
     reporter = ConsoleReporter()
-    with open_lab(_lab(c, lab)) as session:
-        result = stacks.deploy(session, stack, file, reporter, options)
+    result = labs.deploy_stack(_lab(c, lab), stack, file, reporter, options)
     reporter.result(result, True)
 
 
@@ -586,15 +558,14 @@ def stack_deploy(c, file, stack, lab=None, name=None, detach=False, timeout=None
 def stack_rm(c, stack, lab=None, name=None):
     """Remove a stack's services and networks."""
     _not_the_lab("stack.rm", name)
-    with open_lab(_lab(c, lab)) as session:
-        print(stacks.remove(session, stack).strip())
+    print(labs.remove_stack(_lab(c, lab), stack).strip())
 
 
 # -- demos -------------------------------------------------------------------------------------
 
 
-def _demo(c, lab, name, demo, run, **options):
-    report = run_demo(demo, _lab(c, lab, name), ConsoleReporter(), run, **options)
+def _demo(c, lab, name, demo, **options):
+    report = labs.demo(_lab(c, lab, name), demo, ConsoleReporter(), **options)
     if not report.passed:
         raise Exit(code=1)
 
@@ -603,83 +574,72 @@ def _demo(c, lab, name, demo, run, **options):
                 "replicas": "replicas of the demo service (default 10)", "name": OLD_NAME_HELP})
 def failover(c, lab=None, node=None, replicas=10, name=None):
     """Kill a worker: watch Swarm reschedule; timeline, figures, verdict."""
-    _demo(c, lab, name, "failover", demo_failover.run, node=node, replicas=_whole(replicas))
+    _demo(c, lab, name, "failover", node=node, replicas=_whole(replicas))
 
 
 @lab_task(help={"lab": LAB_HELP, "replicas": "replicas of the demo service (default 10)", "name": OLD_NAME_HELP})
 def leader(c, lab=None, replicas=10, name=None):
     """Kill the leader manager: election, writes, serving; timeline and verdict."""
-    _demo(c, lab, name, "leader", demo_leader.run, replicas=_whole(replicas))
+    _demo(c, lab, name, "leader", replicas=_whole(replicas))
 
 
 @lab_task(name="rolling-update", help={"lab": LAB_HELP, "replicas": "replicas (default 6)", "name": OLD_NAME_HELP})
 def rolling_update(c, lab=None, replicas=6, name=None):
     """v1 -> v2 with zero failed requests, rollback, then a broken v3 that Swarm stops."""
-    _demo(c, lab, name, "rolling-update", demo_rolling.run, replicas=_whole(replicas))
+    _demo(c, lab, name, "rolling-update", replicas=_whole(replicas))
 
 
 @lab_task(name="scale", help={"lab": LAB_HELP, "name": OLD_NAME_HELP})
 def scale_demo(c, lab=None, name=None):
     """Scale a service 6 -> 9 -> 3 and time each step."""
-    _demo(c, lab, name, "scale", demo_scale.run)
+    _demo(c, lab, name, "scale")
 
 
 @lab_task(name="drain", help={"lab": LAB_HELP, "node": "the node to drain (default manager1)", "name": OLD_NAME_HELP})
 def drain_demo(c, lab=None, node=None, name=None):
     """Drain a node: its tasks move, it takes no new ones; then activate it."""
-    _demo(c, lab, name, "drain", demo_drain.run, node=node)
+    _demo(c, lab, name, "drain", node=node)
 
 
 @lab_task(name="constraints", help={"lab": LAB_HELP, "node": "the node to label mem=max (default: last worker)",
                                     "name": OLD_NAME_HELP})
 def constraints_demo(c, lab=None, node=None, name=None):
     """Place tasks by node label (mem=max) and by hostname."""
-    _demo(c, lab, name, "constraints", demo_constraints.run, node=node)
+    _demo(c, lab, name, "constraints", node=node)
 
 
 @lab_task(name="global", help={"lab": LAB_HELP, "node": "the node that leaves and joins (default: last worker)",
                                "name": OLD_NAME_HELP})
 def global_demo(c, lab=None, node=None, name=None):
     """A global service: one task per node, and one for a node that joins later."""
-    _demo(c, lab, name, "global", demo_global.run, node=node)
+    _demo(c, lab, name, "global", node=node)
 
 
 @lab_task(name="quorum", help={"lab": LAB_HELP, "name": OLD_NAME_HELP})
 def quorum_demo(c, lab=None, name=None):
     """Lose 2 of 3 managers: writes refused, tasks serve; recover two ways."""
-    _demo(c, lab, name, "quorum", demo_quorum.run)
+    _demo(c, lab, name, "quorum")
 
 
 @lab_task(name="partition", help={"lab": LAB_HELP, "node": "the worker to cut off (default: one with tasks)",
                                   "name": OLD_NAME_HELP})
 def partition_demo(c, lab=None, node=None, name=None):
     """Cut a worker off the network: duplicates, then convergence after healing."""
-    _demo(c, lab, name, "partition", demo_partition.run, node=node)
+    _demo(c, lab, name, "partition", node=node)
 
 
 @lab_task(name="mesh", help={"lab": LAB_HELP, "name": OLD_NAME_HELP})
 def mesh_demo(c, lab=None, name=None):
     """Ask every node's published port: routing mesh, or why not and what instead."""
-    _demo(c, lab, name, "mesh", demo_mesh.run)
-
-
-WORKSHOP = (("scale", demo_scale.run), ("drain", demo_drain.run), ("constraints", demo_constraints.run),
-            ("global", demo_global.run), ("mesh", demo_mesh.run), ("rolling-update", demo_rolling.run),
-            ("failover", demo_failover.run), ("leader", demo_leader.run), ("partition", demo_partition.run),
-            ("quorum", demo_quorum.run))
+    _demo(c, lab, name, "mesh")
 
 
 @lab_task(name="all", iterable=["only"], help={"lab": LAB_HELP, "only": "run just this demo (repeatable)",
                                                "name": OLD_NAME_HELP})
 def all_demos(c, lab=None, only=None, name=None):
     """The workshop sequence of every demo, with a summary table."""
-    chosen = [(n, run) for n, run in WORKSHOP if not only or n in only]
-    unknown = sorted(set(only or []) - {n for n, _ in WORKSHOP})
-    if unknown:
-        raise Exit(f"error: unknown demo(s) {', '.join(unknown)}: choose from {', '.join(n for n, _ in WORKSHOP)}",
-                   code=2)
     chosen_lab = _lab(c, lab, name)
-    reports = run_all(chosen_lab, ConsoleReporter(), chosen)
+    reports = labs.workshop(chosen_lab, list(only or []), ConsoleReporter())
     print(demo_summary(chosen_lab, reports))
     if not all(r.passed for r in reports):
         raise Exit(code=1)
@@ -710,23 +670,13 @@ def registry_ls(c, lab=None, name=None):
                 "format": "docker (container nodes, default), qcow2 (libvirt VMs) or box (vagrant-libvirt)"})
 def build(c, method="auto", mirror=None, rebuild=False, format_="docker"):
     """Build a node image, offline with debootstrap and cached: docker, qcow2 or box."""
-    if format_ == "qcow2":
-        image = vm_images.ensure_vm_image(ConsoleReporter(), mirror=mirror, rebuild=rebuild)
-        print(image.folder)
-    elif format_ == "box":
-        box = box_images.ensure_box(ConsoleReporter(), mirror=mirror, rebuild=rebuild)
-        print(f"{box.path}\n  add it: vagrant box add --name {box.name} {box.path}  (lab.up --provider vagrant does)")
-    elif format_ == "docker":
-        print(images.ensure_node_image(engine_clients.host_client(), ConsoleReporter(), method=method, mirror=mirror,
-                                       rebuild=rebuild))
-    else:
-        raise Exit(f"error: unknown image format {format_!r}: use docker, qcow2 or box", code=2)
+    print(labs.build_image(format_, ConsoleReporter(), method=method, mirror=mirror, rebuild=rebuild))
 
 
 @lab_task(help={"dry_run": "only list what would go"})
 def prune(c, dry_run=False):
     """Remove VM images, pool volumes and Vagrant boxes of older recipes (kept: the current one)."""
-    removed = image_prune.prune(dry_run=dry_run)
+    removed = labs.prune_images(dry_run=dry_run)
     for line in removed:
         print(("would remove " if dry_run else "removed ") + line)
     print(f"{len(removed)} old VM artefact(s) {'found' if dry_run else 'removed'}")

@@ -4,12 +4,26 @@ from __future__ import annotations
 
 import os
 import subprocess
+from typing import Callable
 
-from orchestrator import access, chaos, services, swarm
+from orchestrator import (
+    access,
+    chaos,
+    listing,
+    membership,
+    nodes,
+    services,
+    stacks,
+    swarm,
+)
 from orchestrator import bootstrap as swarm_bootstrap
 from orchestrator.clients import ClientPool
 from orchestrator.create import push_demo_images
+from orchestrator.demos import catalog
+from orchestrator.demos.report import DemoReport
+from orchestrator.demos.runner import run_all, run_demo
 from orchestrator.session import LabSession, open_lab
+from orchestrator.tables import service_table
 from orchestrator.views import (
     LabStatus,
     lab_status,
@@ -19,9 +33,12 @@ from orchestrator.views import (
 )
 from orchestrator.viz import control as viz_control
 from provision import doctor, hints, inventory, state
-from provision.errors import LabError, LabUnhealthy
+from provision.errors import LabError, LabUnhealthy, UsageError
+from provision.images import box as box_images
 from provision.images import demo as demo_images
 from provision.images import node as images
+from provision.images import prune as image_prune
+from provision.images import vm as vm_images
 from provision.lab_services import registry
 from provision.plan import RUNNING
 from provision.progress import Reporter
@@ -73,7 +90,7 @@ def require_healthy(status: LabStatus) -> None:
     if not_ready(status.nodes):
         problems.append(f"not ready: {', '.join(not_ready(status.nodes))}")
     stopped = startable(status.nodes)
-    if status.provider == "ssh":  # existing hosts: the machine is up, `lab.start` starts its engine
+    if get_provider(status.provider).capabilities.power == "engine":  # the machine is up: lab.start starts its engine
         stopped = [n.name for n in status.nodes if not n.ready]
     if stopped:
         starts = ", ".join(hints.command("lab.start", node, lab=status.name) for node in stopped)
@@ -250,3 +267,173 @@ def lab_exists(name: str) -> bool:
     """Whether lab ``name`` exists on this machine (its provider finds its spec)."""
     provider = get_provider(inventory.provider_of(name), lab=name)
     return inventory.current_spec(provider, name) is not None
+
+
+# -- node operations, services, stacks: each opens the lab and acts through a manager --------------
+
+
+def change_node(name: str, operation: Callable[..., bool], *args) -> bool:
+    """One of orchestrator.nodes' operations (promote, demote, availability, labels, leave,
+    join) on lab ``name``; whether it changed anything."""
+    with open_lab(name) as session:
+        return operation(session, *args)
+
+
+def create_service(name: str, request: services.ServiceRequest, reporter: Reporter,
+                   options: services.WaitOptions) -> str:
+    with open_lab(name) as session:
+        return services.create_service(session, request, reporter, options)
+
+
+def service_listing(name: str) -> str:
+    """The table of the lab's services (mode, running/desired, image, ports)."""
+    with open_lab(name) as session:
+        return service_table(session.manager)
+
+
+def service_tasks(name: str, service: str) -> list[services.TaskView]:
+    with open_lab(name) as session:
+        return services.tasks(session.manager, service)
+
+
+def scale_service(name: str, service: str, replicas: int, reporter: Reporter,
+                  options: services.WaitOptions) -> tuple[bool, str]:
+    with open_lab(name) as session:
+        return services.scale_service(session, service, replicas, reporter, options)
+
+
+def update_service(name: str, service: str, reporter: Reporter, options: services.WaitOptions, **changes) -> str:
+    with open_lab(name) as session:
+        return services.update_service(session, service, reporter, options, **changes)
+
+
+def rollback_service(name: str, service: str, reporter: Reporter, options: services.WaitOptions) -> str:
+    with open_lab(name) as session:
+        return services.rollback_service(session, service, reporter, options)
+
+
+def remove_service(name: str, service: str) -> None:
+    with open_lab(name) as session:
+        services.remove(session.manager, service)
+
+
+def deploy_stack(name: str, stack: str, source: str, reporter: Reporter, options: services.WaitOptions) -> str:
+    with open_lab(name) as session:
+        return stacks.deploy(session, stack, source, reporter, options)
+
+
+def remove_stack(name: str, stack: str) -> str:
+    with open_lab(name) as session:
+        return stacks.remove(session, stack)
+
+
+# -- demos -------------------------------------------------------------------------------------------
+
+
+def demo(name: str, demo_name: str, reporter: Reporter, **options) -> DemoReport:
+    """Run one demo of the catalog on lab ``name``; its report (verdict, figures, saved files)."""
+    return run_demo(demo_name, name, reporter, catalog.WORKSHOP[demo_name], **options)
+
+
+def workshop(name: str, only: list[str] | None, reporter: Reporter) -> list[DemoReport]:
+    """The catalog's demos in workshop order (or those in ``only``), one report each."""
+    return run_all(name, reporter, catalog.chosen(only))
+
+
+# -- delegated to the modules that hold them (one use case per task, all here) --------------------
+
+
+def list_labs() -> tuple[list[dict], list[str]]:
+    """lab.ls: every lab on this machine (orchestrator/listing.py)."""
+    return listing.list_labs()
+
+
+def node_ip(name: str, node: str) -> str:
+    return access.node_ip(name, node)
+
+
+def inspect_node(name: str, node: str) -> dict:
+    return access.inspect_node(name, node)
+
+
+def copy_files(name: str, source: str, destination: str, *, recursive: bool = False) -> int:
+    return access.scp(name, source, destination, recursive=recursive)
+
+
+def node_context(name: str, node: str) -> tuple[str, str]:
+    return access.context(name, node)
+
+
+def add_node(name: str, node: str, role: str, labels: dict[str, str], reporter: Reporter, *,
+             wait: bool = True) -> LabStatus:
+    return membership.add_node(name, node, role, labels, reporter, wait=wait)
+
+
+def remove_node(name: str, node: str, reporter: Reporter, *, wait: bool = True) -> LabStatus:
+    return membership.remove_node(name, node, reporter, wait=wait)
+
+
+def visualizer_up(name: str, port: int | None, host: str) -> tuple[viz_control.Viz, bool]:
+    return viz_control.up(name, port, host)
+
+
+def visualizer_down(name: str) -> bool:
+    return viz_control.down(name)
+
+
+def promote(name: str, node: str) -> bool:
+    return change_node(name, nodes.promote, node)
+
+
+def demote(name: str, node: str) -> bool:
+    return change_node(name, nodes.demote, node)
+
+
+def set_availability(name: str, node: str, availability: str) -> bool:
+    return change_node(name, nodes.set_availability, node, availability)
+
+
+def set_labels(name: str, node: str, add: dict[str, str], remove: list[str]) -> bool:
+    return change_node(name, nodes.set_labels, node, add, remove)
+
+
+def leave_swarm(name: str, node: str) -> bool:
+    return change_node(name, nodes.leave, node)
+
+
+def join_swarm(name: str, node: str, role: str) -> bool:
+    return change_node(name, nodes.join, node, role)
+
+
+# -- this machine: checks and images ----------------------------------------------------------------
+
+IMAGE_FORMATS = ("docker", "qcow2", "box")
+
+
+def machine_checks() -> list[doctor.Finding]:
+    """lab.doctor: what this machine offers labs, each finding with a fix-it line."""
+    return doctor.run_checks()
+
+
+def build_image(image_format: str, reporter: Reporter, *, method: str = "auto", mirror: str | None = None,
+                rebuild: bool = False) -> str:
+    """image.build: the node image (docker), the VM image (qcow2) or the Vagrant box; what was
+    built, as a line to print (its tag or path).
+
+    Raises:
+        UsageError: for another format.
+    """
+    if image_format == "qcow2":
+        return str(vm_images.ensure_vm_image(reporter, mirror=mirror, rebuild=rebuild).folder)
+    if image_format == "box":
+        box = box_images.ensure_box(reporter, mirror=mirror, rebuild=rebuild)
+        return f"{box.path}\n  add it: vagrant box add --name {box.name} {box.path}  (lab.up --provider vagrant does)"
+    if image_format == "docker":
+        return images.ensure_node_image(engine_clients.host_client(), reporter, method=method, mirror=mirror,
+                                        rebuild=rebuild)
+    raise UsageError(f"unknown image format {image_format!r}: use {', '.join(IMAGE_FORMATS)}")
+
+
+def prune_images(*, dry_run: bool = False) -> list[str]:
+    """image.prune: VM images, pool volumes and Vagrant boxes of older recipes."""
+    return image_prune.prune(dry_run=dry_run)

@@ -43,10 +43,15 @@ class SpecError(LabError):
         super().__init__(f"the lab spec has {len(self.problems)} problem(s):\n{lines}", hint=hint)
 
 
-class NodeNotFound(LabError):
-    """A node name that the lab does not have (a typo, most often)."""
+class UsageError(LabError):
+    """What the user typed names nothing swarmdeck knows (a node, a demo, a shell): exit code 2,
+    like a wrong flag."""
 
     exit_code = 2
+
+
+class NodeNotFound(UsageError):
+    """A node name that the lab does not have (a typo, most often)."""
 
     def __init__(self, lab: str, node: str, known: list[str], *, hint: str | None = None):
         self.lab, self.node = lab, node

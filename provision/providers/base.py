@@ -29,6 +29,7 @@ class Capabilities:
     adds_machines: bool = True  # lab.add can create a machine (existing hosts cannot be made)
     console: bool = False  # a command channel besides SSH (``console``), which works during a partition
     partition: bool = True  # a machine can be cut off the lab network and healed (``disconnect``)
+    power: str = "machine"  # what lab.stop/start/kill act on: the "machine", or only its "engine" (existing hosts)
     node_memory_mb: int = 0  # this machine's memory each node takes (0: the machines run elsewhere)
 
 

@@ -38,7 +38,8 @@ REACH_TIMEOUT = 3
 class SSHProvider:
     name = "ssh"
     # the engine may be installed first; swarmdeck neither owns these machines nor their network
-    capabilities = Capabilities(boot_timeout=120, own_host_keys=False, adds_machines=False, partition=False)
+    capabilities = Capabilities(boot_timeout=120, own_host_keys=False, adds_machines=False, partition=False,
+                                power="engine")
 
     def __init__(self, lab: str | None = None):
         self.lab = lab
