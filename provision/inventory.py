@@ -8,12 +8,10 @@ import dataclasses
 
 from provision import hints, state
 from provision.errors import LabError, SpecError
-from provision.paths import lab_dir
 from provision.plan import LabPlan
 from provision.providers import get_provider
 from provision.providers.base import Provider
 from provision.remote import engine_clients
-from provision.spec import load as spec_load
 from provision.spec import model as specs
 
 SPEC_FILE = state.SPEC_FILE  # in the lab's state folder: the spec as lab.add / lab.remove left it
@@ -62,11 +60,11 @@ def current_spec(provider: Provider, name: str) -> specs.LabSpec | None:
 def _current(created: specs.LabSpec | None, name: str) -> specs.LabSpec | None:
     if created is None:
         return None
-    return spec_load.read_spec_json(lab_dir(name) / SPEC_FILE) or created
+    return state.read_current_spec(name) or created
 
 
 def record_spec(spec: specs.LabSpec) -> None:
-    spec_load.write_spec_json(spec, lab_dir(spec.name) / SPEC_FILE)
+    state.write_current_spec(spec)
 
 
 def spec_for_up(spec: specs.LabSpec, provider: Provider) -> specs.LabSpec:

@@ -5,6 +5,8 @@ host setup over SSH."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import requests
 
 from provision import doctor, hints, state
@@ -58,6 +60,8 @@ def lab_network(spec: specs.LabSpec, provider: Provider, reporter: Reporter, led
             plan = retry
     if plan.subnet:  # machines on their own networks (provider ssh) have no lab network
         reporter.result(f"lab network {plan.subnet}", changed)
+    state.write_created_spec(dataclasses.replace(
+        spec, network=specs.NetworkSpec(plan.subnet or specs.AUTO, spec.network.mtu)))  # found again from now on
     return plan
 
 

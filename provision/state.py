@@ -28,11 +28,15 @@ from typing import Callable, Iterator
 from provision import hints
 from provision.errors import LabError
 from provision.paths import home, lab_dir
+from provision.spec import load as spec_load
 
 PROVIDER_FILE = "provider"
 ENGINE_FILE = "engine.json"
 PACE_FILE = "pace"
-SPEC_FILE = "spec.json"
+SPEC_FILE = "spec.json"  # the lab's spec now (lab.add and lab.remove change its nodes)
+CREATED_SPEC_FILE = "spec-created.json"  # the spec the lab was created with, its subnet as chosen
+# where swarmdeck 0.1 kept the created spec, per provider (the docker provider: its network's label)
+LEGACY_CREATED_SPEC_FILES = ("libvirt.json", "vagrant.json", "ssh.json")
 LOCK_FILE = "lab.lock"
 DEFAULT_PROVIDER = "docker"  # labs made before the provider was recorded
 
@@ -66,16 +70,23 @@ def exists(lab: str) -> bool:
 
 
 def known_labs() -> list[str]:
-    """Every lab with a state folder on this machine."""
+    """Every lab with a state folder on this machine (with its provider's record, or one
+    swarmdeck 0.1 wrote)."""
     folder = home() / "labs"
-    return sorted(p.parent.name for p in folder.glob(f"*/{PROVIDER_FILE}")) if folder.is_dir() else []
+    if not folder.is_dir():
+        return []
+    return sorted({p.parent.name for name in (PROVIDER_FILE, *LEGACY_CREATED_SPEC_FILES) for p in folder.glob(f"*/{name}")})
 
 
 def read_provider(lab: str) -> str:
+    """The provider that made ``lab``: its record; for a lab of swarmdeck 0.1 without one, the
+    provider whose spec file it has; else docker."""
     try:
         return (lab_dir(lab) / PROVIDER_FILE).read_text().strip() or DEFAULT_PROVIDER
     except OSError:
-        return DEFAULT_PROVIDER
+        pass
+    legacy = [name for name in LEGACY_CREATED_SPEC_FILES if (lab_dir(lab) / name).is_file()]
+    return legacy[0].removesuffix(".json") if legacy else DEFAULT_PROVIDER
 
 
 def write_provider(lab: str, provider: str) -> None:
@@ -106,6 +117,31 @@ def read_pace(lab: str) -> float:
 
 def write_pace(lab: str, pace: float) -> None:
     write_atomically(lab_dir(lab) / PACE_FILE, f"{pace:.1f}\n".encode(), 0o644)
+
+
+def read_created_spec(lab: str):
+    """The spec lab ``lab`` was created with (None: none recorded on this machine)."""
+    folder = lab_dir(lab)
+    for name in (CREATED_SPEC_FILE, *LEGACY_CREATED_SPEC_FILES):
+        found = spec_load.read_spec_json(folder / name)
+        if found is not None:
+            return found
+    return None
+
+
+def write_created_spec(spec) -> None:
+    """Record the spec a lab is created with, once (a re-run or lab.add keeps the first)."""
+    if read_created_spec(spec.name) is None:
+        spec_load.write_spec_json(spec, lab_dir(spec.name) / CREATED_SPEC_FILE)
+
+
+def read_current_spec(lab: str):
+    """The lab's spec as lab.add or lab.remove left it (None: its nodes never changed)."""
+    return spec_load.read_spec_json(lab_dir(lab) / SPEC_FILE)
+
+
+def write_current_spec(spec) -> None:
+    spec_load.write_spec_json(spec, lab_dir(spec.name) / SPEC_FILE)
 
 
 def remove(lab: str) -> bool:

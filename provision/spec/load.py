@@ -251,9 +251,12 @@ def to_mapping(spec: specs.LabSpec) -> dict[str, Any]:
 
 
 def write_spec_json(spec: specs.LabSpec, path: Path) -> None:
-    """Store ``spec`` as JSON at ``path`` (the records in a lab's state folder)."""
+    """Store ``spec`` as JSON at ``path`` (the records in a lab's state folder, through
+    provision.state), whole or not at all."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(to_mapping(spec), indent=2) + "\n")
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(to_mapping(spec), indent=2) + "\n")
+    partial.replace(path)
 
 
 def read_spec_json(path: Path) -> specs.LabSpec | None:

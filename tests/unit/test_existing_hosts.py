@@ -9,6 +9,7 @@ import pytest
 
 from provision import plan as machine
 from provision.errors import ProviderError, SetupError, SpecError
+from provision.paths import lab_dir
 from provision.progress import Reporter
 from provision.providers.ssh import provider as ssh_provider
 from provision.providers.vagrant import commands as vagrant_commands
@@ -71,8 +72,8 @@ def test_an_unreachable_host_is_listed_as_stopped(monkeypatch):
     provider = ssh_provider.SSHProvider()
     spec = ssh_spec(hosts={"manager1": {"address": "127.0.0.1", "port": 1}, "worker1": {"address": "127.0.0.2",
                                                                                         "port": 1}})
-    (ssh_provider.lab_dir("ext")).mkdir(parents=True)
-    (ssh_provider.lab_dir("ext") / ssh_provider.RECORD).write_text(json.dumps(spec_load.to_mapping(spec)))
+    lab_dir("ext").mkdir(parents=True)  # a lab adopted by swarmdeck 0.1: its spec in ssh.json, no provider record
+    (lab_dir("ext") / "ssh.json").write_text(json.dumps(spec_load.to_mapping(spec)))
     assert [(m.name, m.state) for m in provider.list("ext")] == [("manager1", "stopped"), ("worker1", "stopped")]
     assert provider.labs() == ["ext"]
 
@@ -171,7 +172,7 @@ def test_a_failed_vagrant_command_reports_its_own_output(monkeypatch, tmp_path):
     provider = vagrant_provider.VagrantProvider()
 
     def fails(client):
-        with open(vagrant_provider.lab_dir("v") / "vagrant.log", "a") as log:
+        with open(lab_dir("v") / "vagrant.log", "a") as log:
             log.write("Bringing machine 'manager1' up...\nError while creating domain: no storage pool\n")
         raise subprocess.CalledProcessError(1, ["vagrant", "up"])
 

@@ -141,3 +141,27 @@ def test_the_old_name_flag_still_works_with_a_warning(tmp_path):
     assert result.returncode == 2 and "--name is deprecated for the lab: use --lab" in result.stderr
     refused = swarmdeck("service.ps", "web", "--name", "x", cwd=tmp_path)
     assert refused.returncode == 2 and "the lab is --lab" in refused.stderr
+
+
+def test_the_created_spec_is_kept_in_one_place_and_written_once(swarmdeck_home):
+    from provision.spec import load as spec_load
+
+    first = spec_load.load_spec(None, {}, {"name": "web", "workers": 1})
+    state.write_created_spec(first)
+    state.write_created_spec(spec_load.load_spec(None, {}, {"name": "web", "workers": 3}))  # a re-run keeps it
+    assert state.read_created_spec("web") == first
+    assert state.read_current_spec("web") is None
+    state.write_current_spec(spec_load.load_spec(None, {}, {"name": "web", "workers": 2}))
+    assert len(state.read_current_spec("web").workers) == 2
+
+
+def test_a_lab_of_swarmdeck_0_1_is_found_by_its_old_records(swarmdeck_home):
+    import json
+
+    from provision.spec import load as spec_load
+
+    spec = spec_load.load_spec(None, {}, {"name": "old", "provider": "libvirt"})
+    lab_dir("old").mkdir(parents=True)
+    (lab_dir("old") / "libvirt.json").write_text(json.dumps(spec_load.to_mapping(spec)))
+    assert state.known_labs() == ["old"] and state.read_provider("old") == "libvirt"
+    assert state.read_created_spec("old") == spec

@@ -12,7 +12,7 @@ KIND = f"{PREFIX}.kind"  # node | network | volume
 NODE = f"{PREFIX}.node"
 ROLE = f"{PREFIX}.role"
 INDEX = f"{PREFIX}.index"
-SPEC = f"{PREFIX}.spec"  # the lab's spec as JSON, on the lab network
+SPEC = f"{PREFIX}.spec"  # the lab's spec as JSON, on the lab networks swarmdeck 0.1 made (read once)
 SESSION = f"{PREFIX}.session"  # set by the test suite to sweep leftovers
 
 

@@ -13,7 +13,7 @@ import json
 import docker
 import docker.errors
 
-from provision import doctor, hints
+from provision import doctor, hints, state
 from provision.errors import ProviderError, SpecError, SubnetTaken
 from provision.images import node as images
 from provision.ledger import Ledger
@@ -67,11 +67,18 @@ class DockerProvider:
     # -- the lab's spec and network ---------------------------------------------------------
 
     def stored_spec(self, lab: str) -> specs.LabSpec | None:
-        """The spec the lab was created with, from its network's label (None: no such lab)."""
+        """The spec the lab was created with (provision.state), while its network exists
+        (None: no such lab). A lab made by swarmdeck 0.1 kept it in its network's label:
+        read there once, and recorded in the state folder from then on."""
         network = self._network(lab)
         if network is None:
             return None
-        return spec_load.from_mapping(json.loads(network.attrs["Labels"][names.SPEC]))
+        recorded = state.read_created_spec(lab)
+        legacy = (network.attrs.get("Labels") or {}).get(names.SPEC)
+        if recorded is None and legacy:
+            recorded = spec_load.from_mapping(json.loads(legacy))
+            state.write_created_spec(recorded)
+        return recorded
 
     def resolve(self, spec: specs.LabSpec) -> LabPlan:
         network = self._network(spec.name)
@@ -140,11 +147,7 @@ class DockerProvider:
                 driver="bridge",
                 ipam=ipam,
                 options={"com.docker.network.driver.mtu": str(plan.mtu)},
-                labels={
-                    names.LAB: plan.name,
-                    names.KIND: "network",
-                    names.SPEC: json.dumps(spec_load.to_mapping(plan.spec)),
-                },
+                labels={names.LAB: plan.name, names.KIND: "network"},
             )
         except docker.errors.APIError as err:
             text = str(err.explanation or err)

@@ -18,7 +18,7 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from provision import hints
+from provision import hints, state
 from provision.errors import ProviderError, ProviderUnavailable, SpecError, SubnetTaken
 from provision.images import vm as vm_images
 from provision.ledger import Ledger
@@ -35,7 +35,6 @@ from provision.providers.base import (
 )
 from provision.providers.libvirt import connection, domains, networks, pools
 from provision.render import render
-from provision.spec import load as spec_load
 from provision.spec import model as specs
 from provision.spec import validation
 
@@ -101,7 +100,7 @@ class LibvirtProvider:
     def stored_spec(self, lab: str) -> specs.LabSpec | None:
         if self._network(lab) is None:
             return None
-        return spec_load.read_spec_json(lab_dir(lab) / "libvirt.json")
+        return state.read_created_spec(lab)
 
     def resolve(self, spec: specs.LabSpec) -> LabPlan:
         network = self._network(spec.name)
@@ -156,7 +155,6 @@ class LibvirtProvider:
         ledger = ledger or Ledger()
         network = self._network(plan.name)
         if network is None:
-            spec_load.write_spec_json(plan.spec, lab_dir(plan.name) / "libvirt.json")
             ledger.record(f"network {networks.network_name(plan.name)}", lambda: self._remove_network(plan.name))
             network = self.conn.networkDefineXML(networks.network_xml(plan))
             try:

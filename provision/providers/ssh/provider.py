@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import socket
 
+from provision import state
 from provision.errors import HostUnreachable, ProviderError, SpecError
 from provision.ledger import Ledger
-from provision.paths import home, lab_dir
 from provision.plan import RUNNING, STOPPED, LabPlan, Machine, NodePlan, plan
 from provision.progress import Reporter
 from provision.providers.base import (
@@ -27,11 +27,9 @@ from provision.providers.base import (
 )
 from provision.remote import adopt, keys
 from provision.remote.host import SSHHost, check
-from provision.spec import load as spec_load
 from provision.spec import model as specs
 from provision.spec import validation
 
-RECORD = "ssh.json"  # in the lab's state folder: the spec the lab was adopted with
 REACH_TIMEOUT = 3
 
 
@@ -51,7 +49,7 @@ class SSHProvider:
         pass  # no image: the machines exist
 
     def stored_spec(self, lab: str) -> specs.LabSpec | None:
-        return spec_load.read_spec_json(lab_dir(lab) / RECORD)
+        return state.read_created_spec(lab) if state.read_provider(lab) == self.name else None
 
     def resolve(self, spec: specs.LabSpec) -> LabPlan:
         validation.validate(spec)
@@ -66,7 +64,6 @@ class SSHProvider:
     def create(self, plan: LabPlan, first_boot: FirstBoot, reporter: Reporter,
                ledger: Ledger | None = None) -> list[Machine]:
         ledger = ledger or Ledger()
-        spec_load.write_spec_json(plan.spec, lab_dir(plan.name) / RECORD)
         ensure_nodes(plan, lambda node: self._adopt(plan, node, ledger), reporter, "host")
         return self.list(plan.name)
 
@@ -142,8 +139,7 @@ class SSHProvider:
             host.close()
 
     def labs(self) -> list[str]:
-        folder = home() / "labs"
-        return sorted(p.parent.name for p in folder.glob(f"*/{RECORD}")) if folder.is_dir() else []
+        return [lab for lab in state.known_labs() if state.read_provider(lab) == self.name]
 
     def ssh_target(self, machine: Machine) -> SSHTarget:
         spec = self.stored_spec(machine.lab)

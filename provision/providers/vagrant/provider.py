@@ -16,7 +16,6 @@ keeps Vagrant's output in the lab's ``vagrant.log`` and reports its real error.
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import json
 import os
@@ -24,11 +23,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from provision import hints
+from provision import hints, state
 from provision.errors import ProviderError, ProviderUnavailable
 from provision.images import box as box_images
 from provision.ledger import Ledger
-from provision.paths import REPO, home, lab_dir
+from provision.paths import REPO, lab_dir
 from provision.plan import PAUSED, RUNNING, STOPPED, LabPlan, Machine, plan
 from provision.progress import Reporter
 from provision.providers.base import (
@@ -44,7 +43,6 @@ from provision.providers.libvirt import networks as libvirt_networks
 from provision.providers.libvirt import provider as lv
 from provision.providers.vagrant import commands, lab_file
 from provision.remote import adopt
-from provision.spec import load as spec_load
 from provision.spec import model as specs
 from provision.spec import validation
 
@@ -133,7 +131,8 @@ class VagrantProvider:
         reporter.result(f"Vagrant box {self.box.name} added", changed=True)
 
     def stored_spec(self, lab: str) -> specs.LabSpec | None:
-        return spec_load.read_spec_json(lab_dir(lab) / "vagrant.json")
+        """The spec the lab was created with, with its subnet (provision.state)."""
+        return state.read_created_spec(lab) if state.read_provider(lab) == self.name else None
 
     def resolve(self, spec: specs.LabSpec) -> LabPlan:
         if spec.vagrant.provider == "libvirt":
@@ -158,8 +157,6 @@ class VagrantProvider:
                                 hint=f"one Vagrant lab per folder: {hints.command('lab.down', lab=owner)}, or set "
                                      f"{commands.DIR_ENV} to another folder")
         self._prepare_machines(plan.spec, reporter)
-        resolved = dataclasses.replace(plan.spec, network=specs.NetworkSpec(plan.subnet, plan.spec.network.mtu))
-        spec_load.write_spec_json(resolved, lab_dir(plan.name) / "vagrant.json")  # with the subnet it got
         self.ensure_network(plan, ledger)  # made already by provision.machines.lab_network, under the subnet lock
         if owner != plan.name:  # the Vagrantfile described no lab, or one without machines: now this one
             ledger.record(f"Vagrant's description of lab {plan.name} ({commands.vagrant_dir() / lab_file.SPEC_JSON})",
@@ -294,8 +291,7 @@ class VagrantProvider:
         return len(left)
 
     def labs(self) -> list[str]:
-        folder = home() / "labs"
-        return sorted(p.parent.name for p in folder.glob("*/vagrant.json")) if folder.is_dir() else []
+        return [lab for lab in state.known_labs() if state.read_provider(lab) == self.name]
 
     def ssh_target(self, machine: Machine) -> SSHTarget:
         return SSHTarget(machine.address)
