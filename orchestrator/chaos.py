@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from orchestrator.session import LabSession
 from provision import machines
-from provision.setup.engine import wait_for_engine
+from provision.setup.engine_config import wait_for_engine
 from provision.setup.hosts_file import ensure_hosts_block
 
 

@@ -26,7 +26,7 @@ from provision.images import node as images
 from provision.paths import TEMPLATES, home
 from provision.progress import Reporter
 from provision.remote.node_files import File
-from provision.setup.engine import SYSTEMD_DROPINS
+from provision.setup.engine_service import SYSTEMD_DROPINS
 
 SUITE = images.SUITE
 PACKAGES = (

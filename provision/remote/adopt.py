@@ -21,7 +21,7 @@ from provision.errors import HostUnreachable, SetupError
 from provision.providers.base import SSHTarget
 from provision.remote import keys
 from provision.remote.host import Host, SSHHost, check
-from provision.setup.engine import SYSTEMD_DROPINS
+from provision.setup.engine_service import SYSTEMD_DROPINS
 from provision.setup.hosts_file import markers
 from provision.wait import NotYet, wait_until
 

@@ -14,8 +14,9 @@ from provision.progress import Reporter
 from provision.remote import keys
 from provision.remote.host import Host
 from provision.remote.node_files import engine_files
-from provision.setup.engine import ensure_engine_config, ensure_engine_service
+from provision.setup.engine_config import ensure_engine_config
 from provision.setup.engine_package import ensure_engine_package
+from provision.setup.engine_service import ensure_engine_service
 from provision.setup.firewall import ensure_lab_ports
 from provision.setup.hostname import ensure_hostname
 from provision.setup.hosts_file import ensure_hosts_block

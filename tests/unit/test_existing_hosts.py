@@ -17,7 +17,7 @@ from provision.providers.vagrant import lab_file as vagrant_lab_file
 from provision.providers.vagrant import provider as vagrant_provider
 from provision.remote import adopt, keys
 from provision.remote.host import Result
-from provision.setup import engine, engine_package, run_setup, steps
+from provision.setup import engine_package, engine_service, run_setup, steps
 from provision.spec import load as spec_load
 from provision.spec import validation
 from tests.unit.fakes import FakeHost
@@ -136,11 +136,11 @@ def test_no_apt_means_a_clear_error():
 
 def test_systemd_hosts_get_the_engine_drop_ins_once():
     host = FakeHost()
-    assert engine.ensure_engine_service(host) is True
-    assert set(engine.SYSTEMD_DROPINS) <= set(host.files) and host.ran("systemctl daemon-reload")
-    assert engine.ensure_engine_service(host) is False
+    assert engine_service.ensure_engine_service(host) is True
+    assert set(engine_service.SYSTEMD_DROPINS) <= set(host.files) and host.ran("systemctl daemon-reload")
+    assert engine_service.ensure_engine_service(host) is False
     runit = FakeHost(responses={r"^test -d /run/systemd/system$": Result("", 1)})
-    assert engine.ensure_engine_service(runit) is False and not runit.files
+    assert engine_service.ensure_engine_service(runit) is False and not runit.files
 
 
 def test_only_the_registry_node_wants_the_registry_package():

@@ -3,7 +3,8 @@ import json
 from provision import plan as machine
 from provision.remote import node_files
 from provision.remote.host import Result
-from provision.setup import engine, firewall, hostname, hosts_file, ssh_keys
+from provision.setup import engine_config as engine
+from provision.setup import firewall, hostname, hosts_file, ssh_keys
 from provision.spec import load as spec_load
 from tests.unit.fakes import FakeHost
 

@@ -1,4 +1,5 @@
-"""The Docker engine's configuration (daemon.json and TLS), restarted only on change."""
+"""The Docker engine's configuration (daemon.json and TLS), restarted only on change; the engine
+awaited after a restart."""
 
 from __future__ import annotations
 
@@ -6,17 +7,9 @@ import hashlib
 import shlex
 
 from provision import hints
-from provision.paths import TEMPLATES
 from provision.remote.host import Host, check, read_file
 from provision.remote.node_files import File
 from provision.wait import wait_until
-
-# systemd drop-ins for Debian's docker units: dockerd takes its sockets from daemon.json
-SYSTEMD_DROPINS = {
-    "/etc/systemd/system/docker.service.d/swarmdeck.conf": TEMPLATES / "docker" / "systemd-dropin.conf",
-    "/etc/systemd/system/docker.socket.d/swarmdeck.conf": TEMPLATES / "docker" / "systemd-socket-dropin.conf",
-}
-RUNS_SYSTEMD = "test -d /run/systemd/system"
 
 RESTART = (
     "if [ -d /etc/service/docker ]; then sv -w 60 restart /etc/service/docker; "
@@ -34,27 +27,6 @@ def ensure_engine_config(host: Host, files: list[File]) -> bool:
     if changed:
         restart_engine(host)
     return bool(changed)
-
-
-def ensure_engine_service(host: Host) -> bool:
-    """On systemd hosts, the drop-ins that let daemon.json name the engine's sockets.
-
-    Debian's docker.service starts dockerd with ``-H fd://``, which dockerd refuses next
-    to daemon.json's "hosts"; images swarmdeck builds carry these files already.
-    """
-    if not host.run(RUNS_SYSTEMD).ok:
-        return False  # container nodes: runit runs dockerd without flags
-    changed = False
-    for path, source in SYSTEMD_DROPINS.items():
-        content = source.read_text()
-        if read_file(host, path) != content:
-            check(host, f"mkdir -p {shlex.quote(path.rsplit('/', 1)[0])}")
-            host.put(content.encode(), path)
-            changed = True
-    if changed:
-        check(host, "systemctl daemon-reload && systemctl enable docker.service >/dev/null 2>&1; "
-                    "systemctl restart docker.socket", hint="see `journalctl -u docker.socket` on the node")
-    return changed
 
 
 def restart_engine(host: Host) -> None:
