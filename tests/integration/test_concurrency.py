@@ -14,7 +14,7 @@ import pytest
 from provision.paths import REPO, lab_dir
 from provision.providers.docker import names as labels
 from provision.wait import NotYet, wait_until
-from tests.integration.conftest import (
+from tests.labs import (
     INVOKE,
     OUTPUTS,
     cli,

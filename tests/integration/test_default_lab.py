@@ -8,8 +8,8 @@ import subprocess
 import pytest
 
 from provision.wait import wait_until
-from tests.integration.conftest import INVOKE, cli, status_json, swarm_nodes
-from tests.integration.conftest import leader_client as manager_client
+from tests.labs import INVOKE, cli, status_json, swarm_nodes
+from tests.labs import leader_client as manager_client
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import a_lab, cli, leader_client
+from tests.labs import a_lab, cli, leader_client
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,8 @@ import subprocess
 
 import pytest
 
-from tests.integration.conftest import INVOKE, OUTPUTS
 from tests.integration.test_viz import free_port
+from tests.labs import INVOKE, OUTPUTS
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ from provision import kernel_features as ipvs
 from provision.paths import REPO
 from provision.providers.docker import names as labels
 from provision.wait import wait_until
-from tests.integration.conftest import INVOKE, OUTPUTS, cli, lab_resources, new_lab_name
+from tests.labs import INVOKE, OUTPUTS, cli, lab_resources, new_lab_name
 
 pytestmark = pytest.mark.integration
 

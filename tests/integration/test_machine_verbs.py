@@ -16,7 +16,7 @@ import pytest
 
 from provision.paths import REPO
 from provision.wait import NotYet, wait_until
-from tests.integration.conftest import INVOKE, UNHEALTHY, a_lab, cli, swarm_nodes
+from tests.labs import INVOKE, UNHEALTHY, a_lab, cli, swarm_nodes
 
 pytestmark = pytest.mark.integration
 

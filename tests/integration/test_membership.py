@@ -8,7 +8,7 @@ import pytest
 from provision.providers.docker import load_balancer
 from provision.providers.docker import names as labels
 from provision.wait import wait_until
-from tests.integration.conftest import (
+from tests.labs import (
     a_lab,
     addresses,
     cli,

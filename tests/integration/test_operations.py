@@ -8,9 +8,9 @@ import urllib.request
 import pytest
 
 from provision.wait import NotYet, wait_until
-from tests.integration.conftest import a_lab, addresses, cli
-from tests.integration.conftest import leader_client as manager
-from tests.integration.conftest import swarm_nodes as nodes
+from tests.labs import a_lab, addresses, cli
+from tests.labs import leader_client as manager
+from tests.labs import swarm_nodes as nodes
 
 pytestmark = pytest.mark.integration
 _direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))

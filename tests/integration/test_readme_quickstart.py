@@ -16,7 +16,7 @@ import subprocess
 import pytest
 
 from provision.paths import REPO
-from tests.integration.conftest import OUTPUTS, lab_resources, new_lab_name
+from tests.labs import OUTPUTS, lab_resources, new_lab_name
 
 pytestmark = pytest.mark.integration
 FENCE = re.compile(r"^```[a-z]*\n(.*?)^```", re.MULTILINE | re.DOTALL)

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import pytest
 
 from provision.remote.engine_clients import node_client
-from tests.integration.conftest import a_lab, cli, status_json
+from tests.labs import a_lab, cli, status_json
 
 pytestmark = pytest.mark.integration
 _direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))

@@ -12,7 +12,7 @@ import pytest
 
 from provision.remote.engine_clients import node_client
 from provision.wait import NotYet, wait_until
-from tests.integration.conftest import a_lab, addresses, cli, status_json
+from tests.labs import a_lab, addresses, cli, status_json
 
 pytestmark = pytest.mark.integration
 

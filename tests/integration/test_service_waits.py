@@ -9,7 +9,7 @@ import pytest
 
 from provision import kernel_features as ipvs
 from provision.wait import wait_until
-from tests.integration.conftest import cli, leader_client, new_lab_name
+from tests.labs import cli, leader_client, new_lab_name
 
 pytestmark = pytest.mark.integration
 NO_MESH = "has no routing mesh"

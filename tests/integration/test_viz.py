@@ -17,7 +17,7 @@ import pytest
 
 from provision.paths import REPO
 from provision.wait import wait_until
-from tests.integration.conftest import INVOKE, a_lab, cli
+from tests.labs import INVOKE, a_lab, cli
 
 pytestmark = pytest.mark.integration
 _direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))

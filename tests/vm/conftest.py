@@ -1,11 +1,10 @@
 """VM tier: labs of real VMs on libvirt + QEMU (software emulation where KVM cannot run a
-guest). The session's SWARMDECK_HOME and the CLI helpers are the integration tier's."""
+guest). The engine, the session's SWARMDECK_HOME and the CLI helpers are tests/conftest.py's
+and tests/labs.py's, as for the integration tier."""
 
 from __future__ import annotations
 
 import pytest
-
-from tests.integration.conftest import engine, session_home  # noqa: F401 - the same engine sweep and home
 
 
 @pytest.fixture(scope="session")
@@ -23,13 +22,6 @@ def libvirt_conn():
     conn.close()
 
 
-def libvirt_leftovers(conn, lab: str) -> list[str]:
-    """The lab's domains, network and pool volumes that are still there (after lab.down: none)."""
-    from provision.providers.libvirt import networks
-    from provision.providers.libvirt.provider import POOL
-
-    found = [f"domain {d.name()}" for d in conn.listAllDomains(0) if d.name().startswith(f"{lab}-")]
-    found += [f"network {n.name()}" for n in conn.listAllNetworks(0) if n.name() == networks.network_name(lab)]
-    pool = conn.storagePoolLookupByName(POOL)
-    pool.refresh(0)
-    return found + [f"volume {v.name()}" for v in pool.listAllVolumes(0) if v.name().startswith(f"{lab}-")]
+@pytest.fixture(scope="session", autouse=True)
+def _session_home(session_home):
+    yield session_home

@@ -10,7 +10,7 @@ from provision.images import vm as vm_images
 from provision.paths import home
 from provision.providers.libvirt import connection as libvirt_connection
 from provision.providers.libvirt import provider as lv
-from tests.integration.conftest import cli
+from tests.labs import cli
 
 pytestmark = pytest.mark.vm
 OLD = "vm-000000000000"  # a recipe hash no build makes

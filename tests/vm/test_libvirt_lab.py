@@ -16,8 +16,7 @@ from provision.paths import lab_dir
 from provision.providers.libvirt import domains as libvirt_domains
 from provision.providers.libvirt import networks as libvirt_networks
 from provision.wait import wait_until
-from tests.integration.conftest import cli, new_lab_name, status_json, swarm_nodes
-from tests.vm.conftest import libvirt_leftovers
+from tests.labs import cli, libvirt_leftovers, new_lab_name, status_json, swarm_nodes
 
 pytestmark = pytest.mark.vm
 _direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -127,7 +126,7 @@ def test_down_leaves_no_domain_volume_or_network(vm_lab, libvirt_conn):
 
 
 def _running_web_tasks(lab: str, avoid: str) -> int:
-    from tests.integration.conftest import leader_client
+    from tests.labs import leader_client
 
     client = leader_client(lab)
     try:

@@ -20,7 +20,7 @@ from provision.remote import adopt, keys
 from provision.remote.node_files import File
 from provision.spec import model as specs
 from provision.wait import wait_until
-from tests.integration.conftest import cli, new_lab_name, status_json, swarm_nodes
+from tests.labs import cli, new_lab_name, status_json, swarm_nodes
 
 pytestmark = pytest.mark.vm
 

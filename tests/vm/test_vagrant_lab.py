@@ -15,8 +15,7 @@ from provision.paths import REPO
 from provision.providers.libvirt import networks as libvirt_networks
 from provision.providers.vagrant import commands as vagrant_commands
 from provision.providers.vagrant import lab_file as vagrant_lab_file
-from tests.integration.conftest import cli, new_lab_name, status_json, swarm_nodes
-from tests.vm.conftest import libvirt_leftovers
+from tests.labs import cli, libvirt_leftovers, new_lab_name, status_json, swarm_nodes
 
 pytestmark = pytest.mark.vm
 

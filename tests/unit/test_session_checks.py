@@ -1,0 +1,39 @@
+"""The checks that end a session that made labs (tests/conftest.py) can fail it."""
+
+from types import SimpleNamespace
+
+import pytest
+
+from tests import conftest, labs
+
+TOKEN = "SWM" + "TKN-1-" + "3pu6hszjas19xyp7ghgosyx9k8atbfcr8p2is99znpy26u2lkl-1awxwuwd3z9j1z3puu7rcgdbx"
+
+
+@pytest.fixture
+def outputs(monkeypatch):
+    monkeypatch.setattr(labs, "OUTPUTS", [])
+    monkeypatch.setattr(conftest, "OUTPUTS", labs.OUTPUTS)
+    monkeypatch.setattr(conftest, "FINDINGS", [])
+    return labs.OUTPUTS
+
+
+def test_a_token_in_any_output_but_swarm_tokens_is_a_leak(outputs, tmp_path):
+    outputs.append((["invoke", "swarm.tokens"], f"worker {TOKEN}"))
+    assert labs.secret_leaks(None, tmp_path) == [] and not labs.scan_is_blind()
+    outputs.append((["invoke", "lab.up"], f"joining with {TOKEN}"))
+    (tmp_path / "labs").mkdir()
+    (tmp_path / "labs" / "state.json").write_text(TOKEN)
+    assert labs.secret_leaks(None, tmp_path) == ["invoke lab.up", str(tmp_path / "labs" / "state.json")]
+
+
+def test_a_finding_fails_the_session_even_when_every_test_passed(outputs, monkeypatch, tmp_path):
+    monkeypatch.setenv("SWARMDECK_HOME", str(tmp_path))
+    outputs.append((["invoke", "lab.status"], f"oops {TOKEN}"))
+    monkeypatch.setattr(conftest, "stray_containers", lambda client: ["probe swarmdeck-probe-1"])
+    monkeypatch.setattr(conftest, "secret_leaks", lambda client, home: labs.secret_leaks(None, home))
+    conftest._end_of_session_checks(client=None)
+    session = SimpleNamespace(exitstatus=0)
+    conftest.pytest_sessionfinish(session, 0)
+    assert session.exitstatus == pytest.ExitCode.TESTS_FAILED
+    assert conftest.FINDINGS == ["a Swarm secret leaked into invoke lab.status",
+                                 "a stray container is left on the host engine: probe swarmdeck-probe-1"]
