@@ -45,7 +45,7 @@ class SSHProvider:
     def check(self) -> None:
         pass  # nothing to reach before the hosts themselves
 
-    def prepare(self, reporter: Reporter, **_options) -> None:
+    def prepare(self, reporter: Reporter, *, image_method: str = "auto", mirror: str | None = None) -> None:
         pass  # no image: the machines exist
 
     def stored_spec(self, lab: str) -> specs.LabSpec | None:
