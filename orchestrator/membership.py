@@ -167,7 +167,8 @@ def with_node(spec: specs.LabSpec, node: str, role: str, labels: dict[str, str])
 
 
 def without_node(plan: LabPlan, node: str) -> specs.LabSpec:
-    """The lab's spec without ``node``; the other nodes keep their addresses.
+    """The lab's spec without ``node`` (and without its inventory entry: existing hosts);
+    the other nodes keep their addresses.
 
     Raises:
         SpecError: the lab has no such node.
@@ -178,7 +179,8 @@ def without_node(plan: LabPlan, node: str) -> specs.LabSpec:
         raise LabError(f"{node} runs the lab registry ({plan.registry}) that every node pulls from",
                        hint=f"remove other nodes, or recreate the lab: {hints.command('lab.down')} then {hints.command('lab.up')}")
     kept = tuple(dataclasses.replace(n, slot=p.index) for n, p in zip(plan.spec.nodes, plan.nodes) if n.name != node)
-    spec = dataclasses.replace(plan.spec, nodes=kept)
+    hosts = {name: host for name, host in plan.spec.hosts.items() if name != node}
+    spec = dataclasses.replace(plan.spec, nodes=kept, hosts=hosts)
     validation.validate(spec)
     return spec
 
