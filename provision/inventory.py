@@ -58,9 +58,7 @@ def current_spec(provider: Provider, name: str) -> specs.LabSpec | None:
 
 
 def _current(created: specs.LabSpec | None, name: str) -> specs.LabSpec | None:
-    if created is None:
-        return None
-    return state.read_current_spec(name) or created
+    return state.current_spec(name, created)
 
 
 def record_spec(spec: specs.LabSpec) -> None:

@@ -144,6 +144,14 @@ def write_current_spec(spec) -> None:
     spec_load.write_spec_json(spec, lab_dir(spec.name) / SPEC_FILE)
 
 
+def current_spec(lab: str, created):
+    """The lab's spec now: as lab.add or lab.remove left it, else ``created`` (the spec it
+    was created with, as its backend found it; None: no such lab)."""
+    if created is None:
+        return None
+    return read_current_spec(lab) or created
+
+
 def remove(lab: str) -> bool:
     """Empty the lab's state folder (keys, certificates, records, reports); True if it held
     anything (a folder with only its lock file in it is no lab: ``lab.down`` says so). The

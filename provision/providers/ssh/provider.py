@@ -80,7 +80,8 @@ class SSHProvider:
         return adopt.adopt(plan.name, node.name, target, adopt.user_key(host.key))
 
     def list(self, lab: str) -> list[Machine]:
-        spec = self.stored_spec(lab)
+        """The hosts of the lab's inventory now (lab.remove takes one out), reachable or not."""
+        spec = state.current_spec(lab, self.stored_spec(lab))
         if spec is None:
             return []
         return [Machine(lab=lab, name=n.name, role=n.role, index=n.index, address=n.address,

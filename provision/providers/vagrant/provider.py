@@ -221,7 +221,8 @@ class VagrantProvider:
         (commands.vagrant_dir() / lab_file.SPEC_JSON).write_text(json.dumps(data, indent=2) + "\n")
 
     def list(self, lab: str) -> list[Machine]:
-        spec = self.stored_spec(lab)
+        """The machines Vagrant has of the lab's nodes now (lab.add and lab.remove change them)."""
+        spec = state.current_spec(lab, self.stored_spec(lab))
         if spec is None:
             return []
         states = self._status(lab)
