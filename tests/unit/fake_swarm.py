@@ -6,17 +6,22 @@ left (Down, and still a Raft member for a manager until demoted), Raft's majorit
 it a manager reports no cluster ID and refuses writes), labels, and Swarm's refusal to
 remove a manager entry that Raft still counts; join tokens that rotate (an old one is
 refused); node specs written whole with the version they were read at (a stale version is
-refused, as swarmkit does); the ingress network; tasks that the scheduler moves off a
+refused, as swarmkit does); the swarm's spec, which an update replaces whole (a setting
+the update leaves out is reset, as Docker does: ``client.swarm.update`` is the SDK's own
+code); the ingress network; tasks that the scheduler moves off a
 drained node, one per look; engines that are powered off (every call fails to connect, and
 the swarm sees the node down). Demotion and the heartbeat are immediate here.
 """
 
 from __future__ import annotations
 
+import copy
 import itertools
 from dataclasses import dataclass, field
 
+import docker.api.swarm
 import docker.errors
+import docker.models.swarm
 import requests
 
 _ids = itertools.count(1)
@@ -57,12 +62,25 @@ class Network:
         self.cluster.networks.remove(self)
 
 
+# A new swarm's spec, as Docker 20.10 shows it (docker swarm inspect); an update that leaves a
+# setting out sets it to zero: the zero spec is what such an update leaves of each section.
+NEW_SPEC = {"Orchestration": {"TaskHistoryRetentionLimit": 5},
+            "Raft": {"SnapshotInterval": 10000, "KeepOldSnapshots": 0, "LogEntriesForSlowFollowers": 500,
+                     "ElectionTick": 10, "HeartbeatTick": 1},
+            "Dispatcher": {"HeartbeatPeriod": 5_000_000_000}, "CAConfig": {"NodeCertExpiry": 7776000000000000},
+            "TaskDefaults": {}}
+ZERO_SPEC = {"Orchestration": {"TaskHistoryRetentionLimit": 0},
+             "Raft": {"KeepOldSnapshots": 0, "ElectionTick": 0, "HeartbeatTick": 0},
+             "Dispatcher": {}, "CAConfig": {}, "TaskDefaults": {}}
+
+
 @dataclass
 class Cluster:
     id: str
     entries: dict[str, Entry] = field(default_factory=dict)
     raft: set[str] = field(default_factory=set)  # node IDs of Raft's members
-    heartbeat: int = 5_000_000_000
+    spec: dict = field(default_factory=lambda: copy.deepcopy(NEW_SPEC))
+    version: int = 1  # the swarm object's version: an update needs the one it read
     tokens: dict[str, str] = field(default_factory=dict)  # role -> its join token now
     networks: list[Network] = field(default_factory=list)
     tasks: list[dict] = field(default_factory=list)  # {"ID", "NodeID", "DesiredState", "Pinned"}
@@ -70,6 +88,10 @@ class Cluster:
     def __post_init__(self) -> None:
         self.tokens = {"worker": f"{self.id}-worker", "manager": f"{self.id}-manager"}
         self.networks = [Network(self, "ingress", {"Name": "ingress", "Ingress": True, "Options": None})]
+
+    @property
+    def heartbeat(self) -> int | None:
+        return self.spec["Dispatcher"].get("HeartbeatPeriod")
 
     def rotate(self, role: str) -> None:
         self.tokens[role] = f"{self.id}-{role}-{next(_ids)}"
@@ -175,8 +197,13 @@ class Engine:
 
 
 class _SwarmAPI:
+    """``client.swarm``: its ``update`` is the SDK's own (docker.models.swarm.Swarm.update),
+    which sends a spec made of its arguments alone."""
+
+    update = docker.models.swarm.Swarm.update
+
     def __init__(self, engine: Engine):
-        self.engine = engine
+        self.engine = self.client = engine
         self.attrs: dict = {}
         self.calls: list[tuple[str, dict]] = []  # (method, its arguments) of every init, join and update
 
@@ -198,7 +225,7 @@ class _SwarmAPI:
                          f"({advertise_addr})")
         cluster = Cluster(f"cluster-{next(_ids)}")
         if dispatcher_heartbeat_period:
-            cluster.heartbeat = dispatcher_heartbeat_period
+            cluster.spec["Dispatcher"]["HeartbeatPeriod"] = dispatcher_heartbeat_period
         engine.world.clusters[cluster.id] = cluster
         engine.enter(cluster, "manager", advertise_addr)
         return engine.node_id
@@ -235,26 +262,41 @@ class _SwarmAPI:
 
     def reload(self) -> None:
         cluster = self.engine.require_leader()
-        self.attrs = {"JoinTokens": {"Worker": cluster.tokens["worker"], "Manager": cluster.tokens["manager"]},
-                      "Spec": {"Dispatcher": {"HeartbeatPeriod": cluster.heartbeat}}}
+        self.attrs = {"ID": cluster.id, "Version": {"Index": cluster.version},
+                      "JoinTokens": {"Worker": cluster.tokens["worker"], "Manager": cluster.tokens["manager"]},
+                      "Spec": copy.deepcopy(cluster.spec)}
 
-    def update(self, rotate_worker_token: bool = False, rotate_manager_token: bool = False,
-               dispatcher_heartbeat_period: int | None = None, **_) -> bool:
-        cluster = self.engine.require_leader()
-        self.calls.append(("update", {"rotate_worker_token": rotate_worker_token,
-                                      "rotate_manager_token": rotate_manager_token,
-                                      "dispatcher_heartbeat_period": dispatcher_heartbeat_period}))
-        if dispatcher_heartbeat_period:
-            cluster.heartbeat = dispatcher_heartbeat_period
-        for role, rotate in (("worker", rotate_worker_token), ("manager", rotate_manager_token)):
-            if rotate:
-                cluster.rotate(role)
-        return True
+    @property
+    def version(self) -> int | None:
+        return (self.attrs.get("Version") or {}).get("Index")
 
 
 class _LowLevelAPI:
+    _version = "1.41"  # for the SDK's create_swarm_spec
+    create_swarm_spec = docker.api.swarm.SwarmApiMixin.create_swarm_spec
+
     def __init__(self, engine: Engine):
         self.engine = engine
+
+    def update_swarm(self, version: int, swarm_spec: dict | None = None, rotate_worker_token: bool = False,
+                     rotate_manager_token: bool = False, rotate_manager_unlock_key: bool = False) -> bool:
+        """POST /swarm/update: the spec replaced whole (what it leaves out is reset), written
+        with the version it was read at."""
+        cluster = self.engine.require_leader()
+        self.engine.swarm.calls.append(("update", {"version": version, "swarm_spec": copy.deepcopy(swarm_spec),
+                                                   "rotate_worker_token": rotate_worker_token,
+                                                   "rotate_manager_token": rotate_manager_token}))
+        if version != cluster.version:
+            raise _error(f"rpc error: code = Unknown desc = update out of sequence (the swarm is at version "
+                         f"{cluster.version}, the update was for {version})")
+        given = swarm_spec or {}
+        cluster.spec = {section: {**ZERO_SPEC.get(section, {}), **(given.get(section) or {})}
+                        for section in {*ZERO_SPEC, *given}}
+        for role, rotate in (("worker", rotate_worker_token), ("manager", rotate_manager_token)):
+            if rotate:
+                cluster.rotate(role)
+        cluster.version += 1
+        return True
 
     def leave_swarm(self, force: bool = False) -> bool:
         return self.engine.swarm.leave(force=force)
