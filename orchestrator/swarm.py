@@ -6,6 +6,7 @@ into a message: errors are redacted by LabError, and nothing here logs a token.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -65,8 +66,25 @@ def ensure_tuning(client: docker.DockerClient, spec: SwarmSpec) -> bool:
     dispatcher = client.swarm.attrs["Spec"].get("Dispatcher") or {}
     if dispatcher.get("HeartbeatPeriod") == heartbeat_ns(spec):
         return False
-    client.swarm.update(dispatcher_heartbeat_period=heartbeat_ns(spec))
+    _update(client, lambda swarm_spec: swarm_spec.setdefault("Dispatcher", {}).update(
+        HeartbeatPeriod=heartbeat_ns(spec)))
     return True
+
+
+def _update(client: docker.DockerClient, change: Callable[[dict], None] = lambda _spec: None, *,
+            rotate_tokens: bool = False) -> None:
+    """Write the swarm's spec back whole, as ``change`` edits it, with the version it was read at.
+
+    Docker replaces the swarm's spec with the one an update sends, and resets what it leaves
+    out; the SDK's ``client.swarm.update`` sends only its own arguments, so it would reset
+    the heartbeat, Raft's ticks and the task history limit. As ``docker swarm update`` does,
+    the spec just read is sent, changed.
+    """
+    client.swarm.reload()
+    swarm_spec = copy.deepcopy(client.swarm.attrs["Spec"])
+    change(swarm_spec)
+    client.api.update_swarm(version=client.swarm.attrs["Version"]["Index"], swarm_spec=swarm_spec,
+                            rotate_worker_token=rotate_tokens, rotate_manager_token=rotate_tokens)
 
 
 def tokens(manager: docker.DockerClient) -> JoinTokens:
@@ -76,8 +94,8 @@ def tokens(manager: docker.DockerClient) -> JoinTokens:
 
 
 def rotate_tokens(manager: docker.DockerClient) -> None:
-    manager.swarm.reload()
-    manager.swarm.update(rotate_worker_token=True, rotate_manager_token=True)
+    """New join tokens for both roles; the swarm's settings stay as they are."""
+    _update(manager, rotate_tokens=True)
 
 
 def member_ids(manager: docker.DockerClient) -> set[str]:
