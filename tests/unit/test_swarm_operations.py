@@ -4,6 +4,7 @@ what each call does to the swarm, what it leaves alone, and what it refuses, wit
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import docker.errors
@@ -90,6 +91,15 @@ def test_init_of_an_active_swarm_applies_a_changed_heartbeat_once():
     assert [call for call, _ in world["manager1"].swarm.calls] == ["init", "update"]
 
 
+def test_a_changed_heartbeat_leaves_the_swarms_other_settings_as_they_were():
+    world = World({"manager1": "10.199.5.10"})
+    swarm.init(world["manager1"], "10.199.5.10", SPEC)
+    cluster = world.cluster_of("manager1")
+    others = {section: value for section, value in copy.deepcopy(cluster.spec).items() if section != "Dispatcher"}
+    assert swarm.ensure_tuning(world["manager1"], TUNED) is True
+    assert cluster.spec == {**others, "Dispatcher": {"HeartbeatPeriod": 500_000_000}}
+
+
 def test_a_failed_init_is_a_swarm_error_naming_the_address_and_swarms_reason():
     world = World({"manager1": "10.199.5.10"})
     with pytest.raises(SwarmError, match=r"swarm init on 10\.199\.5\.99 failed: .*not recognized as a system address"):
@@ -163,6 +173,16 @@ def test_rotate_tokens_replaces_both_and_the_old_ones_join_no_more():
     with pytest.raises(SwarmError, match="valid join token"):
         swarm.join(world["worker1"], "worker1", "10.199.5.12", ["10.199.5.10"], old.worker, set())
     assert swarm.join(world["worker1"], "worker1", "10.199.5.12", ["10.199.5.10"], new.worker, set()) is True
+
+
+def test_rotate_tokens_leaves_the_swarms_settings_as_they_were():
+    world = World({"manager1": "10.199.5.10"})
+    swarm.init(world["manager1"], "10.199.5.10", TUNED)
+    cluster = world.cluster_of("manager1")
+    before = copy.deepcopy(cluster.spec)
+    swarm.rotate_tokens(world["manager1"])
+    assert cluster.spec == before  # the heartbeat, Raft's ticks, the task history limit
+    assert swarm.ensure_tuning(world["manager1"], TUNED) is False  # so lab.up finds nothing to change
 
 
 def test_leave_is_false_for_a_node_in_no_swarm_and_works_on_a_manager_without_a_leader(formed):
