@@ -1,7 +1,8 @@
 """The four backends as the contract suite runs them, each behind the same small harness.
 
-docker runs on the real Docker engine (its labs are ``it-contract-XXXX``, removed by label
-at the end even when a test failed); libvirt on libvirt's in-memory test driver, a fresh
+docker runs on the real Docker engine (tests/conftest.py's ``engine``; its labs are
+``it-contract-XXXX``, removed by label when its tests are done, even when one failed, and
+swept with the session's labs); libvirt on libvirt's in-memory test driver, a fresh
 hypervisor per backend (its VM image, the pool upload and this machine's subnets faked as
 tests/unit/test_libvirt.py does); vagrant on that test driver too, with the Vagrant command
 line faked (tests/contract/fake_machines.py); ssh with fake servers in place of adopting
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import datetime
 import os
 import uuid
 from contextlib import contextmanager
@@ -27,7 +27,7 @@ import pytest
 
 from orchestrator import membership
 from provision import inventory, machines, state
-from provision.errors import ProviderError, ProviderUnavailable, SubnetTaken
+from provision.errors import ProviderError, SubnetTaken
 from provision.ledger import Ledger
 from provision.plan import LabPlan, Machine
 from provision.progress import RecordingReporter
@@ -36,9 +36,8 @@ from provision.remote import keys, node_files
 from provision.render import render
 from provision.spec import load as spec_load
 from provision.spec.model import LabSpec
+from tests import labs
 from tests.contract.fake_machines import FakeServer, FakeVagrant, fake_adopt
-
-STALE_AFTER = datetime.timedelta(hours=2)  # an older it-contract- lab was left by a killed session
 
 
 @dataclasses.dataclass
@@ -59,6 +58,7 @@ class Backend(abc.ABC):
     id: str
     provider: Provider
     nodes = (1, 1)  # managers, workers of the labs the suite makes
+    real_engine = False  # runs on this machine's Docker engine (an integration test)
 
     def __init__(self, folder: Path, patch: pytest.MonkeyPatch):
         self.folder, self.patch = folder, patch
@@ -155,21 +155,19 @@ class Backend(abc.ABC):
 class DockerBackend(Backend):
     id = "docker"
     nodes = (1, 0)  # one container: the real engine is shared with others
+    real_engine = True
 
-    def __init__(self, folder: Path, patch: pytest.MonkeyPatch):
+    def __init__(self, folder: Path, patch: pytest.MonkeyPatch, client):
         super().__init__(folder, patch)
-        import docker.errors
-
         from provision.providers.docker.provider import DockerProvider
-        from provision.remote.engine_clients import host_client
 
-        try:
-            self.client = host_client(timeout=120)
-        except ProviderUnavailable as err:
-            pytest.fail(f"the docker contract needs a Docker engine ({err}); ./bootstrap.sh test starts one")
-        self._errors = docker.errors
-        self.provider = DockerProvider(self.client)
-        self._sweep(stale_only=True)
+        self.client = client
+        self.provider = DockerProvider(client)
+
+    def new_lab_name(self) -> str:
+        name = labs.new_lab_name("contract")  # the session's: its end checks and sweep see it
+        self.made.append(name)
+        return name
 
     def make_lab(self) -> MadeLab:
         for attempt in range(3):  # a lab of another SWARMDECK_HOME may take the subnet meanwhile (Pool overlaps)
@@ -181,12 +179,7 @@ class DockerBackend(Backend):
         raise AssertionError("unreachable")
 
     def leftovers(self, lab: str) -> list[str]:
-        from provision.providers.docker import names
-
-        found = [f"container {c.name}" for c in self.client.containers.list(all=True, filters=names.lab_filter(lab))]
-        found += [f"network {n.name}" for n in self.client.networks.list(filters=names.lab_filter(lab))]
-        found += [f"volume {v.name}" for v in self.client.volumes.list(filters=names.lab_filter(lab))]
-        return found
+        return labs.lab_resources(self.client, lab)
 
     def link(self, machine: Machine) -> str | None:
         from provision.providers.docker import names
@@ -208,34 +201,17 @@ class DockerBackend(Backend):
             yield DockerProvider()
 
     def close(self) -> None:
-        self._sweep(stale_only=False)
-        self.client.close()
-
-    def _sweep(self, *, stale_only: bool) -> None:
-        """Remove by label the labs made here, or it-contract- labs a killed session left
-        (older than STALE_AFTER: a younger one may be another session's)."""
+        """Remove by label what the labs made here left (the provider's destroy is under test)."""
         from provision.providers.docker import names
+        from provision.providers.docker.node_container import ignore_missing
 
-        now = datetime.datetime.now(datetime.timezone.utc)
-        labs = set() if stale_only else set(self.made)
-        for network in self.client.networks.list(filters={"label": [f"{names.KIND}=network"]}):
-            lab = (network.attrs.get("Labels") or {}).get(names.LAB, "")
-            created = datetime.datetime.fromisoformat(network.attrs["Created"][:26].rstrip("Z") + "+00:00")
-            if lab.startswith("it-contract-") and now - created > STALE_AFTER:
-                labs.add(lab)
-        for lab in labs:
+        for lab in self.made:
             for container in self.client.containers.list(all=True, filters=names.lab_filter(lab)):
-                self._ignore_missing(lambda: container.remove(force=True, v=True))
+                ignore_missing(lambda: container.remove(force=True, v=True))
             for network in self.client.networks.list(filters=names.lab_filter(lab)):
-                self._ignore_missing(network.remove)
+                ignore_missing(network.remove)
             for volume in self.client.volumes.list(filters=names.lab_filter(lab)):
-                self._ignore_missing(lambda: volume.remove(force=True))
-
-    def _ignore_missing(self, action) -> None:
-        try:
-            action()
-        except self._errors.NotFound:
-            pass
+                ignore_missing(lambda: volume.remove(force=True))
 
 
 # -- libvirt: its in-memory test driver -----------------------------------------------------
@@ -284,15 +260,7 @@ class LibvirtBackend(Backend):
         return self.provider.conn
 
     def leftovers(self, lab: str) -> list[str]:
-        from provision.providers.libvirt import networks, pools
-
-        found = [f"domain {d.name()}" for d in self.conn.listAllDomains(0) if d.name().startswith(f"{lab}-")]
-        found += [f"network {n.name()}" for n in self.conn.listAllNetworks(0) if n.name() == networks.network_name(lab)]
-        for pool in self.conn.listAllStoragePools(0):
-            if pool.name() == pools.POOL:
-                pool.refresh(0)
-                found += [f"volume {v.name()}" for v in pool.listAllVolumes(0) if v.name().startswith(f"{lab}-")]
-        return found
+        return labs.libvirt_leftovers(self.conn, lab)  # prepare made the pool
 
     @contextmanager
     def unusable(self) -> Iterator[Provider | None]:

@@ -20,13 +20,15 @@ from tests.contract.backends import BACKENDS, Backend, MadeLab
 ADDED = "worker9"  # the node lab.add adds to lab_b
 
 
-@pytest.fixture(scope="module", params=[pytest.param("docker", marks=pytest.mark.integration),
-                                        "libvirt", "vagrant", "ssh"])
+@pytest.fixture(scope="module", params=[
+    pytest.param(name, marks=[pytest.mark.integration] if harness.real_engine else []) for name, harness in BACKENDS.items()])
 def backend(request, tmp_path_factory) -> Backend:
+    cls = BACKENDS[request.param]
+    engine = {"client": request.getfixturevalue("engine")} if cls.real_engine else {}  # tests/conftest.py's
     folder = tmp_path_factory.mktemp(f"contract-{request.param}")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SWARMDECK_HOME", str(folder / "home"))
-        harness = BACKENDS[request.param](folder, patch)
+        harness = cls(folder, patch, **engine)
         try:
             yield harness
         finally:

@@ -15,9 +15,10 @@ import pytest
 from provision.errors import ProviderError, ProviderUnavailable
 from provision.plan import PAUSED, RUNNING, STOPPED, LabPlan, Machine
 from provision.progress import RecordingReporter
-from provision.providers import get_provider
+from provision.providers import REGISTRY, get_provider
 from provision.providers.base import Capabilities, Provider, SSHTarget
 from provision.remote import node_files
+from tests.contract.backends import BACKENDS
 
 METHODS = [name for name, value in vars(Provider).items() if inspect.isfunction(value) and not name.startswith("_")]
 ATTRIBUTES = typing.get_type_hints(Provider)  # name: str, capabilities: Capabilities
@@ -36,6 +37,11 @@ def state_of(provider, lab: str, node: str) -> str:
 
 
 # -- the method set --------------------------------------------------------------------------
+
+
+def test_every_registered_provider_is_checked_here():
+    assert sorted(BACKENDS) == sorted(REGISTRY), "a provider of provision.providers.REGISTRY has no harness in " \
+                                                 "tests/contract/backends.py (BACKENDS)"
 
 
 def test_the_registry_makes_this_backend_under_its_name(backend):
