@@ -16,7 +16,11 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from orchestrator.demos.probe import Sample
+from provision import hints
+from provision.errors import UsageError
+from provision.paths import lab_dir
 
+REPORT_NAME = r"[a-z-]+-\d{8}-\d{6}"  # a saved report's stem: DEMO-YYYYmmdd-HHMMSS
 SIZE = (1600, 900)  # pixels: a projector's 16:9, readable from the back of a room
 DPI = 100
 SLOW_SECONDS = 1.0  # an answer slower than this is drawn as slow (the probe asks ten times a second)
@@ -303,6 +307,37 @@ def plot(data: dict, path: Path, size: tuple[int, int] = SIZE) -> Path:
     finally:
         plt.close(fig)
     return path
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """"1920x1080" -> (1920, 1080).
+
+    Raises:
+        UsageError: for anything else, or a picture smaller than 640x360 (unreadable).
+    """
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text or "")
+    if not match or int(match.group(1)) < 640 or int(match.group(2)) < 360:
+        raise UsageError(f"--size {text!r} is not WIDTHxHEIGHT in pixels of at least 640x360",
+                         hint=f"for a projector: --size {SIZE[0]}x{SIZE[1]} (the default) or 1920x1080")
+    return int(match.group(1)), int(match.group(2))
+
+
+def redraw(lab: str, name: str | None = None, size: tuple[int, int] = SIZE) -> list[Path]:
+    """Draw lab ``lab``'s saved report ``name`` (``DEMO-TIME``, or every report) again, for
+    reports made before the plots changed or for another screen; the PNGs drawn.
+
+    Raises:
+        UsageError: when ``name`` is no saved report of the lab (naming those there are).
+    """
+    folder = lab_dir(lab) / "reports"
+    found = folder.glob("*.json") if folder.is_dir() else []
+    saved = sorted((p for p in found if re.fullmatch(REPORT_NAME, p.stem)), key=lambda p: p.stem[-15:])  # by time
+    chosen = [p for p in saved if name in (None, p.stem, p.name)]
+    if not chosen:
+        there = ", ".join(p.stem for p in saved[-5:]) or "none"
+        raise UsageError(f"lab {lab} has no saved demo report {name or ''}".rstrip() + f" (latest: {there})",
+                         hint=f"a demo saves one: {hints.command('demo.failover', lab=lab)}")
+    return [render_saved(path, size=size) for path in chosen]
 
 
 def render_saved(report: Path, out: Path | None = None, size: tuple[int, int] = SIZE) -> Path:

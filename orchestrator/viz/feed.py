@@ -24,6 +24,7 @@ import docker.errors
 import requests
 
 from orchestrator.clients import ClientPool
+from orchestrator.demos.plot import REPORT_NAME
 from provision.lab_services import entry_point as entrypoint
 from provision.paths import lab_dir
 from provision.plan import LabPlan
@@ -31,7 +32,6 @@ from provision.remote import tls
 
 POLL_SECONDS = 0.5
 CLIENT_TIMEOUT = 2  # seconds: a dead manager is given up quickly
-REPORT_NAME = r"[a-z-]+-\d{8}-\d{6}"
 LIVE_FILE = "live.json"
 
 

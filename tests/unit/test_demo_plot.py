@@ -10,8 +10,11 @@ import struct
 from io import BytesIO
 from itertools import combinations
 
+import pytest
+
 from orchestrator.demos import plot
 from orchestrator.demos.probe import Sample
+from provision.errors import UsageError
 
 FAILOVER_EVENTS = [
     {"t": 0.2, "text": "service demo-failover: 4 replicas of swarmdeck/web:1, port 8080 (host mode)"},
@@ -158,3 +161,23 @@ def test_a_saved_report_is_drawn_again_from_its_json(tmp_path):
     without_probe = plot.plot({"demo": "scale", "events": FAILOVER_EVENTS[:2], "replicas": [{"t": 0, "running": 6}]},
                               tmp_path / "scale.png")
     assert png_size(without_probe.read_bytes()) == plot.SIZE
+
+
+def test_demo_plot_draws_a_labs_saved_reports_again(swarmdeck_home):
+    folder = swarmdeck_home / "labs" / "t1" / "reports"
+    folder.mkdir(parents=True)
+    for stem in ("scale-20261202-010000", "failover-20261201-230000"):
+        (folder / f"{stem}.json").write_text(json.dumps({"demo": stem.split("-")[0], "events": [], "replicas": []}))
+    (folder / "live.json").write_text("{}")  # the running demo's narration: no report
+    drawn = plot.redraw("t1")
+    assert [p.name for p in drawn] == ["failover-20261201-230000.png", "scale-20261202-010000.png"]  # by time
+    assert plot.redraw("t1", "scale-20261202-010000", (1920, 1080)) == [folder / "scale-20261202-010000.png"]
+    assert png_size((folder / "scale-20261202-010000.png").read_bytes()) == (1920, 1080)
+    with pytest.raises(UsageError) as unknown:
+        plot.redraw("t1", "scale-19990101-000000")
+    assert "latest: failover-20261201-230000, scale-20261202-010000" in str(unknown.value)
+    assert "demo.failover" in unknown.value.hint
+    assert plot.parse_size("1920x1080") == (1920, 1080)
+    for bad in ("big", "100x100", "1600x"):
+        with pytest.raises(UsageError):
+            plot.parse_size(bad)
