@@ -110,4 +110,4 @@ if [ "$action" = up ]; then
 fi
 # Two workers (tests/conftest.py says why): the VM tier on one, the docker tiers on the
 # other; SWARMDECK_TEST_WORKERS=0 runs everything in this one process.
-exec pytest -n "${SWARMDECK_TEST_WORKERS:-2}" --dist loadgroup --no-loadscope-reorder "$@"
+exec pytest -n "${SWARMDECK_TEST_WORKERS:-2}" --dist loadscope --no-loadscope-reorder "$@"

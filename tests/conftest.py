@@ -7,8 +7,8 @@ grouping that let ``./bootstrap.sh test`` run the suite on two pytest-xdist work
 Why two workers: the suite spends most of its time waiting (VMs booting under emulation,
 Swarm electing, engines starting), not computing (a serial run used 7 CPU minutes in 56),
 so the VM tier runs on one worker while the other runs the docker tiers. Each module stays
-on one worker (``xdist_group``: its module-scoped lab is made once), the VM tier's modules
-all on one (they share libvirt's pool and images), scheduled first because it is longest.
+on one worker (its module-scoped lab is made once), the VM tier's modules all on one
+(``pytest_xdist_make_scheduler``), scheduled first because it is longest.
 """
 
 from __future__ import annotations
@@ -128,17 +128,30 @@ _TIER_ORDER = ("tests/vm/", "tests/integration/", "tests/contract/", "tests/unit
 
 
 def pytest_collection_modifyitems(session, config, items):
-    """Longest tier first (the VM tier, then the labs on Docker, then the fast tiers), each
-    module kept whole on one xdist worker and the VM tier's modules together on one."""
+    """Longest tier first: the VM tier, then the labs on Docker, then the fast tiers."""
     def tier(item) -> int:
         path = item.nodeid.replace("\\", "/")
         return next((i for i, prefix in enumerate(_TIER_ORDER) if path.startswith(prefix)), len(_TIER_ORDER))
     items.sort(key=tier)  # stable: a module's tests keep their order
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
-    for item in items:
-        module = item.nodeid.split("::", 1)[0]
-        item.add_marker(pytest.mark.xdist_group("vm" if module.startswith("tests/vm/") else module))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadscope`` with the VM tier as one scope: each module stays whole on one
+    worker (its module-scoped lab is made once) and the VM tier's modules stay together on
+    one (they share libvirt's pool, network range and images, and emulated VMs are what
+    loads this machine). A scheduler rather than ``xdist_group`` marks, which pytest 9 ignores
+    (xdist 3.8 renames tests through an attribute pytest 9 no longer reads)."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class TierScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "tests/vm" if module.startswith("tests/vm/") else module
+
+    return TierScheduling(config, log)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
