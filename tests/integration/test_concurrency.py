@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -157,19 +158,47 @@ def test_a_failed_up_keeps_an_existing_lab_and_removes_only_what_a_new_one_made(
     assert lab_resources(engine, existing) == [] and lab_resources(engine, fresh) == []
 
 
+def _freeze_when_started(engine, name: str, node: str, frozen: threading.Event) -> None:
+    """Pause ``node``'s container as soon as the engine starts it: the run then waits on a
+    node that cannot answer SSH, so a Ctrl-C sent afterwards lands before the swarm forms,
+    however slow this machine is to read the run's output (a Ctrl-C after ``lab.up`` ended
+    has nothing to roll back)."""
+    events = engine.events(decode=True, filters={"type": "container", "event": "start",
+                                                  "label": f"{labels.LAB}={name}"})
+    try:
+        for event in events:
+            if event.get("Actor", {}).get("Attributes", {}).get(labels.NODE) == node:
+                engine.api.pause(event["id"])
+                frozen.set()
+                return
+    finally:
+        events.close()
+
+
 def test_a_second_ctrl_c_during_the_rollback_says_how_to_finish(engine):
     name = new_lab_name("sigint")
+    frozen = threading.Event()
+    freezer = threading.Thread(target=_freeze_when_started, args=(engine, name, "manager1", frozen), daemon=True)
+    freezer.start()
+    time.sleep(0.5)  # the event stream is open before the run starts
     proc = start("lab.up", "--lab", name, *SMALL, "--workers", "1")
     lines, interrupted = [], 0
+
+    def first_ctrl_c():
+        nonlocal interrupted, first_at
+        if frozen.wait(timeout=300):
+            time.sleep(2)  # the run is now waiting on manager1
+            first_at = time.monotonic()
+            interrupted = 1
+            proc.send_signal(signal.SIGINT)
+
+    first_at = time.monotonic()
+    threading.Thread(target=first_ctrl_c, daemon=True).start()
     try:
         assert proc.stderr is not None
         for line in proc.stderr:
             lines.append(line)
-            if interrupted == 0 and "host setup over SSH ..." in line:  # its machines exist now
-                assert len(node_containers(engine, name)) == 2
-                proc.send_signal(signal.SIGINT)
-                interrupted, first_at = 1, time.monotonic()
-            elif interrupted == 1 and "removing what it created" in line:
+            if interrupted == 1 and "removing what it created" in line:
                 proc.send_signal(signal.SIGINT)
                 interrupted = 2
         proc.wait(timeout=120)
