@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from orchestrator.session import LabSession
 from provision import machines
-from provision.setup.engine_config import wait_for_engine
+from provision.setup.engine_config import ENGINE_WAIT, wait_for_engine
 from provision.setup.hosts_file import ensure_hosts_block
 
 
@@ -24,13 +24,14 @@ def pause(lab: LabSession, node: str) -> None:
 
 
 def start(lab: LabSession, node: str) -> None:
-    """Power on (or resume) again; wait for SSH and the engine, and restore the /etc/hosts block."""
+    """Power on (or resume) again; wait for SSH and the engine (as long as the lab's pace
+    says: emulated VMs boot slowly), and restore the /etc/hosts block."""
     lab.provider.start(lab.provider.machine(lab.plan.name, node))
     machine = lab.provider.machine(lab.plan.name, node)
     hosts = machines.open_hosts(lab.plan, lab.provider, [machine])
     try:
         ensure_hosts_block(hosts[node], lab.plan.name, {n.name: n.address for n in lab.plan.nodes})
-        wait_for_engine(hosts[node])
+        wait_for_engine(hosts[node], lab.plan.scaled(ENGINE_WAIT))
     finally:
         machines.close_hosts(hosts)
 

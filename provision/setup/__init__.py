@@ -14,7 +14,7 @@ from provision.progress import Reporter
 from provision.remote import keys
 from provision.remote.host import Host
 from provision.remote.node_files import engine_files
-from provision.setup.engine_config import ensure_engine_config
+from provision.setup.engine_config import ENGINE_WAIT, ensure_engine_config
 from provision.setup.engine_package import ensure_engine_package
 from provision.setup.engine_service import ensure_engine_service
 from provision.setup.firewall import ensure_lab_ports
@@ -35,7 +35,7 @@ def steps(plan: LabPlan) -> list[Step]:
         ("/etc/hosts", lambda h, n: ensure_hosts_block(h, plan.name, names)),
         ("engine package", lambda h, n: ensure_engine_package(h, registry=_runs_registry(plan, n))),
         ("engine service", lambda h, n: ensure_engine_service(h)),
-        ("engine config", lambda h, n: ensure_engine_config(h, engine_files(plan, n))),
+        ("engine config", lambda h, n: ensure_engine_config(h, engine_files(plan, n), plan.scaled(ENGINE_WAIT))),
         ("firewall", lambda h, n: ensure_lab_ports(h)),
     ]
 

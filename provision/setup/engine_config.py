@@ -18,23 +18,29 @@ RESTART = (
 )
 
 
-def ensure_engine_config(host: Host, files: list[File]) -> bool:
-    """Write each file whose content differs; restart the engine if any did."""
+ENGINE_WAIT = 60  # seconds for an engine to answer after a (re)start, on machines of pace 1
+
+
+def ensure_engine_config(host: Host, files: list[File], timeout: float = ENGINE_WAIT) -> bool:
+    """Write each file whose content differs; restart the engine if any did (waiting up to
+    ``timeout`` for it to answer again)."""
     changed = [f for f in files if _digest(read_file(host, f.path)) != _digest(f.content.decode())]
     for file in changed:
         check(host, f"mkdir -p {shlex.quote(file.path.rsplit('/', 1)[0])}")
         host.put(file.content, file.path, file.mode)
     if changed:
-        restart_engine(host)
+        restart_engine(host, timeout)
     return bool(changed)
 
 
-def restart_engine(host: Host) -> None:
+def restart_engine(host: Host, timeout: float = ENGINE_WAIT) -> None:
     check(host, RESTART, hint=f"look at /var/log/dockerd.log on the node ({hints.command('lab.ssh', 'NODE')})")
-    wait_for_engine(host)
+    wait_for_engine(host, timeout)
 
 
-def wait_for_engine(host: Host, timeout: float = 60) -> None:
+def wait_for_engine(host: Host, timeout: float = ENGINE_WAIT) -> None:
+    """Until the engine on ``host`` answers ``docker version`` (callers scale ``timeout`` by the
+    lab's pace: an emulated VM on a busy machine takes minutes to start dockerd)."""
     wait_until(
         # `timeout`: a client must not wait on a socket nobody serves (engine starting)
         lambda: host.run("timeout 10 docker version --format '{{.Server.Version}}'").ok,

@@ -98,3 +98,35 @@ def test_a_failed_optional_step_leaves_the_lab_up_and_says_how_to_finish(monkeyp
     assert "lab slow is formed, but its entry point step failed: the lab's load balancer" in warnings
     assert "finish the demo images step with `swarmdeck image.demo --lab slow`" in warnings
     assert "finish the entry point step with `swarmdeck lab.up --lab slow`" in warnings
+
+
+def test_the_engine_waits_of_host_setup_and_lab_start_follow_the_lab_pace(monkeypatch):
+    from orchestrator import chaos
+    from provision import setup
+    from provision.remote.node_files import File
+    from provision.setup import engine_config
+    from tests.unit.fakes import FakeHost
+
+    waits = []
+    monkeypatch.setattr(engine_config, "wait_until", lambda answers, timeout, **_: waits.append(timeout))
+    slow = a_plan(pace=6.0)
+    host = FakeHost("manager1")
+    config_step = dict(setup.steps(slow))["engine config"]
+    monkeypatch.setattr(setup, "engine_files", lambda plan, node: [File("/etc/docker/daemon.json", b"{}", 0o644)])
+    assert config_step(host, slow.node("manager1"))  # the file was missing: written, engine restarted
+    assert waits == [6.0 * engine_config.ENGINE_WAIT]
+
+    class Provider:
+        def start(self, machine):
+            pass
+
+        def machine(self, lab, node):
+            return node
+
+    class Lab:
+        plan, provider = slow, Provider()
+
+    monkeypatch.setattr(chaos.machines, "open_hosts", lambda plan, provider, made: {"manager1": host})
+    monkeypatch.setattr(chaos, "ensure_hosts_block", lambda *args: False)
+    chaos.start(Lab(), "manager1")
+    assert waits[-1] == 6.0 * engine_config.ENGINE_WAIT
