@@ -101,5 +101,6 @@ class DemoReport:
         json_path, png_path = stem.with_suffix(".json"), stem.with_suffix(".png")
         json_path.write_text(json.dumps(self.to_json(), indent=2))
         plot.plot(self.to_json(), png_path)
-        self.reporter.info(f"report: {json_path}\n  plot:   {png_path}")
+        self.reporter.info(f"report: {json_path}")
+        self.reporter.info(f"plot:   {png_path}")
         return json_path, png_path
