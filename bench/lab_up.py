@@ -49,10 +49,24 @@ def cli_flags(profile: runtime.RuntimeProfile) -> list[str]:
 
 def raw_swarm(image: str, flags: list[str]) -> float:
     names = ["rawm1", "rawm2", "rawm3", "raww1", "raww2"]
+    remove_raw(names)  # a run stopped midway left them
+    try:
+        return _raw_swarm(names, image, flags)
+    finally:
+        remove_raw(names)
+
+
+def remove_raw(names: list[str]) -> None:
+    for name in names:
+        subprocess.run(["docker", "rm", "-f", "-v", name], capture_output=True)
+    subprocess.run(["docker", "network", "rm", "rawnet"], capture_output=True)
+
+
+def _raw_swarm(names: list[str], image: str, flags: list[str]) -> float:
     start = time.monotonic()
     sh("docker", "network", "create", "--subnet", "10.198.0.0/24", "rawnet")
     for i, name in enumerate(names):
-        sh("docker", "run", "-d", "--lab", name, "--hostname", name, "--network", "rawnet",
+        sh("docker", "run", "-d", "--name", name, "--hostname", name, "--network", "rawnet",
            "--ip", f"10.198.0.{10 + i}", *flags, image)
     for name in names:
         while subprocess.run(["docker", "exec", name, "docker", "info"], capture_output=True).returncode:
@@ -65,11 +79,7 @@ def raw_swarm(image: str, flags: list[str]) -> float:
     with ThreadPoolExecutor() as pool:
         list(pool.map(lambda n: sh("docker", "exec", n, "docker", "swarm", "join", "--token", worker,
                                    "10.198.0.10:2377"), names[3:]))
-    elapsed = time.monotonic() - start
-    for name in names:
-        subprocess.run(["docker", "rm", "-f", "-v", name], capture_output=True)
-    subprocess.run(["docker", "network", "rm", "rawnet"], capture_output=True)
-    return elapsed
+    return time.monotonic() - start
 
 
 def swarmdeck_up(name: str, *flags: str) -> float:
