@@ -80,6 +80,7 @@ class ServiceRequest:
     max_per_node: int | None = None  # at most this many tasks on one node (host-mode ports need 1)
     restart_delay: float | None = None  # seconds before a failed task is restarted (Swarm's default 5)
     health_interval: float | None = None  # seconds between the image's own healthchecks (None: the image's)
+    healthcheck: bool = True  # False: none runs, not even the image's (a demo about the wire on a slow VM)
     networks: tuple[str, ...] = ()  # overlay networks the tasks join (names)
     secrets: tuple[SecretReference, ...] = ()  # files under /run/secrets in every task
     configs: tuple[ConfigReference, ...] = ()  # files at their target path in every task
@@ -262,7 +263,9 @@ def create(manager: docker.DockerClient, plan: LabPlan, request: ServiceRequest,
             kwargs[option] = list(getattr(request, option))
     if request.restart_delay is not None:
         kwargs["restart_policy"] = RestartPolicy(condition="any", delay=int(request.restart_delay * NANO))
-    if request.health_cmd:
+    if not request.healthcheck:
+        kwargs["healthcheck"] = Healthcheck(test=["NONE"])
+    elif request.health_cmd:
         kwargs["healthcheck"] = Healthcheck(test=["CMD-SHELL", request.health_cmd],
                                             interval=int((request.health_interval or 2) * NANO),
                                             timeout=2 * NANO, retries=2)

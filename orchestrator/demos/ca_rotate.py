@@ -151,6 +151,21 @@ def _token_rotation(lab: LabSession, report: DemoReport, name: str, root: Issuer
     old = swarm.tokens(lab.manager)
     report.event(f"{name} leaves the swarm (docker swarm leave), remembering the worker join token")
     nodes.leave(lab, name)
+    try:
+        _refused_then_joined(lab, report, name, old, labels)
+    except BaseException:
+        if swarm.local_state(lab.clients[name]) == "inactive":
+            nodes.join(lab, name, "worker")  # the lab stays whole whatever went wrong
+        raise
+    entry = nodes.find(lab.manager, name)
+    tls_info = (lab.manager.nodes.get(entry.id).attrs.get("Description") or {}).get("TLSInfo") or {}
+    report.check(f"{name} joined with the new token and got a certificate of the new root",
+                 entry.state == "ready" and issuer_of(tls_info) == root and labels.items() <= entry.labels.items(),
+                 f"{entry.state}, issuer {issuer_of(tls_info).fingerprint}")
+
+
+def _refused_then_joined(lab: LabSession, report: DemoReport, name: str, old: swarm.JoinTokens,
+                         labels: dict) -> None:
     swarm.rotate_tokens(lab.manager)
     new = swarm.tokens(lab.manager)
     rotated = report.event("swarm.tokens --rotate: new worker and manager join tokens (never shown here)")
@@ -165,11 +180,6 @@ def _token_rotation(lab: LabSession, report: DemoReport, name: str, root: Issuer
     joined = report.event(f"{name} joins with the new worker token: it is a ready worker again"
                           + (f", labels {labels} restored" if labels else ""))
     report.figure("refused and rejoined within", joined - rotated, " s")
-    entry = nodes.find(lab.manager, name)
-    tls_info = (lab.manager.nodes.get(entry.id).attrs.get("Description") or {}).get("TLSInfo") or {}
-    report.check(f"{name} joined with the new token and got a certificate of the new root",
-                 entry.state == "ready" and issuer_of(tls_info) == root and entry.labels == {**entry.labels, **labels},
-                 f"{entry.state}, issuer {issuer_of(tls_info).fingerprint}")
 
 
 def _join_refused(lab: LabSession, name: str, token: str) -> str:

@@ -22,7 +22,7 @@ import threading
 from orchestrator import services
 from orchestrator.demos.report import DemoReport
 from orchestrator.demos.runner import DEMO_LABEL
-from orchestrator.demos.toolkit import TaskContainer, demo_service, remove_network, task_containers, wait_running
+from orchestrator.demos.toolkit import TaskContainer, demo_service, remove_network, task_container, wait_running
 from orchestrator.session import LabSession
 from provision import kernel_features as kernel
 from provision import machines
@@ -115,18 +115,18 @@ def _exchange(lab: LabSession, report: DemoReport, server_host: Host, client: st
     captured on ``server``; the capture's counts and how many requests were answered."""
     network = f"demo-overlay-{kind}"
     options = {"encrypted": ""} if kind == ENCRYPTED else {}
-    remove_network(lab.manager, network)
+    remove_network(lab.manager, network, timeout=lab.plan.scaled(60))
     lab.manager.networks.create(network, driver="overlay", options=options, labels={DEMO_LABEL: report.demo})
     flag = " --opt encrypted" if kind == ENCRYPTED else ""
     report.event(f"docker network create --driver overlay{flag} {network}")
     names = {role: f"demo-{kind}-{role}" for role in ("server", "client")}
     for role, node in (("server", server), ("client", client)):
         demo_service(lab, report, names[role], 1, published=False, networks=(network,),
-                     constraints=(f"node.hostname=={node}",))
+                     constraints=(f"node.hostname=={node}",), healthcheck=False)
     for name in names.values():
         wait_running(lab, name, 1)
-    address = task_containers(lab, names["server"])[0].addresses[network]
-    asker = task_containers(lab, names["client"])[0]
+    address = task_container(lab, names["server"], network).addresses[network]
+    asker = task_container(lab, names["client"], network)
     wait_until(lambda: _ask(asker, address, "hello") or None, timeout=lab.plan.scaled(60), interval=0.5,
                describe=f"the server task at {address} to answer the client on {client} over {network}")
     marker = f"swarmdeck-marker-{secrets.token_hex(6)}"
@@ -137,7 +137,7 @@ def _exchange(lab: LabSession, report: DemoReport, server_host: Host, client: st
                  f"{counts['marker']}; {counts['answered']}/{counts['asked']} requests answered")
     for name in names.values():
         services.remove(lab.manager, name)
-    remove_network(lab.manager, network)
+    remove_network(lab.manager, network, timeout=lab.plan.scaled(60))
     return counts
 
 

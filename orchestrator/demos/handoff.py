@@ -10,12 +10,16 @@ managers as they were (the demoted leader is promoted back, the killed one start
 
 from __future__ import annotations
 
+import docker.errors
+import requests
+
 from orchestrator import chaos, nodes, swarm
 from orchestrator.demos.report import DemoReport
 from orchestrator.demos.toolkit import accepted_write, demo_service, leader_other_than, wait_running
 from orchestrator.session import LabSession
 from orchestrator.views import swarm_nodes
 from provision.errors import LabError
+from provision.plan import RUNNING
 from provision.wait import wait_until
 
 SERVICE = "demo-handoff"
@@ -41,11 +45,15 @@ def run(lab: LabSession, report: DemoReport) -> DemoReport:
         raise LabError(f"demo.handoff needs 3 managers or more (lab {lab.plan.name} has {len(managers)}): "
                        "with fewer, losing the leader loses the Raft majority")
     report.notes.extend(RAFT)
-    demo_service(lab, report, SERVICE, 1, published=False)
+    demo_service(lab, report, SERVICE, 1, published=False, healthcheck=False)
     wait_running(lab, SERVICE, 1)
     tick = float(report.timings.get("election_tick") or 10)
-    planned = _planned(lab, report, managers, writes_to=2)
-    killed = _killed(lab, report, managers, writes_to=1)
+    try:
+        planned = _planned(lab, report, managers, writes_to=2)
+        killed = _killed(lab, report, managers, writes_to=1)
+    except BaseException:
+        _restore(lab, managers)
+        raise
     report.comparison = {PLANNED: planned, KILLED: killed}
     for case, measured in report.comparison.items():
         for measure, seconds in measured.items():
@@ -61,6 +69,20 @@ def run(lab: LabSession, report: DemoReport) -> DemoReport:
                  sorted(final) == sorted(managers) and all(n.reachability == "reachable" for n in final.values()),
                  ", ".join(f"{name} {node.reachability}" for name, node in sorted(final.items())))
     return report
+
+
+def _restore(lab: LabSession, managers: list[str]) -> None:
+    """After a failure midway: every manager's machine running and a manager again, as far as
+    the swarm lets it (the demo's error says what went wrong)."""
+    for name in managers:
+        try:
+            if lab.provider.machine(lab.plan.name, name).state != RUNNING:
+                chaos.start(lab, name)
+            lab.refresh_manager()
+            if nodes.find(lab.manager, name).role != "manager":
+                nodes.promote(lab, name)
+        except (LabError, docker.errors.DockerException, requests.RequestException):
+            continue
 
 
 def _leader(lab: LabSession) -> str:

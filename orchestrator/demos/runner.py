@@ -98,7 +98,7 @@ def remove_demo_services(lab: LabSession) -> None:
             for item in collection.list(filters={"label": DEMO_LABEL}):
                 item.remove()
         for network in manager.networks.list(filters={"label": DEMO_LABEL, "driver": "overlay"}):
-            remove_network(manager, network.id)
+            remove_network(manager, network.id, timeout=lab.plan.scaled(60))
     except (LabError, docker.errors.DockerException, requests.RequestException):
         pass  # no manager answers (quorum lost): nothing can be removed now
 

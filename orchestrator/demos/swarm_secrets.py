@@ -42,8 +42,9 @@ def run(lab: LabSession, report: DemoReport, *, replicas: int = 2, secret_file: 
     mounted = SecretReference(secret.id, SECRET, filename=TARGET)
     at_target = ConfigReference(config.id, CONFIG, filename=CONFIG_TARGET)
     demo_service(lab, report, SERVICE, replicas, published=False, secrets=(mounted,), configs=(at_target,),
-                 update_parallelism=replicas, update_order="start-first")  # the rotation in one batch
-    demo_service(lab, report, PEER, 1, published=False)
+                 update_parallelism=replicas, update_order="start-first",  # the rotation in one batch
+                 healthcheck=False)
+    demo_service(lab, report, PEER, 1, published=False, healthcheck=False)
     wait_running(lab, SERVICE, replicas)
     wait_running(lab, PEER, 1)
     given = task_containers(lab, SERVICE)

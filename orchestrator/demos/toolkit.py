@@ -77,7 +77,8 @@ def running(lab: LabSession, service: str) -> list[services.TaskView]:
 
 def wait_running(lab: LabSession, service: str, count: int, *, timeout: float = 120, avoid: str | None = None,
                  version: str | None = None) -> list[services.TaskView]:
-    """Wait until ``count`` tasks run (none on ``avoid``; all on ``version`` if given)."""
+    """Wait until ``count`` tasks run (none on ``avoid``; all on ``version`` if given), for
+    ``timeout`` seconds on container nodes, longer on slower machines (LabPlan.scaled)."""
 
     def ready():
         tasks = running(lab, service)
@@ -86,7 +87,8 @@ def wait_running(lab: LabSession, service: str, count: int, *, timeout: float = 
             raise NotYet(f"{len(good)} of {count} wanted tasks run: " + ", ".join(f"{t.node}:{t.image[-1]}" for t in tasks))
         return tasks
 
-    return wait_until(ready, timeout=timeout, interval=0.25, describe=f"{count} running tasks of {service}")
+    return wait_until(ready, timeout=lab.plan.scaled(timeout), interval=0.25,
+                      describe=f"{count} running tasks of {service}")
 
 
 def node_state(lab: LabSession, node: str) -> str:
@@ -187,6 +189,19 @@ def task_containers(lab: LabSession, service: str) -> list[TaskContainer]:
                      for attachment in task.get("NetworksAttachments") or [] if attachment.get("Addresses")}
         found.append(TaskContainer(node, task["ID"], lab.clients[node].containers.get(container_id), addresses))
     return sorted(found, key=lambda t: (t.node, t.task_id))
+
+
+def task_container(lab: LabSession, service: str, network: str | None = None,
+                   timeout: float = 60) -> TaskContainer:
+    """The container of ``service``'s one running task (with its address on ``network``), once
+    there is one: a task that Swarm has just reported running may be replaced a moment later."""
+    def found() -> TaskContainer:
+        containers = [t for t in task_containers(lab, service) if network is None or network in t.addresses]
+        if not containers:
+            raise NotYet(f"no running task of {service}" + (f" on network {network}" if network else ""))
+        return containers[0]
+
+    return wait_until(found, timeout=lab.plan.scaled(timeout), interval=0.5, describe=f"a running task of {service}")
 
 
 def leader_other_than(lab: LabSession, managers: list[str], old: str) -> str:
