@@ -94,7 +94,8 @@ def _planned(lab: LabSession, report: DemoReport, managers: list[str], *, writes
     followers = [m for m in managers if m != leader]
     lab.manager = lab.clients[followers[0]]  # ask a manager that stays one
     entry = nodes.find(lab.manager, leader)
-    started = report.event(f"docker node demote {leader}, the leader: a planned change, leadership is handed over")
+    started = report.event(f"docker node demote {leader}, the leader: a planned change; Raft transfers leadership "
+                           "(TimeoutNow), the chosen follower stands for election at once")
     swarm.update_node(lab.manager, entry.id, lambda spec: spec.update(Role="worker"))
     measured = _measure(lab, report, followers, leader, started, writes_to)
     wait_until(lambda: _demoted(lab, leader), timeout=lab.plan.scaled(60), interval=0.25,
@@ -115,8 +116,8 @@ def _killed(lab: LabSession, report: DemoReport, managers: list[str], *, writes_
     leader = _leader(lab)
     followers = [m for m in managers if m != leader]
     lab.manager = lab.clients[followers[0]]
-    started = report.event(f"kill the leader {leader} (hard power-off): nothing is handed over, the followers "
-                           "must notice its silence")
+    started = report.event(f"kill the leader {leader} (hard power-off): nothing is handed over; the followers "
+                           "stand only after their election timeout (10-20 heartbeats of 1 s) without a word from it")
     chaos.kill(lab, leader)
     measured = _measure(lab, report, followers, leader, started, writes_to)
     chaos.start(lab, leader)

@@ -37,3 +37,15 @@ def test_a_finding_fails_the_session_even_when_every_test_passed(outputs, monkey
     assert session.exitstatus == pytest.ExitCode.TESTS_FAILED
     assert conftest.FINDINGS == ["a Swarm secret leaked into invoke lab.status",
                                  "a stray container is left on the host engine: probe swarmdeck-probe-1"]
+
+
+KEY = "SWM" + "KEY-1-" + "k/4UUKU0Nc5LV7dEL8ZgiPn5Ohiod3P/8mTWdSPd6i0"  # an unlock key: base64, mixed case
+
+
+def test_the_unlock_key_may_show_only_on_demo_autolocks_key_line(outputs, tmp_path):
+    line = f"  unlock key (shown here only, saved nowhere): {KEY}"
+    outputs.append((["invoke", "demo.autolock", "--lab", "it-x"], f"• demo.autolock\n{line}\n✓ verdict: PASS\n"))
+    assert labs.secret_leaks(None, tmp_path) == [] and not labs.scan_is_blind()
+    outputs.append((["invoke", "demo.autolock", "--lab", "it-x"], f"{line}\n  [t+ 3.1s] unlocked with {KEY}\n"))
+    outputs.append((["invoke", "lab.status"], f"oops {KEY}"))
+    assert labs.secret_leaks(None, tmp_path) == ["invoke demo.autolock --lab it-x", "invoke lab.status"]
