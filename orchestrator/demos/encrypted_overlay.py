@@ -65,6 +65,9 @@ def run(lab: LabSession, report: DemoReport, *, client: str | None = None, serve
         for what in ("esp", "vxlan", "marker"):
             report.figure(f"{kind} overlay: {_NAMES[what]}", counts[what])
         report.figure(f"{kind} overlay: requests answered", counts["answered"])
+    report.comparison = {f"{kind} overlay": {_NAMES[what]: counts[what] for what in ("vxlan", "esp", "marker")}
+                         for kind, counts in ((PLAIN, plain), (ENCRYPTED, sealed))}
+    report.comparison_unit = f"packets captured in {CAPTURE_SECONDS} s"
     report.check("the client's requests were answered across both overlays",
                  plain["answered"] > 0 and sealed["answered"] > 0,
                  f"plain {plain['answered']}/{plain['asked']}, encrypted {sealed['answered']}/{sealed['asked']}")

@@ -32,7 +32,8 @@ class DemoReport:
     probe: Probe | None = None  # the probe while it runs (for the live view)
     finished: bool = False
     skipped: str = ""  # why the demo cannot run here (its verdict is then SKIP: neither a pass nor a failure)
-    comparison: dict[str, dict[str, float]] = field(default_factory=dict)  # {case: {measure: seconds}}, plotted as bars
+    comparison: dict[str, dict[str, float]] = field(default_factory=dict)  # {case: {measure: value}}, plotted as bars
+    comparison_unit: str = "s"  # what the comparison's values count: seconds, or packets...
 
     def now(self) -> float:
         return time.monotonic() - self.started
@@ -81,7 +82,7 @@ class DemoReport:
         return {
             "demo": self.demo, "lab": self.lab, "started_at": self.started_at, "timings": self.timings,
             "verdict": self.verdict, "skipped": self.skipped or None,
-            "figures": self.figures, "comparison": self.comparison,
+            "figures": self.figures, "comparison": self.comparison, "comparison_unit": self.comparison_unit,
             "checks": [{"what": w, "passed": p, "seen": s} for w, p, s in self.checks],
             "requests": {"ok": ok, "failed": len(self.samples) - ok},
             "events": [{"t": round(t, 2), "text": text} for t, text in self.events],
@@ -174,7 +175,7 @@ def _plot_timeline(plt, report: DemoReport, path: Path) -> None:
     height = max(3.0, 0.42 * len(events) + 1.2)
     if report.comparison:
         fig, (bars, line) = plt.subplots(2, 1, figsize=(10, height + 3.5), gridspec_kw={"height_ratios": [3.5, height]})
-        _plot_comparison(bars, report.comparison)
+        _plot_comparison(bars, report.comparison, report.comparison_unit)
     else:
         fig, line = plt.subplots(1, 1, figsize=(10, height))
     times = [t for t, _ in events]
@@ -184,7 +185,7 @@ def _plot_timeline(plt, report: DemoReport, path: Path) -> None:
     for t, row, (_, text) in zip(times, rows, events):
         line.annotate(text if len(text) <= 90 else text[:87] + "...", (t, row), xytext=(6, -3),
                       textcoords="offset points", fontsize=8)
-    line.set_xlim(-0.02 * last, last * 1.9 + 1)  # room for the labels on the right
+    line.set_xlim(-0.02 * last, last * 2.1 + 1)  # room for the labels on the right
     line.set_ylim(0.3, len(events) + 0.7)
     line.set_yticks([])
     line.set_xlabel("seconds since the demo started")
@@ -195,7 +196,7 @@ def _plot_timeline(plt, report: DemoReport, path: Path) -> None:
     plt.close(fig)
 
 
-def _plot_comparison(axis, comparison: dict[str, dict[str, float]]) -> None:
+def _plot_comparison(axis, comparison: dict[str, dict[str, float]], unit: str) -> None:
     cases = list(comparison)
     measures = list(dict.fromkeys(m for values in comparison.values() for m in values))
     width = 0.8 / max(1, len(cases))
@@ -203,7 +204,8 @@ def _plot_comparison(axis, comparison: dict[str, dict[str, float]]) -> None:
         positions = [i + number * width for i in range(len(measures))]
         values = [comparison[case].get(m, 0.0) for m in measures]
         drawn = axis.bar(positions, values, width=width, label=case)
-        axis.bar_label(drawn, labels=[f"{v:.1f} s" for v in values], fontsize=8)
+        axis.bar_label(drawn, labels=[f"{v:.1f} s" if unit == "s" else f"{v:g}" for v in values], fontsize=8)
     axis.set_xticks([i + width * (len(cases) - 1) / 2 for i in range(len(measures))], measures)
-    axis.set_ylabel("seconds")
-    axis.legend(loc="upper left")
+    axis.set_ylabel("seconds" if unit == "s" else unit)
+    axis.set_ylim(top=max([v for values in comparison.values() for v in values.values()] + [1]) * 1.3)
+    axis.legend(loc="upper center", ncols=len(cases))
