@@ -1,4 +1,5 @@
-"""Demo reports: a live timeline, figures, checks, a verdict; saved as JSON and a PNG plot."""
+"""Demo reports: a live timeline, figures, checks, a verdict; saved as JSON and a PNG plot
+(drawn by ``orchestrator.demos.plot``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from orchestrator.demos import plot
 from orchestrator.demos.probe import Probe, Sample
 from provision.errors import redact
 from provision.paths import lab_dir
@@ -24,6 +26,8 @@ class DemoReport:
     started_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     events: list[tuple[float, str]] = field(default_factory=list)
     replicas: list[tuple[float, int]] = field(default_factory=list)  # (t, running tasks)
+    # (t, running tasks per image version, tasks per version meant to run but not running yet)
+    versions: list[tuple[float, dict[str, int], dict[str, int]]] = field(default_factory=list)
     samples: list[Sample] = field(default_factory=list)
     figures: dict[str, float | int | str] = field(default_factory=dict)
     checks: list[tuple[str, bool, str]] = field(default_factory=list)  # (what, passed, seen)
@@ -87,6 +91,8 @@ class DemoReport:
             "requests": {"ok": ok, "failed": len(self.samples) - ok},
             "events": [{"t": round(t, 2), "text": text} for t, text in self.events],
             "replicas": [{"t": round(t, 2), "running": n} for t, n in sorted(self.replicas)],
+            "versions": [{"t": round(t, 2), "running": up, "starting": starting}
+                         for t, up, starting in sorted(self.versions, key=lambda e: e[0])],
             "samples": [s.to_json() for s in self.samples],
             "notes": [redact(note) for note in self.notes],
         }
@@ -118,94 +124,8 @@ class DemoReport:
         folder.mkdir(parents=True, exist_ok=True)
         stem = folder / f"{self.demo}-{time.strftime('%Y%m%d-%H%M%S')}"
         json_path, png_path = stem.with_suffix(".json"), stem.with_suffix(".png")
-        json_path.write_text(redact(json.dumps(self.to_json(), indent=2)))
-        plot(self, png_path)
+        saved = redact(json.dumps(self.to_json(), indent=2))
+        json_path.write_text(saved)
+        plot.plot(json.loads(saved), png_path)  # the picture shows what was saved: redacted too
         self.reporter.info(f"report: {json_path}\n  plot:   {png_path}")
         return json_path, png_path
-
-
-def per_second(samples: list[Sample]) -> tuple[list[int], list[int], list[int]]:
-    """(second, ok count, failed count) per whole second of the demo."""
-    if not samples:
-        return [], [], []
-    last = int(max(s.t for s in samples)) + 1
-    ok, failed = [0] * last, [0] * last
-    for sample in samples:
-        (ok if sample.ok else failed)[int(sample.t)] += 1
-    return list(range(last)), ok, failed
-
-
-def plot(report: DemoReport, path: Path) -> None:
-    """Tasks and requests over time; a demo that measured neither (the security chapter) gets
-    its timeline of events instead, under its side-by-side comparison when it made one."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if report.comparison or not (report.replicas or report.samples):
-        _plot_timeline(plt, report, path)
-        return
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
-    if report.replicas:
-        times, counts = zip(*sorted(report.replicas))
-        top.step(times, counts, where="post", color="tab:blue")
-    top.set_ylabel("running tasks")
-    top.set_ylim(bottom=0)
-    top.yaxis.get_major_locator().set_params(integer=True)
-    top.set_title(f"swarmdeck demo.{report.demo}: {report.verdict.upper()}")
-    seconds, ok, failed = per_second(report.samples)
-    bottom.bar(seconds, ok, width=1.0, align="edge", color="tab:green", label="ok")
-    bottom.bar(seconds, failed, width=1.0, align="edge", bottom=ok, color="tab:red", label="failed")
-    bottom.set_ylabel("requests per second")
-    bottom.set_xlabel("seconds since the demo started")
-    bottom.legend(loc="upper right")
-    for axis in (top, bottom):
-        for t, _ in report.events:
-            axis.axvline(t, color="grey", linewidth=0.6, linestyle=":")
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-
-
-def _plot_timeline(plt, report: DemoReport, path: Path) -> None:
-    """Each event as a labelled point in time, first at the top; above it, when the demo
-    compared cases, one group of bars per measure with a bar per case (seconds written on it)."""
-    events = report.events or [(0.0, report.skipped or "no event")]
-    height = max(3.0, 0.42 * len(events) + 1.2)
-    if report.comparison:
-        fig, (bars, line) = plt.subplots(2, 1, figsize=(10, height + 3.5), gridspec_kw={"height_ratios": [3.5, height]})
-        _plot_comparison(bars, report.comparison, report.comparison_unit)
-    else:
-        fig, line = plt.subplots(1, 1, figsize=(10, height))
-    times = [t for t, _ in events]
-    rows = list(range(len(events), 0, -1))
-    line.scatter(times, rows, color="tab:blue", zorder=3)
-    last = max(times) or 1.0
-    for t, row, (_, text) in zip(times, rows, events):
-        line.annotate(text if len(text) <= 90 else text[:87] + "...", (t, row), xytext=(6, -3),
-                      textcoords="offset points", fontsize=8)
-    line.set_xlim(-0.02 * last, last * 2.1 + 1)  # room for the labels on the right
-    line.set_ylim(0.3, len(events) + 0.7)
-    line.set_yticks([])
-    line.set_xlabel("seconds since the demo started")
-    title = f"swarmdeck demo.{report.demo}: {report.verdict.upper()}"
-    (fig.axes[0]).set_title(title + (f" ({report.skipped[:80]})" if report.skipped else ""), fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-
-
-def _plot_comparison(axis, comparison: dict[str, dict[str, float]], unit: str) -> None:
-    cases = list(comparison)
-    measures = list(dict.fromkeys(m for values in comparison.values() for m in values))
-    width = 0.8 / max(1, len(cases))
-    for number, case in enumerate(cases):
-        positions = [i + number * width for i in range(len(measures))]
-        values = [comparison[case].get(m, 0.0) for m in measures]
-        drawn = axis.bar(positions, values, width=width, label=case)
-        axis.bar_label(drawn, labels=[f"{v:.1f} s" if unit == "s" else f"{v:g}" for v in values], fontsize=8)
-    axis.set_xticks([i + width * (len(cases) - 1) / 2 for i in range(len(measures))], measures)
-    axis.set_ylabel("seconds" if unit == "s" else unit)
-    axis.set_ylim(top=max([v for values in comparison.values() for v in values.values()] + [1]) * 1.3)
-    axis.legend(loc="upper center", ncols=len(cases))

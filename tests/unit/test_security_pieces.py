@@ -192,7 +192,8 @@ def test_a_comparison_is_saved_and_plotted(home):
     report.comparison = {"planned": {"new leader": 0.1, "write accepted": 0.2}, "killed": {"new leader": 14.0}}
     report.check("planned is quicker", True, "0.1 s against 14.0 s")
     json_path, png_path = report.save()
-    assert json.loads(json_path.read_text())["comparison"]["killed"] == {"new leader": 14.0}
+    saved = json.loads(json_path.read_text())
+    assert saved["comparison"]["killed"] == {"new leader": 14.0} and saved["comparison_unit"] == "s"
     assert png_path.stat().st_size > 10_000
 
 
