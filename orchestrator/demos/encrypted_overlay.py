@@ -22,7 +22,13 @@ import threading
 from orchestrator import services
 from orchestrator.demos.report import DemoReport
 from orchestrator.demos.runner import DEMO_LABEL
-from orchestrator.demos.toolkit import TaskContainer, demo_service, remove_network, task_container, wait_running
+from orchestrator.demos.toolkit import (
+    TaskContainer,
+    demo_service,
+    remove_network,
+    task_container,
+    wait_running,
+)
 from orchestrator.session import LabSession
 from provision import kernel_features as kernel
 from provision import machines

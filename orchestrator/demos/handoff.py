@@ -15,7 +15,12 @@ import requests
 
 from orchestrator import chaos, nodes, swarm
 from orchestrator.demos.report import DemoReport
-from orchestrator.demos.toolkit import accepted_write, demo_service, leader_other_than, wait_running
+from orchestrator.demos.toolkit import (
+    accepted_write,
+    demo_service,
+    leader_other_than,
+    wait_running,
+)
 from orchestrator.session import LabSession
 from orchestrator.views import swarm_nodes
 from provision.errors import LabError

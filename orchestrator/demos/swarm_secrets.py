@@ -18,7 +18,12 @@ from docker.types import ConfigReference, SecretReference
 from orchestrator import converge, services
 from orchestrator.demos.report import DemoReport
 from orchestrator.demos.runner import DEMO_LABEL
-from orchestrator.demos.toolkit import TaskContainer, demo_service, task_containers, wait_running
+from orchestrator.demos.toolkit import (
+    TaskContainer,
+    demo_service,
+    task_containers,
+    wait_running,
+)
 from orchestrator.session import LabSession
 from provision.errors import LabError
 

@@ -18,7 +18,14 @@ from provision.paths import lab_dir
 from provision.providers.libvirt import domains as libvirt_domains
 from provision.providers.libvirt import networks as libvirt_networks
 from provision.wait import wait_until
-from tests.labs import cli, leader_client, libvirt_leftovers, new_lab_name, status_json, swarm_nodes
+from tests.labs import (
+    cli,
+    leader_client,
+    libvirt_leftovers,
+    new_lab_name,
+    status_json,
+    swarm_nodes,
+)
 
 pytestmark = pytest.mark.vm
 _direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
