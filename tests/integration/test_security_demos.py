@@ -1,7 +1,8 @@
 """The security chapter's demos on one lab of 3 managers and 1 worker (tuned timings), in
 workshop order; each must leave the lab usable for the next. Every verdict is checked again
 from the saved report and from what Swarm reports afterwards, never from the printout; no
-secret value, unlock key or join token may show anywhere it was not asked for."""
+secret value, unlock key or join token may show anywhere it was not asked for. Each demo's
+plot is copied to artifacts/demos/ (or $SWARMDECK_ARTIFACTS/demos)."""
 
 from __future__ import annotations
 
@@ -9,16 +10,21 @@ import hashlib
 import json
 import os
 import re
+import shutil
+import struct
 import uuid
 from pathlib import Path
 
 import pytest
 
+from orchestrator.demos import plot
 from provision import kernel_features as kernel
+from provision.paths import REPO
 from tests.labs import SECRET, a_lab, cli, leader_client, swarm_nodes
 
 pytestmark = pytest.mark.integration
 EXIT = {"pass": 0, "fail": 1, "skip": 77}
+ARTIFACTS = Path(os.environ.get("SWARMDECK_ARTIFACTS", REPO / "artifacts")) / "demos"
 KEY_LINE = re.compile(r"unlock key \(shown here only, saved nowhere\): (SWMKEY-1-\S+)")
 
 
@@ -38,7 +44,10 @@ def run_demo(lab: str, demo: str, *args: str, verdict: str = "pass"):
     reports = sorted((home() / "labs" / lab / "reports").glob(f"{demo}-2*.json"))
     assert reports, result.stderr
     report = json.loads(reports[-1].read_text())
-    assert reports[-1].with_suffix(".png").stat().st_size > 10_000
+    png = reports[-1].with_suffix(".png").read_bytes()
+    assert len(png) > 10_000 and struct.unpack(">II", png[16:24]) == plot.SIZE  # large enough to project
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shutil.copy(reports[-1].with_suffix(".png"), ARTIFACTS / f"{demo}.png")
     assert report["verdict"] == verdict, result.stderr
     assert result.returncode == EXIT[verdict], result.stderr
     if verdict == "pass":
