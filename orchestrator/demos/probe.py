@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 
-from provision.remote import http
+from provision.remote import direct_http
 
 _ANSWER = re.compile(r"version=(\S+) container=(\S+) node=(\S+)")
 
@@ -72,7 +72,7 @@ class Probe:
             return round(time.monotonic() - sent, 3)
 
         try:
-            parsed = parse_answer(http.get(self.url, self.timeout).decode(errors="replace"))
+            parsed = parse_answer(direct_http.get(self.url, self.timeout).decode(errors="replace"))
             if parsed is None:
                 return Sample(t, False, error="an answer that is not swarmdeck-web's", duration=took())
             version, container, node = parsed

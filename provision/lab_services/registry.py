@@ -20,7 +20,7 @@ from provision import hints
 from provision.errors import LabError, ProviderError
 from provision.paths import TEMPLATES
 from provision.progress import Reporter
-from provision.remote import http
+from provision.remote import direct_http
 from provision.remote.host import Host, check
 from provision.wait import wait_until
 
@@ -147,7 +147,7 @@ def _has_volume(client: docker.DockerClient) -> bool:
 
 
 def _answers(address: str) -> bool:
-    http.get(f"http://{address}/v2/", timeout=3)  # an error status raises
+    direct_http.get(f"http://{address}/v2/", timeout=3)  # an error status raises
     return True
 
 
@@ -193,4 +193,4 @@ def catalog(address: str, *, timeout: float = 5) -> dict[str, list[str]]:
 
 
 def _get_json(url: str, timeout: float) -> dict:
-    return json.loads(http.get(url, timeout=timeout))
+    return json.loads(direct_http.get(url, timeout=timeout))
