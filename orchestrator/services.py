@@ -10,6 +10,7 @@ service's image is checked before anything is created.
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass, field
 
@@ -17,9 +18,11 @@ import docker
 import docker.errors
 import requests
 from docker.types import (
+    ConfigReference,
     EndpointSpec,
     Healthcheck,
     RestartPolicy,
+    SecretReference,
     ServiceMode,
     UpdateConfig,
 )
@@ -77,6 +80,10 @@ class ServiceRequest:
     max_per_node: int | None = None  # at most this many tasks on one node (host-mode ports need 1)
     restart_delay: float | None = None  # seconds before a failed task is restarted (Swarm's default 5)
     health_interval: float | None = None  # seconds between the image's own healthchecks (None: the image's)
+    healthcheck: bool = True  # False: none runs, not even the image's (a demo about the wire on a slow VM)
+    networks: tuple[str, ...] = ()  # overlay networks the tasks join (names)
+    secrets: tuple[SecretReference, ...] = ()  # files under /run/secrets in every task
+    configs: tuple[ConfigReference, ...] = ()  # files at their target path in every task
 
     def problems(self) -> list[str]:
         found = []
@@ -251,9 +258,14 @@ def create(manager: docker.DockerClient, plan: LabPlan, request: ServiceRequest,
     )
     if request.max_per_node is not None:
         kwargs["maxreplicas"] = request.max_per_node
+    for option in ("networks", "secrets", "configs"):
+        if getattr(request, option):
+            kwargs[option] = list(getattr(request, option))
     if request.restart_delay is not None:
         kwargs["restart_policy"] = RestartPolicy(condition="any", delay=int(request.restart_delay * NANO))
-    if request.health_cmd:
+    if not request.healthcheck:
+        kwargs["healthcheck"] = Healthcheck(test=["NONE"])
+    elif request.health_cmd:
         kwargs["healthcheck"] = Healthcheck(test=["CMD-SHELL", request.health_cmd],
                                             interval=int((request.health_interval or 2) * NANO),
                                             timeout=2 * NANO, retries=2)
@@ -325,6 +337,28 @@ def _merged_update_config(service, parallelism, delay, order, failure_action) ->
         failure_action=failure_action or current.get("FailureAction", "pause"),
         monitor=current.get("Monitor"),
     )
+
+
+def swap_secret(manager: docker.DockerClient, name: str, old: str, new: SecretReference) -> None:
+    """`docker service update --secret-rm OLD --secret-add NEW`: the rest of the service's
+    spec is kept; Swarm replaces the tasks (a rolling update), and the new ones see ``new``.
+
+    Raises:
+        LabError: the service has no secret ``old``, or Swarm refused the update.
+    """
+    service = find(manager, name)
+    spec = copy.deepcopy(service.attrs["Spec"])
+    container = spec["TaskTemplate"]["ContainerSpec"]
+    given = container.get("Secrets") or []
+    kept = [secret for secret in given if secret.get("SecretName") != old]
+    if len(kept) == len(given):
+        raise LabError(f"service {name} has no secret {old!r} "
+                       f"(its secrets: {', '.join(s.get('SecretName', '?') for s in given) or 'none'})")
+    container["Secrets"] = kept + [dict(new)]
+    try:
+        _post_update(manager, service, spec)
+    except docker.errors.APIError as err:
+        raise LabError(f"updating the secrets of service {name} failed: {err.explanation or err}") from err
 
 
 def rollback(manager: docker.DockerClient, name: str) -> None:

@@ -98,6 +98,60 @@ def rotate_tokens(manager: docker.DockerClient) -> None:
     _update(manager, rotate_tokens=True)
 
 
+def set_autolock(manager: docker.DockerClient, enabled: bool) -> bool:
+    """`docker swarm update --autolock=true|false`: with it on, a manager that restarts stays
+    locked (its Raft keys encrypted) until `docker swarm unlock` gives the key. Whether it
+    changed; the swarm's other settings stay as they are."""
+    manager.swarm.reload()
+    if bool((manager.swarm.attrs["Spec"].get("EncryptionConfig") or {}).get("AutoLockManagers")) == enabled:
+        return False
+    _update(manager, lambda spec: spec.setdefault("EncryptionConfig", {}).update(AutoLockManagers=enabled))
+    return True
+
+
+def unlock_key(manager: docker.DockerClient) -> str:
+    """The swarm's unlock key (a secret: show it only where the user asked for it)."""
+    return manager.api.get_unlock_key()["UnlockKey"]
+
+
+def unlock(client: docker.DockerClient, key: str) -> None:
+    """`docker swarm unlock` on a locked manager.
+
+    Raises:
+        SwarmError: Swarm refused the key (its message; the key itself is never in it).
+    """
+    try:
+        client.api.unlock_swarm(key)
+    except docker.errors.APIError as err:
+        raise SwarmError(f"the swarm could not be unlocked: {err.explanation or err}") from err
+
+
+def rotate_ca(manager: docker.DockerClient) -> None:
+    """`docker swarm ca --rotate`: a new root CA; Swarm then reissues every node's certificate
+    from it (``ca_rotation_done`` says when). The swarm's other settings stay as they are."""
+    def change(spec: dict) -> None:
+        ca_config = spec.setdefault("CAConfig", {})
+        ca_config["ForceRotate"] = int(ca_config.get("ForceRotate") or 0) + 1
+
+    _update(manager, change)
+
+
+def ca_rotation_pending(manager: docker.DockerClient) -> list[str]:
+    """The ready nodes (hostnames) whose certificate is not from the swarm's current root CA
+    yet; empty once the rotation is done (what `docker swarm ca --rotate` waits for). A node
+    that is down gets its new certificate when it is back."""
+    manager.swarm.reload()
+    cluster = manager.swarm.attrs.get("TLSInfo") or {}
+    pending = ["(the root rotation)"] if manager.swarm.attrs.get("RootRotationInProgress") else []
+    for node in manager.nodes.list():
+        if (node.attrs.get("Status") or {}).get("State") != "ready":
+            continue
+        description = node.attrs.get("Description") or {}
+        if (description.get("TLSInfo") or {}) != cluster:
+            pending.append(description.get("Hostname", node.id[:12]))
+    return pending
+
+
 def member_ids(manager: docker.DockerClient) -> set[str]:
     return {node.id for node in manager.nodes.list()}
 

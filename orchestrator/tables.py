@@ -78,7 +78,9 @@ def demo_summary(lab: str, reports) -> str:
         table.add_column(column)
     for report in reports:
         figures = "; ".join(f"{k}: {v}" for k, v in list(report.figures.items())[:2])
-        table.add_row(report.demo, "PASS" if report.passed else "FAIL", figures or "-")
+        if report.skipped:
+            figures = f"skipped: {report.skipped[:80]}"
+        table.add_row(report.demo, report.verdict.upper(), figures or "-")
     return _text(table)
 
 

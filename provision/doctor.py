@@ -94,7 +94,24 @@ def check_disk(client: docker.DockerClient) -> Finding:
 def module_checks() -> list[Finding]:
     """The kernel modules that Swarm's networking needs."""
     return [check_module("ipvs", "ip_vs", "container nodes have no ingress routing mesh and no service VIPs"),
-            check_module("vxlan", "vxlan", "overlay networks cannot carry traffic between nodes")]
+            check_module("vxlan", "vxlan", "overlay networks cannot carry traffic between nodes"),
+            check_ipsec()]
+
+
+def check_ipsec(root: Path = ipvs.ROOT) -> Finding:
+    """IPsec ESP, which encrypted overlay networks (``--opt encrypted``) need; container nodes
+    share this machine's kernel (``root``: another tree of proc/, boot/, sys/, lib/ in tests)."""
+    support = ipvs.ipsec_support(ipvs.local_facts(root=root))
+    if support.available:
+        return Finding("ipsec", "ok", support.reason)
+    consequence = ("so encrypted overlay networks (`--opt encrypted`) carry no traffic between container nodes "
+                   "(Docker starts their tasks but installs no IPsec state) and demo.encrypted-overlay is skipped"
+                   if support.state == ipvs.MISSING else "so encrypted overlay networks may not carry traffic "
+                   "between container nodes")
+    return Finding("ipsec", "warn", f"{support.reason}, {consequence}",
+                   "use VM nodes (`--provider libvirt`), whose kernels have ESP, for encrypted overlays; or a "
+                   "kernel built with CONFIG_INET_ESP and CONFIG_XFRM_USER (`modprobe esp4 xfrm_user` where they "
+                   "are modules)")
 
 
 def check_module(label: str, module: str, consequence: str) -> Finding:

@@ -129,14 +129,26 @@ def libvirt_leftovers(conn, lab: str) -> list[str]:
     return found + [f"volume {v.name()}" for v in pool.listAllVolumes(0) if v.name().startswith(f"{lab}-")]
 
 
-SECRET = re.compile(r"SWM(TKN|KEY)-1-[a-z0-9]{20,}")
+SECRET = re.compile(r"SWM(TKN|KEY)-1-[A-Za-z0-9+/]{20,}")
 STRAY_KINDS = ("probe", "demo-image", "node-image", "registry-image")
+# demo.autolock shows the unlock key on this one line, as `docker swarm update --autolock` does
+UNLOCK_KEY_LINE = re.compile(r"^\s*unlock key \(shown here only, saved nowhere\): SWMKEY-1-\S+$", re.M)
+
+
+def unasked(argv: list[str], text: str) -> str:
+    """The part of a CLI output where no secret was asked for: none of `swarm.tokens`' (it
+    prints the tokens on request), all of demo.autolock's but its unlock key line."""
+    if "swarm.tokens" in argv:
+        return ""
+    if any(arg in ("demo.autolock", "demo.all") for arg in argv):
+        return UNLOCK_KEY_LINE.sub("", text)
+    return text
 
 
 def secret_leaks(client: docker.DockerClient | None, home: Path) -> list[str]:
-    """Where a Swarm join token or unlock key shows: any CLI output but `swarm.tokens`' (which
-    prints them on request), this session's node containers' logs and /var/log, its state files."""
-    leaks = [" ".join(argv) for argv, text in OUTPUTS if SECRET.search(text) and "swarm.tokens" not in argv]
+    """Where a Swarm join token or unlock key shows: any CLI output but where it was asked for
+    (``unasked``), this session's node containers' logs and /var/log, its state files."""
+    leaks = [" ".join(argv) for argv, text in OUTPUTS if SECRET.search(unasked(argv, text))]
     if client is not None:
         ours = [c for c in client.containers.list(filters={"label": [f"{labels.KIND}=node"]})
                 if c.labels.get(labels.LAB) in CREATED]  # other sessions' labs are theirs (one may be paused)
@@ -153,9 +165,11 @@ def secret_leaks(client: docker.DockerClient | None, home: Path) -> list[str]:
 
 
 def scan_is_blind() -> bool:
-    """Whether `swarm.tokens` ran and printed tokens the scan's pattern does not recognise."""
+    """Whether `swarm.tokens` or demo.autolock ran and printed secrets the scan's pattern does
+    not recognise."""
     printed = [text for argv, text in OUTPUTS if "swarm.tokens" in argv and "SWMTKN" in text]
-    return bool(printed) and not any(SECRET.search(text) for text in printed)
+    printed += [m.group(0) for _argv, text in OUTPUTS for m in UNLOCK_KEY_LINE.finditer(text)]
+    return bool(printed) and not all(SECRET.search(text) for text in printed)
 
 
 def stray_containers(client: docker.DockerClient) -> list[str]:

@@ -1,21 +1,27 @@
 """Every demo by name, in the workshop's order (``demo.all`` runs them in this order: the gentle
-ones first, then the failures, quorum last since it rebuilds the control plane)."""
+ones first, then the failures (a planned leader change beside a killed leader), then the
+security chapter, quorum last since it rebuilds the control plane)."""
 
 from __future__ import annotations
 
 from typing import Callable
 
 from orchestrator.demos import (
+    autolock,
+    ca_rotate,
     constraints,
     drain,
+    encrypted_overlay,
     failover,
     global_mode,
+    handoff,
     leader,
     mesh,
     partition,
     quorum,
     rolling_update,
     scale,
+    swarm_secrets,
 )
 from provision.errors import UsageError
 
@@ -28,7 +34,12 @@ WORKSHOP: dict[str, Callable] = {
     "rolling-update": rolling_update.run,
     "failover": failover.run,
     "leader": leader.run,
+    "handoff": handoff.run,
     "partition": partition.run,
+    "secrets": swarm_secrets.run,
+    "encrypted-overlay": encrypted_overlay.run,
+    "autolock": autolock.run,
+    "ca-rotate": ca_rotate.run,
     "quorum": quorum.run,
 }
 

@@ -3,16 +3,13 @@ services keep serving throughout."""
 
 from __future__ import annotations
 
-import time
-
-import docker.errors
-import requests
-
 from orchestrator import chaos, services
 from orchestrator.demos.report import DemoReport
 from orchestrator.demos.toolkit import (
     Watcher,
+    accepted_write,
     demo_service,
+    leader_other_than,
     probing,
     settle,
     wait_running,
@@ -20,7 +17,7 @@ from orchestrator.demos.toolkit import (
 from orchestrator.session import LabSession
 from orchestrator.views import swarm_nodes
 from provision.errors import LabError
-from provision.wait import NotYet, wait_until
+from provision.wait import wait_until
 
 SERVICE = "demo-leader"
 
@@ -40,10 +37,10 @@ def run(lab: LabSession, report: DemoReport, *, replicas: int = 10) -> DemoRepor
         settle(2)
         killed = report.event(f"kill the leader {leader} (hard power-off)")
         chaos.kill(lab, leader)
-        new_leader = wait_until(lambda: _leader_other_than(lab, followers, leader), timeout=120, interval=0.2,
+        new_leader = wait_until(lambda: leader_other_than(lab, followers, leader), timeout=120, interval=0.2,
                                 describe="a new leader")
         elected = report.event(f"{new_leader} is the new leader")
-        wait_until(lambda: _write(lab, SERVICE, request.replicas + 1), timeout=120, interval=0.2,
+        wait_until(lambda: accepted_write(lab, SERVICE, request.replicas + 1), timeout=120, interval=0.2,
                    describe="a write (scale) to be accepted")
         written = report.event(f"a write (scale to {request.replicas + 1}) is accepted")
         outage_ok, outage_failed = probe.counts(since=killed)
@@ -62,27 +59,6 @@ def run(lab: LabSession, report: DemoReport, *, replicas: int = 10) -> DemoRepor
     report.check("the service kept answering", outage_ok > 0, f"{outage_ok} ok, {outage_failed} failed")
     report.check(f"{leader} rejoined as a manager", _reachable(lab, leader), "reachable")
     return report
-
-
-def _leader_other_than(lab: LabSession, followers: list[str], old: str) -> str:
-    for name in followers:
-        try:
-            leaders = [n.hostname for n in swarm_nodes(lab.clients[name]) if n.leader]
-        except (docker.errors.DockerException, requests.RequestException):
-            continue
-        if leaders and leaders[0] != old:
-            lab.manager = lab.clients[name]
-            return leaders[0]
-    raise NotYet("no manager reports a new leader yet")
-
-
-def _write(lab: LabSession, service: str, replicas: int) -> bool:
-    started = time.monotonic()
-    try:
-        services.scale(lab.manager, service, replicas)
-        return True
-    except (docker.errors.APIError, requests.RequestException) as err:
-        raise NotYet(f"write refused after {time.monotonic() - started:.1f}s: {err}") from err
 
 
 def _reachable(lab: LabSession, name: str) -> bool:

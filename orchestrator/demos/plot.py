@@ -2,6 +2,10 @@
 time, one colour per image version, slow requests counted as slow, and the report's events
 labelled where they happened.
 
+A demo that measures no tasks and no requests (the security chapter) gets its timeline
+instead: each event written out at its time, under the side-by-side bars of what it compared
+(demo.handoff's seconds, demo.encrypted-overlay's packets), and a SKIP's reason in full.
+
 Everything here reads a report's JSON (``DemoReport.to_json()``, or a saved report file), so
 an old report can be drawn again (``render_saved``). The series are plain functions
 (``event_labels``, ``requests_per_second``, ``tasks_by_version``), tested without a display;
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import textwrap
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -32,6 +37,8 @@ FONT = {"font.size": 18, "axes.titlesize": 24, "axes.labelsize": 20, "xtick.labe
         "legend.fontsize": 16}
 EVENT_FONT_SIZE = 15
 LABEL_MAX = 26  # characters of a short label
+SMALLEST_EVENT_FONT = 10  # a timeline with many events writes them smaller, never below this
+SKIPPED_EVENT = "skipped: "  # DemoReport.skip's event, whose reason the timeline writes out in full instead
 
 # (pattern in the event's text, short label made of its groups, the axis it belongs on); first match wins.
 # Node and task events go on the tasks axis; image updates on the requests axis, where the versions answer.
@@ -187,6 +194,8 @@ def figure(data: dict, size: tuple[int, int] = SIZE):
     samples = [sample_from_json(s) for s in data.get("samples", [])]
     requests = requests_per_second(samples)
     times, tasks, starting = tasks_by_version(data)
+    if data.get("comparison") or data.get("skipped") or not (samples or times):
+        return timeline_figure(data, size)
     colours = version_colours(list(tasks) + list(starting) + list(requests.by_version))
     end = max([0.0] + [s.t + (s.duration or 0) for s in samples] + [e["t"] for e in data.get("events", [])]
               + times) + 1
@@ -289,6 +298,131 @@ def place_labels(fig, axis, labels: list[EventLabel], pad_px: float = 8) -> list
     low, high = axis.get_ylim()
     axis.set_ylim(0, max(high, 1) / max(0.2, 1 - band))
     return [text for text, _ in texts]
+
+
+def timeline_figure(data: dict, size: tuple[int, int] = SIZE):
+    """The figure of a demo that measured no tasks and no requests, a demo that compared cases
+    or one that was skipped: from the top, the comparison's grouped bars, the SKIP's reason
+    written out, and the events, one row each in the order they happened, each written at its
+    time as far as the picture's width allows."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    skipped = data.get("skipped") or ""
+    comparison = data.get("comparison") or {}
+    events = [e for e in data.get("events", []) if not (skipped and e["text"].startswith(SKIPPED_EVENT))]
+    alone = skipped and not comparison and not events  # the reason is the whole picture: larger
+    reason_font = FONT["axes.labelsize"] if alone else EVENT_FONT_SIZE
+    reason = textwrap.wrap(f"skipped: {skipped}", _characters_across(size[0], reason_font)) if skipped else []
+    # the parts' heights, in rows of event text: the bars take a third of a 1600x900 picture at least
+    parts = [("bars", 12.0)] if comparison else []
+    parts += [("reason", len(reason) + 0.8)] if reason else []
+    parts += [("events", max(3.0, len(events) + 1.8))] if events or not reason else []
+    with plt.rc_context(FONT):
+        fig = plt.figure(figsize=(size[0] / DPI, size[1] / DPI), dpi=DPI)
+        axes = fig.subplots(len(parts), 1, squeeze=False, gridspec_kw={"height_ratios": [h for _, h in parts]})
+        axes = {name: axis for (name, _), axis in zip(parts, axes[:, 0])}
+        if comparison:
+            _draw_comparison(axes["bars"], comparison, data.get("comparison_unit") or "s")
+        if reason:
+            axes["reason"].set_axis_off()
+            axes["reason"].text(0.005, 0.97, "\n".join(reason), transform=axes["reason"].transAxes, va="top",
+                                ha="left", fontsize=reason_font, gid="skip-reason", linespacing=1.4,
+                                in_layout=False,  # wrapped to the picture's width already
+                                bbox={"boxstyle": "round,pad=0.4", "facecolor": "#fff3e0", "edgecolor": SLOW_COLOUR})
+        first = next(iter(axes.values()))
+        verdict = (data.get("verdict") or "?").upper()
+        first.set_title(f"demo.{data.get('demo')}: {verdict}", loc="left", fontweight="bold")
+        first.set_title(_when(data), loc="right", fontsize=FONT["legend.fontsize"], color="0.3")
+        if "events" in axes:
+            _draw_events(axes["events"], events)
+        fig.tight_layout()
+        if "events" in axes:
+            write_events(fig, axes["events"], events)
+    return fig
+
+
+def _characters_across(width_px: int, font_size: float) -> int:
+    """How many characters of a ``font_size`` font fit across ``width_px``, margins left
+    (an average character of matplotlib's DejaVu Sans takes half the font's size)."""
+    return max(40, int(0.9 * width_px / (0.5 * font_size * DPI / 72)))
+
+
+def _draw_comparison(axis, comparison: dict[str, dict[str, float]], unit: str) -> None:
+    """One group of bars per measure, a bar per case, each bar's value written on it: seconds
+    ("12.7 s") when ``unit`` is "s", else plain numbers with the unit on the axis."""
+    cases = list(comparison)
+    measures = list(dict.fromkeys(m for values in comparison.values() for m in values))
+    width = 0.8 / max(1, len(cases))
+    for number, case in enumerate(cases):
+        positions = [i + number * width for i in range(len(measures))]
+        values = [comparison[case].get(m, 0) for m in measures]
+        drawn = axis.bar(positions, values, width=width, label=case, zorder=2,
+                         color=VERSION_COLOURS[number % len(VERSION_COLOURS)])
+        axis.bar_label(drawn, labels=[f"{v:.1f} s" if unit == "s" else f"{v:g}" for v in values],
+                       fontsize=EVENT_FONT_SIZE, padding=3)
+    axis.set_xticks([i + width * (len(cases) - 1) / 2 for i in range(len(measures))], measures)
+    axis.set_ylabel("seconds" if unit == "s" else unit)
+    highest = max([v for values in comparison.values() for v in values.values()] + [1])
+    axis.set_ylim(0, highest * 1.35)  # room above the bars for their values and the legend
+    axis.grid(axis="y", alpha=0.3)
+    axis.legend(loc="upper center", ncols=len(cases))
+
+
+def _draw_events(axis, events: list[dict]) -> None:
+    """The events' points, one row each, the first at the top (``write_events`` writes their texts)."""
+    end = max([e["t"] for e in events] + [0.0]) + 1
+    rows = list(range(len(events), 0, -1))
+    axis.scatter([e["t"] for e in events], rows, color="tab:blue", s=60, zorder=3)
+    for event, row in zip(events, rows):
+        axis.hlines(row, 0, event["t"], color="0.85", linewidth=1, zorder=1)
+    axis.set_xlim(-0.01 * end, end)
+    axis.set_ylim(0.3, len(events) + 0.7)
+    axis.set_yticks([])
+    axis.grid(axis="x", alpha=0.3)
+    axis.set_xlabel("seconds since the demo started")
+    if not events:
+        axis.text(0.5, 0.5, "no event recorded", transform=axis.transAxes, ha="center", va="center", color="0.4")
+
+
+def write_events(fig, axis, events: list[dict], pad_px: float = 10) -> list:
+    """Write each event's text beside its point: on the side of the point with more room, cut
+    short ("…") where even that room is too small, in a font small enough for the rows to be
+    apart; the texts."""
+    if not events:
+        return []
+    renderer = fig.canvas.get_renderer()
+    box = axis.get_window_extent(renderer)
+    row_px = box.height / (len(events) + 0.4)
+    size = max(SMALLEST_EVENT_FONT, min(EVENT_FONT_SIZE, row_px * 0.62 * 72 / DPI))
+    texts = []
+    for event, row in zip(events, range(len(events), 0, -1)):
+        x = axis.transData.transform((event["t"], row))[0]
+        right, left = box.x1 - x - pad_px, x - box.x0 - pad_px
+        on_right = right >= left
+        text = axis.annotate(event["text"], (event["t"], row), xytext=(pad_px if on_right else -pad_px, 0),
+                             textcoords="offset pixels", ha="left" if on_right else "right", va="center",
+                             fontsize=size, gid="event-label", zorder=4, annotation_clip=False)
+        _fit(text, event["text"], right if on_right else left, renderer)
+        texts.append(text)
+    return texts
+
+
+def _fit(text, full: str, room_px: float, renderer) -> None:
+    """Cut ``text`` short (ending in "…") until it takes at most ``room_px`` pixels across."""
+    if text.get_window_extent(renderer).width <= room_px:
+        return
+    low, high = 0, len(full)  # the longest prefix that fits lies in [low, high)
+    while high - low > 1:
+        middle = (low + high) // 2
+        text.set_text(full[:middle].rstrip() + "…")
+        if text.get_window_extent(renderer).width <= room_px:
+            low = middle
+        else:
+            high = middle
+    text.set_text(full[:low].rstrip() + "…")
 
 
 def _outline(text, renderer):

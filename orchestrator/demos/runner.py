@@ -9,6 +9,7 @@ import docker.errors
 import requests
 
 from orchestrator.demos.report import DemoReport
+from orchestrator.demos.toolkit import remove_network
 from orchestrator.session import LabSession, open_lab
 from orchestrator.viz import control as viz_control
 from provision.errors import LabError
@@ -40,7 +41,10 @@ def run_demo(name: str, lab_name: str, reporter: Reporter, run: Callable[..., De
             live.stop()
         for note in report.notes:
             reporter.info(f"note: {note}")
-        reporter.emit("done" if report.passed else "fail", f"verdict: {'PASS' if report.passed else 'FAIL'}")
+        if report.skipped:
+            reporter.warn(f"verdict: SKIP: {report.skipped}")
+        else:
+            reporter.emit("done" if report.passed else "fail", f"verdict: {'PASS' if report.passed else 'FAIL'}")
         report.save()
         return report
 
@@ -84,11 +88,17 @@ def timings(lab: LabSession) -> dict:
 
 def remove_demo_services(lab: LabSession) -> None:
     """Remove every service a demo made (labelled io.swarmdeck.demo), even after a failure,
-    so that no demo leaves a published port taken for the next one."""
+    so that no demo leaves a published port taken for the next one; then the secrets,
+    configs and overlay networks it made (labelled too), which those services used."""
     try:
         manager = lab.refresh_manager()
         for service in manager.services.list(filters={"label": DEMO_LABEL}):
             service.remove()
+        for collection in (manager.secrets, manager.configs):
+            for item in collection.list(filters={"label": DEMO_LABEL}):
+                item.remove()
+        for network in manager.networks.list(filters={"label": DEMO_LABEL, "driver": "overlay"}):
+            remove_network(manager, network.id, timeout=lab.plan.scaled(60))
     except (LabError, docker.errors.DockerException, requests.RequestException):
         pass  # no manager answers (quorum lost): nothing can be removed now
 

@@ -6,6 +6,7 @@ import threading
 import time
 from collections import Counter
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Iterator
 
 import docker.errors
@@ -84,7 +85,8 @@ def running(lab: LabSession, service: str) -> list[services.TaskView]:
 
 def wait_running(lab: LabSession, service: str, count: int, *, timeout: float = 120, avoid: str | None = None,
                  version: str | None = None) -> list[services.TaskView]:
-    """Wait until ``count`` tasks run (none on ``avoid``; all on ``version`` if given)."""
+    """Wait until ``count`` tasks run (none on ``avoid``; all on ``version`` if given), for
+    ``timeout`` seconds on container nodes, longer on slower machines (LabPlan.scaled)."""
 
     def ready():
         tasks = running(lab, service)
@@ -93,7 +95,8 @@ def wait_running(lab: LabSession, service: str, count: int, *, timeout: float = 
             raise NotYet(f"{len(good)} of {count} wanted tasks run: " + ", ".join(f"{t.node}:{t.image[-1]}" for t in tasks))
         return tasks
 
-    return wait_until(ready, timeout=timeout, interval=0.25, describe=f"{count} running tasks of {service}")
+    return wait_until(ready, timeout=lab.plan.scaled(timeout), interval=0.25,
+                      describe=f"{count} running tasks of {service}")
 
 
 def node_state(lab: LabSession, node: str) -> str:
@@ -171,6 +174,90 @@ def probing(lab: LabSession, report: DemoReport) -> Iterator[Probe]:
     finally:
         report.samples = probe.stop()
         report.probe = None
+
+
+@dataclass(frozen=True)
+class TaskContainer:
+    """A running task's container, reached through its node's engine."""
+
+    node: str
+    task_id: str
+    container: object  # docker.models.containers.Container
+    addresses: dict  # {network name: the task's address on it, without the prefix length}
+
+    def run(self, *command: str) -> tuple[int, str]:
+        """Run ``command`` in the container: (exit code, output). The output may hold a
+        secret (demo.secrets reads its files this way): compare it, never print it."""
+        code, output = self.container.exec_run(list(command))
+        return code, output.decode(errors="replace")
+
+
+def task_containers(lab: LabSession, service: str) -> list[TaskContainer]:
+    """The containers of ``service``'s running tasks, each on its node."""
+    hostnames = {n.id: n.hostname for n in swarm_nodes(lab.manager)}
+    found = []
+    for task in lab.manager.api.tasks(filters={"service": service, "desired-state": "running"}):
+        status = task.get("Status") or {}
+        container_id = (status.get("ContainerStatus") or {}).get("ContainerID")
+        if status.get("State") != "running" or not container_id:
+            continue
+        node = hostnames.get(task.get("NodeID", ""), "")
+        addresses = {attachment["Network"]["Spec"]["Name"]: attachment["Addresses"][0].split("/")[0]
+                     for attachment in task.get("NetworksAttachments") or [] if attachment.get("Addresses")}
+        found.append(TaskContainer(node, task["ID"], lab.clients[node].containers.get(container_id), addresses))
+    return sorted(found, key=lambda t: (t.node, t.task_id))
+
+
+def task_container(lab: LabSession, service: str, network: str | None = None,
+                   timeout: float = 60) -> TaskContainer:
+    """The container of ``service``'s one running task (with its address on ``network``), once
+    there is one: a task that Swarm has just reported running may be replaced a moment later."""
+    def found() -> TaskContainer:
+        containers = [t for t in task_containers(lab, service) if network is None or network in t.addresses]
+        if not containers:
+            raise NotYet(f"no running task of {service}" + (f" on network {network}" if network else ""))
+        return containers[0]
+
+    return wait_until(found, timeout=lab.plan.scaled(timeout), interval=0.5, describe=f"a running task of {service}")
+
+
+def leader_other_than(lab: LabSession, managers: list[str], old: str) -> str:
+    """The leader that one of ``managers`` reports, once it is not ``old``; the manager in use
+    becomes the one that answered."""
+    for name in managers:
+        try:
+            leaders = [n.hostname for n in swarm_nodes(lab.clients[name]) if n.leader]
+        except (docker.errors.DockerException, requests.RequestException):
+            continue
+        if leaders and leaders[0] != old:
+            lab.manager = lab.clients[name]
+            return leaders[0]
+    raise NotYet("no manager reports a new leader yet")
+
+
+def accepted_write(lab: LabSession, service: str, replicas: int) -> bool:
+    """Scale ``service`` to ``replicas``: a Raft write, accepted only while there is a leader."""
+    started = time.monotonic()
+    try:
+        services.scale(lab.manager, service, replicas)
+        return True
+    except (docker.errors.APIError, requests.RequestException) as err:
+        raise NotYet(f"write refused after {time.monotonic() - started:.1f}s: {err}") from err
+
+
+def remove_network(manager: docker.DockerClient, name: str, timeout: float = 60) -> None:
+    """Remove overlay network ``name`` if it exists, once the tasks of removed services have
+    left it (seconds after their removal)."""
+    def removed() -> bool:
+        try:
+            manager.networks.get(name).remove()
+        except docker.errors.NotFound:
+            return True
+        except docker.errors.APIError as err:
+            raise NotYet(f"{name}: {err.explanation or err}") from err
+        return True
+
+    wait_until(removed, timeout=timeout, interval=0.5, describe=f"the demo network {name} to be removable")
 
 
 def settle(seconds: float) -> None:

@@ -181,3 +181,78 @@ def test_demo_plot_draws_a_labs_saved_reports_again(swarmdeck_home):
     for bad in ("big", "100x100", "1600x"):
         with pytest.raises(UsageError):
             plot.parse_size(bad)
+
+
+HANDOFF_EVENTS = [
+    {"t": 0.6, "text": "service demo-handoff: 1 replicas of swarmdeck/web:1, no published port"},
+    {"t": 2.0, "text": "docker node demote manager2, the leader: a planned change, leadership is handed over"},
+    {"t": 2.1, "text": "manager1 is the leader"},
+    {"t": 8.7, "text": "kill the leader manager1 (hard power-off): nothing is handed over, the followers must "
+                       "notice its silence, which takes them between ten and twenty election ticks of one second"},
+    {"t": 21.4, "text": "manager3 is the leader"},
+    {"t": 29.5, "text": "manager1 is started again and is a reachable manager (a follower now)"},
+]
+
+
+def test_a_demo_without_tasks_or_requests_is_drawn_as_its_timeline_under_its_comparison():
+    import matplotlib.pyplot as plt
+
+    data = {"demo": "encrypted-overlay", "lab": "t1", "verdict": "pass", "events": HANDOFF_EVENTS,
+            "comparison": {"plain overlay": {"VXLAN packets": 40, "ESP packets": 0},
+                           "encrypted overlay": {"VXLAN packets": 0, "ESP packets": 44}},
+            "comparison_unit": "packets captured in 6 s", "replicas": [], "samples": []}
+    fig = plot.figure(data)
+    try:
+        out = BytesIO()
+        fig.savefig(out, dpi=plot.DPI)
+        width, height = png_size(out.getvalue())
+        assert (width, height) == plot.SIZE
+        bars, line = fig.axes
+        assert bars.get_ylabel() == "packets captured in 6 s"
+        assert sorted(t.get_text() for t in bars.texts) == ["0", "0", "40", "44"]  # counts, not "40.0 s"
+        assert [t.get_text() for t in bars.get_legend().get_texts()] == ["plain overlay", "encrypted overlay"]
+        renderer = fig.canvas.get_renderer()
+        labels = fig.findobj(lambda a: a.get_gid() == "event-label")
+        assert len(labels) == len(HANDOFF_EVENTS)
+        boxes = [t.get_window_extent(renderer) for t in labels]
+        for first, second in combinations(boxes, 2):
+            assert not first.overlaps(second), (first, second)
+        inside = line.get_window_extent(renderer)
+        assert all(inside.x0 <= box.x0 and box.x1 <= inside.x1 for box in boxes)  # every text in the picture
+        cut = [t.get_text() for t in labels if t.get_text().endswith("…")]
+        assert cut and all(len(text) < len(HANDOFF_EVENTS[3]["text"]) for text in cut)  # the long one, cut short
+        assert "manager3 is the leader" in [t.get_text() for t in labels]
+        assert min(t.get_fontsize() for t in labels) >= plot.SMALLEST_EVENT_FONT
+    finally:
+        plt.close(fig)
+    seconds = plot.figure({**data, "comparison": {"planned": {"new leader": 0.07}, "killed": {"new leader": 12.67}},
+                           "comparison_unit": "s"})
+    try:
+        assert sorted(t.get_text() for t in seconds.axes[0].texts) == ["0.1 s", "12.7 s"]
+        assert seconds.axes[0].get_ylabel() == "seconds"
+    finally:
+        plt.close(seconds)
+
+
+def test_a_skipped_demo_is_drawn_as_its_reason_written_out(tmp_path):
+    import matplotlib.pyplot as plt
+
+    reason = ("manager3, worker1: kernel 6.1.0 lacks the IPsec ESP that encrypted overlays need: CONFIG_INET_ESP "
+              "is not set in /proc/config.gz, and there is no esp4 module. Docker would still start the tasks, but "
+              "install no IPsec state and drop their traffic between nodes: there is no encrypted traffic to capture.")
+    data = {"demo": "encrypted-overlay", "lab": "t1", "verdict": "skip", "skipped": reason,
+            "events": [{"t": 0.4, "text": f"skipped: {reason}"}], "replicas": [], "samples": []}
+    fig = plot.figure(data)
+    try:
+        fig.canvas.draw()
+        [written] = fig.findobj(lambda a: a.get_gid() == "skip-reason")
+        assert " ".join(written.get_text().split()) == f"skipped: {reason}"  # whole, wrapped over lines
+        assert written.get_text().count("\n") >= 1
+        box = written.get_window_extent(fig.canvas.get_renderer())
+        assert 0 <= box.x0 and box.x1 <= plot.SIZE[0]
+        assert not fig.findobj(lambda a: a.get_gid() == "event-label")  # the skip event is the reason, not repeated
+        assert fig.axes[0].get_title(loc="left") == "demo.encrypted-overlay: SKIP"
+    finally:
+        plt.close(fig)
+    png = plot.plot({"demo": "secrets", "events": []}, tmp_path / "nothing.png")  # no event at all: still a picture
+    assert png_size(png.read_bytes()) == plot.SIZE

@@ -73,3 +73,15 @@ def test_a_run_that_made_no_lab_does_not_ask_the_engine_for_strays(outputs, stra
     session = SimpleNamespace(exitstatus=0, config=SimpleNamespace())
     conftest.pytest_sessionfinish(session, 0)
     assert session.exitstatus == 0 and conftest.FINDINGS == []
+
+
+KEY = "SWM" + "KEY-1-" + "k/4UUKU0Nc5LV7dEL8ZgiPn5Ohiod3P/8mTWdSPd6i0"  # an unlock key: base64, mixed case
+
+
+def test_the_unlock_key_may_show_only_on_demo_autolocks_key_line(outputs, tmp_path):
+    line = f"  unlock key (shown here only, saved nowhere): {KEY}"
+    outputs.append((["invoke", "demo.autolock", "--lab", "it-x"], f"• demo.autolock\n{line}\n✓ verdict: PASS\n"))
+    assert labs.secret_leaks(None, tmp_path) == [] and not labs.scan_is_blind()
+    outputs.append((["invoke", "demo.autolock", "--lab", "it-x"], f"{line}\n  [t+ 3.1s] unlocked with {KEY}\n"))
+    outputs.append((["invoke", "lab.status"], f"oops {KEY}"))
+    assert labs.secret_leaks(None, tmp_path) == ["invoke demo.autolock --lab it-x", "invoke lab.status"]
