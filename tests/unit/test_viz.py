@@ -12,7 +12,7 @@ import docker.errors
 import pytest
 
 from orchestrator.viz import feed as state
-from orchestrator.viz import server
+from orchestrator.viz import lab_engines, server
 from provision.plan import plan
 from provision.spec import load as spec_load
 
@@ -82,7 +82,7 @@ def test_no_manager_problems_tell_an_election_from_a_lost_quorum():
 
 
 def test_the_feed_moves_to_another_manager_and_keeps_the_last_state(monkeypatch):
-    feed = state.SwarmFeed(lab_plan())
+    feed = state.SwarmFeed(lab_engines.LabEngines(lab_plan()))
     good = FakeManager([node("manager1", "manager", leader=True), node("manager2", "manager")])
     answers = {"manager1": good, "manager2": good}
     monkeypatch.setattr(feed, "clients", answers)
@@ -92,7 +92,7 @@ def test_the_feed_moves_to_another_manager_and_keeps_the_last_state(monkeypatch)
     assert feed.refresh()["manager"] == "manager2"
     leaderless = FakeManager(error=docker.errors.APIError("503", explanation="The swarm does not have a leader."))
     answers.update({name: leaderless for name in ("manager1", "manager2")})
-    answers.update({n.name: FakeManager(error=docker.errors.DockerException("down")) for n in feed.plan.nodes
+    answers.update({n.name: FakeManager(error=docker.errors.DockerException("down")) for n in feed.engines.plan.nodes
                     if n.name not in answers})
     lost = feed.refresh()
     assert lost["status"] == "electing" and lost["stale"] and len(lost["nodes"]) == 2  # the last state seen
@@ -114,8 +114,8 @@ def test_report_files_are_served_only_by_their_own_names(swarmdeck_home):
 
 @pytest.fixture()
 def running_server(monkeypatch):
-    feed = state.SwarmFeed(lab_plan())
-    answers = {n.name: FakeManager([node("manager1", "manager", leader=True)]) for n in feed.plan.nodes}
+    feed = state.SwarmFeed(lab_engines.LabEngines(lab_plan()))
+    answers = {n.name: FakeManager([node("manager1", "manager", leader=True)]) for n in feed.engines.plan.nodes}
     monkeypatch.setattr(feed, "clients", answers)
     feed.refresh()
     httpd = server.VizServer(("127.0.0.1", 0), feed)
@@ -163,8 +163,8 @@ def _next_event(stream) -> dict:
 
 
 def test_the_entry_point_is_sent_as_data(monkeypatch):
-    monkeypatch.setattr(state.entrypoint.ipvs, "available", lambda: False)
-    feed = state.SwarmFeed(lab_plan())
+    monkeypatch.setattr(lab_engines.entrypoint.ipvs, "available", lambda: False)
+    feed = state.SwarmFeed(lab_engines.LabEngines(lab_plan()))
     monkeypatch.setattr(feed, "clients", {"manager1": FakeManager([node("manager1", "manager", leader=True)])})
     assert feed.refresh()["entry_point"] == {"kind": "load-balancer", "address": "10.199.9.9", "ports": [8080, 8081]}
 
