@@ -33,6 +33,7 @@ from provision.paths import lab_dir
 POLL_SECONDS = 0.5
 CLIENT_TIMEOUT = 2  # seconds: a dead manager is given up quickly
 DOCKER_SOCKET = "/var/run/docker.sock"
+API_VERSION = "1.41"  # the node engines' (Debian's 20.10) and every newer one's; named, so no call at start
 REPORT_NAME = r"[a-z-]+-\d{8}-\d{6}"
 LIVE_FILE = "live.json"
 
@@ -136,7 +137,7 @@ class LocalEngine:
     around it: no registry, entry point, demo or report to show."""
 
     def __init__(self, socket: str = DOCKER_SOCKET):
-        client = docker.DockerClient(base_url=f"unix://{socket}", timeout=CLIENT_TIMEOUT)
+        client = docker.DockerClient(base_url=f"unix://{socket}", version=API_VERSION, timeout=CLIENT_TIMEOUT)
         try:
             name = client.info()["Name"]
         except (docker.errors.DockerException, requests.RequestException, OSError):

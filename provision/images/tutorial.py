@@ -36,9 +36,10 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from provision.errors import ImageError
+from provision.errors import ImageError, PartialFailure
 from provision.images import apt_mirror as mirrors
 from provision.images import node as node_images
+from provision.parallel import fan_out
 from provision.paths import REPO, TEMPLATES
 from provision.progress import Reporter
 
@@ -189,7 +190,7 @@ def _files(path: Path) -> list[Path]:
 def recipe_hash(stand_in: StandIn) -> str:
     """A digest of everything that goes into the image: the suite, what it says it is, its
     recipe folder, the repository files it copies and its parents' hashes."""
-    digest = hashlib.sha256(f"{SUITE}\n{stand_in.name}\n{stand_in.what}\n".encode())
+    digest = hashlib.sha256(f"{SUITE}\n{stand_in.name}\n{STAND_IN_LABEL}={stand_in.what}\n".encode())
     if stand_in.name == BASE:
         digest.update(f"{BASE_CHANGES}\n".encode())
     for path in _files(stand_in.folder):
@@ -207,13 +208,8 @@ def local_tag(stand_in: StandIn) -> str:
 
 
 def labels(stand_in: StandIn) -> dict[str, str]:
-    """The image's labels: what it stands in for and what it is, and its recipe."""
-    return {STAND_IN_LABEL: f"{', '.join(_short(h) for h in stand_in.hub)}: {stand_in.what}",
-            RECIPE_LABEL: recipe_hash(stand_in)}
-
-
-def _short(hub: str) -> str:
-    return hub[len("library/"):] if hub.startswith("library/") else hub
+    """The image's labels: that it is a stand-in and what it really is; its recipe."""
+    return {STAND_IN_LABEL: stand_in.what, RECIPE_LABEL: recipe_hash(stand_in)}
 
 
 def local_dockerfile(stand_in: StandIn) -> str:
@@ -225,24 +221,51 @@ def local_dockerfile(stand_in: StandIn) -> str:
     return FROM_LINE.sub(local, dockerfile(stand_in))
 
 
+BUILD_WORKERS = 3  # builds at once: apt downloads of one overlap another's unpacking, on a 2-core machine
+
+
+def waves(stand_ins: list[StandIn]) -> list[list[StandIn]]:
+    """``stand_ins`` (parents included) in waves: each one's parents are in earlier waves, so a
+    wave's stand-ins can be built at the same time."""
+    level: dict[str, int] = {}
+    for stand_in in ordered(tuple(stand_ins)):
+        level[stand_in.name] = 1 + max((level[p.name] for p in parents(stand_in)), default=-1)
+    found: list[list[StandIn]] = [[] for _ in range(max(level.values(), default=-1) + 1)]
+    for stand_in in ordered(tuple(stand_ins)):
+        found[level[stand_in.name]].append(stand_in)
+    return found
+
+
 def ensure_stand_ins(client: docker.DockerClient, reporter: Reporter, *, names: tuple[str, ...] = (),
                      mirror: str | None = None, rebuild: bool = False) -> list[Built]:
-    """Build whichever stand-in (of ``names``, default all) is missing, parents first; return
-    every one with its parents as this engine holds them."""
+    """Build whichever stand-in (of ``names``, default all) is missing, parents first, up to
+    BUILD_WORKERS at once; return every one with its parents as this engine holds them.
+
+    Raises:
+        ImageError: naming each stand-in whose build failed, with its error.
+    """
     wanted = ordered(tuple(by_name(n) for n in names) if names else STAND_INS)
-    built = []
-    for stand_in in wanted:
-        tag = local_tag(stand_in)
-        if rebuild or not node_images.has_image(client, tag):
-            with reporter.step(f"building stand-in {stand_in.name} ({tag})"):
-                if stand_in.name == BASE:
-                    _build_base(client, tag, mirror or mirrors.debian_mirror(SUITE), reporter)
-                else:
-                    _build_recipe(client, stand_in, tag, reporter)
+    for wave in waves(wanted):
+        missing = [s for s in wave if rebuild or not node_images.has_image(client, local_tag(s))]
+        for stand_in in wave:
+            if stand_in not in missing:
+                reporter.result(f"stand-in {stand_in.name} ({local_tag(stand_in)})", changed=False)
+        try:
+            fan_out(missing, lambda s: _build(client, s, mirror, reporter), name=lambda s: s.name,
+                    what="building stand-ins", workers=BUILD_WORKERS)
+        except PartialFailure as err:
+            raise ImageError("building stand-ins failed: " + "; ".join(
+                f"{name}: {error}" for name, error in sorted(err.failures.items()))) from err
+    return [Built(s, local_tag(s), client.images.get(local_tag(s)).id) for s in wanted]
+
+
+def _build(client: docker.DockerClient, stand_in: StandIn, mirror: str | None, reporter: Reporter) -> None:
+    tag = local_tag(stand_in)
+    with reporter.step(f"building stand-in {stand_in.name} ({tag})"):
+        if stand_in.name == BASE:
+            _build_base(client, tag, mirror or mirrors.debian_mirror(SUITE), reporter)
         else:
-            reporter.result(f"stand-in {stand_in.name} ({tag})", changed=False)
-        built.append(Built(stand_in, tag, client.images.get(tag).id))
-    return built
+            _build_recipe(client, stand_in, tag, reporter)
 
 
 def _build_base(client: docker.DockerClient, tag: str, mirror: str, reporter: Reporter) -> None:

@@ -4,9 +4,12 @@ problems it reports, the report files it serves, and its HTTP API and event stre
 from __future__ import annotations
 
 import json
+import socketserver
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
+from http.server import BaseHTTPRequestHandler
 
 import docker.errors
 import pytest
@@ -177,3 +180,54 @@ def test_without_a_port_the_visualizer_takes_the_first_free_one_from_8000():
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", first))
         assert control.free_port("127.0.0.1") > first
+
+
+class _UnixEngine(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
+class _EngineAPI(BaseHTTPRequestHandler):
+    """A manager's engine API as the docker SDK asks it over /var/run/docker.sock."""
+
+    protocol_version = "HTTP/1.1"
+    answers: dict = {}
+
+    def log_message(self, *_):
+        pass
+
+    def do_GET(self):  # noqa: N802
+        path = urllib.parse.urlparse(self.path).path.split("/", 2)[2]  # drop /v1.41/
+        body = json.dumps(self.answers[path]).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_the_stand_in_feed_shows_the_swarm_of_the_engine_behind_its_socket(tmp_path):
+    """The dockersamples/visualizer stand-in: one engine, asked through its socket, no lab."""
+    manager, worker = node("manager1", "manager", leader=True).attrs, node("worker1").attrs
+    _EngineAPI.answers = {
+        "info": {"Name": "manager1"}, "nodes": [manager, worker],
+        "services": [{"ID": "s1", "Spec": {"Name": "web", "Mode": {"Replicated": {"Replicas": 2}}}}],
+        "tasks": [task(1, "id-worker1", image="gordon/get-started:part2@sha256:ab"), task(2, "id-manager1")],
+    }
+    socket_path = str(tmp_path / "docker.sock")
+    engine = _UnixEngine(socket_path, _EngineAPI)
+    threading.Thread(target=engine.serve_forever, daemon=True).start()
+    try:
+        feed = state.SwarmFeed(state.LocalEngine(socket_path))
+        snapshot = feed.refresh()
+        assert snapshot["lab"] == "swarm of manager1" and snapshot["status"] == "ok"
+        assert snapshot["manager"] == "manager1"
+        assert [(n["hostname"], n["role"], n["engine"]) for n in snapshot["nodes"]] == [
+            ("manager1", "leader", "10.0.0.1"), ("worker1", "worker", "10.0.0.1")]
+        assert [(t["service"], t["node"], t["version"]) for t in snapshot["tasks"]] == [
+            ("web", "worker1", "part2"), ("web", "manager1", "2")]
+        assert (snapshot["registry"], snapshot["entry_point"], snapshot["demo"], snapshot["reports"]) == (
+            None, None, None, [])
+        feed.stop()
+    finally:
+        engine.shutdown()
+        engine.server_close()
