@@ -95,9 +95,18 @@ def ensure_cache(client: docker.DockerClient, host: Host, address: str, remote: 
     changed = _ensure_image(client, host, CACHE_IMAGE, pull=False)
     container = cache_container(remote)
     done = _ensure_container(client, container, int(address.rsplit(":", 1)[1]))
+
+    def answered() -> bool:
+        try:
+            return _answers(address)
+        except OSError:
+            if client.containers.get(container.name).status != "running":  # it exited: no use waiting
+                raise _ExitedAtStart(f"the {container.name} container exited at start") from None
+            raise
+
     try:
-        wait_until(lambda: _answers(address), timeout=timeout, describe=f"the Docker Hub cache at {address} to answer")
-    except WaitTimeout:
+        wait_until(answered, timeout=timeout, describe=f"the Docker Hub cache at {address} to answer")
+    except (WaitTimeout, _ExitedAtStart):
         reporter.warn(f"the Docker Hub cache at {address} does not answer: {_last_log_line(client, container.name)}. "
                       f"A registry in proxy mode exits at start when it cannot reach {remote} (distribution "
                       "issue #4038), as on a machine offline: Docker Hub's names are served by the lab registry "
@@ -106,6 +115,10 @@ def ensure_cache(client: docker.DockerClient, host: Host, address: str, remote: 
         return changed or bool(done)
     reporter.result(f"Docker Hub cache {address} of {remote}" + (f" ({done})" if done else ""), changed or bool(done))
     return changed or bool(done)
+
+
+class _ExitedAtStart(LabError):
+    """The cache's container stopped before it answered (a wait on it would be in vain)."""
 
 
 def _last_log_line(client: docker.DockerClient, name: str) -> str:
