@@ -647,6 +647,15 @@ def all_demos(c, lab=None, only=None, name=None):
         raise Exit(code=1)
 
 
+@lab_task(name="plot", help={"lab": LAB_HELP, "report": "the saved report to draw, DEMO-YYYYmmdd-HHMMSS "
+                                                       "(default: every report of the lab)",
+                             "size": "WIDTHxHEIGHT in pixels (default 1600x900)", "name": OLD_NAME_HELP})
+def plot_demo(c, lab=None, report=None, size=None, name=None):
+    """Draw saved demo reports' plots again (made before the plots changed, or for another screen)."""
+    for path in labs.redraw_reports(_lab(c, lab, name), report, size):
+        print(path)
+
+
 # -- registry ----------------------------------------------------------------------------------
 
 
@@ -715,7 +724,7 @@ stack = Collection("stack", stack_deploy, stack_rm)
 registry_ns = Collection("registry", push, registry_ls)
 image = Collection("image", build, demo, tutorial, prune)
 demo = Collection("demo", failover, leader, rolling_update, scale_demo, drain_demo, constraints_demo, global_demo,
-                  quorum_demo, partition_demo, mesh_demo, all_demos)
+                  quorum_demo, partition_demo, mesh_demo, all_demos, plot_demo)
 viz = Collection("viz", viz_up, viz_down)
 ns = Collection(lab_ns, swarm, service, stack, demo, registry_ns, image, viz)
 # Every spec key a plain value can set, so that INVOKE_LAB_* environment variables are read

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from pathlib import Path
 from typing import Callable
 
 from orchestrator import (
@@ -20,6 +21,7 @@ from orchestrator import bootstrap as swarm_bootstrap
 from orchestrator.clients import ClientPool
 from orchestrator.create import push_demo_images, push_stand_ins
 from orchestrator.demos import catalog
+from orchestrator.demos import plot as demo_plot
 from orchestrator.demos.report import DemoReport
 from orchestrator.demos.runner import run_all, run_demo
 from orchestrator.session import LabSession, open_lab
@@ -386,6 +388,11 @@ def demo(name: str, demo_name: str, reporter: Reporter, **options) -> DemoReport
 def workshop(name: str, only: list[str] | None, reporter: Reporter) -> list[DemoReport]:
     """The catalog's demos in workshop order (or those in ``only``), one report each."""
     return run_all(name, reporter, catalog.chosen(only))
+
+
+def redraw_reports(name: str, report: str | None, size: str | None) -> list[Path]:
+    """demo.plot: draw saved reports' PNGs again (orchestrator/demos/plot.py)."""
+    return demo_plot.redraw(name, report, demo_plot.parse_size(size) if size else demo_plot.SIZE)
 
 
 # -- delegated to the modules that hold them (one use case per task, all here) --------------------

@@ -50,8 +50,9 @@ class UsageError(LabError):
     exit_code = 2
 
 
-class NodeNotFound(UsageError):
-    """A node name that the lab does not have (a typo, most often)."""
+class NodeNotFound(LabError):
+    """A node name that the lab does not have (a typo, most often); exit code 1, as docker's
+    "No such node"."""
 
     def __init__(self, lab: str, node: str, known: list[str], *, hint: str | None = None):
         self.lab, self.node = lab, node

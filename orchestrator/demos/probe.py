@@ -2,7 +2,9 @@
 
 It runs in a thread until stopped (and never longer than ``max_seconds``), sends
 one request every ``interval`` seconds to the lab's own address, and records each
-answer: when, whether it succeeded, and which version, node and container answered.
+answer: when it was sent, how long it took, whether it succeeded, and which version, node
+and container answered. One request at a time: a slow answer delays the next request, so
+a report counts slow requests by their duration rather than by the samples missing after them.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 
-from provision.remote import http
+from provision.remote import direct_http
 
 _ANSWER = re.compile(r"version=(\S+) container=(\S+) node=(\S+)")
 
@@ -25,6 +27,7 @@ class Sample:
     node: str | None = None
     container: str | None = None
     error: str | None = None
+    duration: float | None = None  # seconds until the answer (or the failure); None in older reports
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -62,15 +65,20 @@ class Probe:
             self._stop.wait(max(0.0, self.interval - (time.monotonic() - begun)))
 
     def request(self) -> Sample:
-        t = time.monotonic() - self.started
+        sent = time.monotonic()
+        t = sent - self.started
+
+        def took() -> float:
+            return round(time.monotonic() - sent, 3)
+
         try:
-            parsed = parse_answer(http.get(self.url, self.timeout).decode(errors="replace"))
+            parsed = parse_answer(direct_http.get(self.url, self.timeout).decode(errors="replace"))
             if parsed is None:
-                return Sample(t, False, error="an answer that is not swarmdeck-web's")
+                return Sample(t, False, error="an answer that is not swarmdeck-web's", duration=took())
             version, container, node = parsed
-            return Sample(t, True, version, node, container)
+            return Sample(t, True, version, node, container, duration=took())
         except Exception as err:  # noqa: BLE001 - every failure is a failed request
-            return Sample(t, False, error=f"{type(err).__name__}: {err}"[:200])
+            return Sample(t, False, error=f"{type(err).__name__}: {err}"[:200], duration=took())
 
     def counts(self, since: float = 0.0) -> tuple[int, int]:
         """(ok, failed) among the samples taken after ``since``."""

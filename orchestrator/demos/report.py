@@ -1,4 +1,5 @@
-"""Demo reports: a live timeline, figures, checks, a verdict; saved as JSON and a PNG plot."""
+"""Demo reports: a live timeline, figures, checks, a verdict; saved as JSON and a PNG plot
+(drawn by ``orchestrator.demos.plot``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from orchestrator.demos import plot
 from orchestrator.demos.probe import Probe, Sample
 from provision.paths import lab_dir
 from provision.progress import Reporter
@@ -21,6 +23,8 @@ class DemoReport:
     started_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     events: list[tuple[float, str]] = field(default_factory=list)
     replicas: list[tuple[float, int]] = field(default_factory=list)  # (t, running tasks)
+    # (t, running tasks per image version, tasks per version meant to run but not running yet)
+    versions: list[tuple[float, dict[str, int], dict[str, int]]] = field(default_factory=list)
     samples: list[Sample] = field(default_factory=list)
     figures: dict[str, float | int | str] = field(default_factory=dict)
     checks: list[tuple[str, bool, str]] = field(default_factory=list)  # (what, passed, seen)
@@ -62,6 +66,8 @@ class DemoReport:
             "requests": {"ok": ok, "failed": len(self.samples) - ok},
             "events": [{"t": round(t, 2), "text": text} for t, text in self.events],
             "replicas": [{"t": round(t, 2), "running": n} for t, n in sorted(self.replicas)],
+            "versions": [{"t": round(t, 2), "running": up, "starting": starting}
+                         for t, up, starting in sorted(self.versions, key=lambda e: e[0])],
             "samples": [s.to_json() for s in self.samples],
             "notes": self.notes,
         }
@@ -94,45 +100,6 @@ class DemoReport:
         stem = folder / f"{self.demo}-{time.strftime('%Y%m%d-%H%M%S')}"
         json_path, png_path = stem.with_suffix(".json"), stem.with_suffix(".png")
         json_path.write_text(json.dumps(self.to_json(), indent=2))
-        plot(self, png_path)
+        plot.plot(self.to_json(), png_path)
         self.reporter.info(f"report: {json_path}\n  plot:   {png_path}")
         return json_path, png_path
-
-
-def per_second(samples: list[Sample]) -> tuple[list[int], list[int], list[int]]:
-    """(second, ok count, failed count) per whole second of the demo."""
-    if not samples:
-        return [], [], []
-    last = int(max(s.t for s in samples)) + 1
-    ok, failed = [0] * last, [0] * last
-    for sample in samples:
-        (ok if sample.ok else failed)[int(sample.t)] += 1
-    return list(range(last)), ok, failed
-
-
-def plot(report: DemoReport, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
-    if report.replicas:
-        times, counts = zip(*sorted(report.replicas))
-        top.step(times, counts, where="post", color="tab:blue")
-    top.set_ylabel("running tasks")
-    top.set_ylim(bottom=0)
-    top.yaxis.get_major_locator().set_params(integer=True)
-    top.set_title(f"swarmdeck demo.{report.demo}: {'PASS' if report.passed else 'FAIL'}")
-    seconds, ok, failed = per_second(report.samples)
-    bottom.bar(seconds, ok, width=1.0, align="edge", color="tab:green", label="ok")
-    bottom.bar(seconds, failed, width=1.0, align="edge", bottom=ok, color="tab:red", label="failed")
-    bottom.set_ylabel("requests per second")
-    bottom.set_xlabel("seconds since the demo started")
-    bottom.legend(loc="upper right")
-    for axis in (top, bottom):
-        for t, _ in report.events:
-            axis.axvline(t, color="grey", linewidth=0.6, linestyle=":")
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)

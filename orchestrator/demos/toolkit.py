@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -20,6 +21,7 @@ from provision.lab_services import entry_point as entrypoint
 from provision.wait import NotYet, wait_until
 
 PORT = entrypoint.PORTS[0]
+STARTING = ("new", "pending", "assigned", "accepted", "preparing", "ready", "starting")  # meant to run, not yet running
 
 
 def prepull(lab: LabSession, image: str) -> None:
@@ -68,6 +70,12 @@ def demo_service(lab: LabSession, report: DemoReport, name: str, replicas: int, 
     return request
 
 
+def version_of(image: str) -> str:
+    """The tag of an image reference ("10.0.0.10:5000/swarmdeck/web:2@sha256:..." -> "2")."""
+    name = image.split("@", 1)[0].rsplit("/", 1)[-1]
+    return name.rsplit(":", 1)[1] if ":" in name else "latest"
+
+
 def running(lab: LabSession, service: str) -> list[services.TaskView]:
     """Tasks that run and should: a dead node's tasks keep their last state, "running",
     but Swarm has already set their desired state to shutdown."""
@@ -114,7 +122,10 @@ def choose_victim(lab: LabSession, tasks: list[services.TaskView], wanted: str |
 
 
 class Watcher:
-    """Samples the number of running tasks of a service into the report, in a thread."""
+    """Samples the running tasks of a service into the report, in a thread: how many, how many
+    of each image version, and how many of each are starting but not yet running (healthy): the
+    rolling update's plot shows one series per version, and a broken version's tasks that
+    never become healthy."""
 
     def __init__(self, lab: LabSession, report: DemoReport, service: str, interval: float = 0.5):
         self.lab, self.report, self.service, self.interval = lab, report, service, interval
@@ -125,9 +136,15 @@ class Watcher:
         """Record the running count now (also called by demos at the moments that matter,
         so that a short-lived state is in the report even when a sample is slow)."""
         try:
-            self.report.replicas.append((self.report.now(), len(running(self.lab, self.service))))
+            tasks = [t for t in services.tasks(self.lab.manager, self.service) if t.desired == "running"]
         except (docker.errors.DockerException, requests.RequestException, LabError):
-            pass  # no leader for a moment, or the manager in use was just killed
+            return  # no leader for a moment, or the manager in use was just killed
+        t = self.report.now()
+        up = [task for task in tasks if task.state == "running"]
+        starting = [task for task in tasks if task.state in STARTING]
+        self.report.replicas.append((t, len(up)))
+        self.report.versions.append((t, dict(Counter(version_of(task.image) for task in up)),
+                                     dict(Counter(version_of(task.image) for task in starting))))
 
     def _run(self) -> None:
         while not self._stop.is_set():

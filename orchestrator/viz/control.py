@@ -19,7 +19,7 @@ from pathlib import Path
 from provision import hints, inventory
 from provision.errors import LabError
 from provision.paths import REPO, lab_dir
-from provision.remote import http
+from provision.remote import direct_http
 from provision.wait import NotYet, wait_until
 
 START_TIMEOUT = 20
@@ -84,7 +84,7 @@ def up(lab: str, port: int | None = None, host: str = "127.0.0.1") -> tuple[Viz,
             raise LabError(f"the visualizer exited at start (code {process.returncode}): {_tail(log)}",
                            hint=f"is port {port} taken? try {hints.command('viz.up', '--port', str(port + 1), lab=lab)}")
         try:
-            return json.loads(http.get(viz.url + "api/state", 2)).get("lab") == lab
+            return json.loads(direct_http.get(viz.url + "api/state", 2)).get("lab") == lab
         except Exception as err:  # noqa: BLE001 - not answering yet, whatever the reason
             raise NotYet(str(err)) from err
 

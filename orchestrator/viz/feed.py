@@ -1,7 +1,9 @@
 """What the visualizer shows: one JSON snapshot of a swarm, kept fresh.
 
 ``snapshot`` turns what a manager reports (nodes, services, tasks) into plain data;
-``SwarmFeed`` keeps asking a manager, moves to another one when it stops answering,
+``remember_down_nodes`` adds to a node that is not ready the tasks last seen on it and since
+when it is down (Swarm forgets them once it runs them elsewhere, a class wants to see what the
+dead node ran); ``SwarmFeed`` keeps asking a manager, moves to another one when it stops answering,
 says when none answers or the swarm has no leader (quorum lost), wakes up at once on
 Docker events (node and service changes), and polls as a fallback, since task changes
 have no swarm-wide event.
@@ -28,13 +30,12 @@ import docker
 import docker.errors
 import requests
 
-from provision.paths import lab_dir
+from provision.paths import REPORT_NAME, lab_dir
 
 POLL_SECONDS = 0.5
 CLIENT_TIMEOUT = 2  # seconds: a dead manager is given up quickly
 DOCKER_SOCKET = "/var/run/docker.sock"
 API_VERSION = "1.41"  # the node engines' (Debian's 20.10) and every newer one's; named, so no call at start
-REPORT_NAME = r"[a-z-]+-\d{8}-\d{6}"
 LIVE_FILE = "live.json"
 
 
@@ -89,6 +90,32 @@ def snapshot(manager: docker.DockerClient, engine_addresses: dict[str, str]) -> 
     tasks.sort(key=lambda t: (t["service"], t["slot"] or 0, t["node"]))
     services.sort(key=lambda s: s["name"])
     return {"nodes": nodes, "services": services, "tasks": tasks}
+
+
+def remember_down_nodes(snap: dict, memory: dict[str, dict], now: float) -> dict:
+    """Add ``last_tasks`` and ``down_since`` to each node of ``snap``.
+
+    ``memory`` (hostname -> {"tasks", "down_since"}, kept by the caller between snapshots)
+    holds the tasks seen on each node while it was ready. A node that is not ready gets
+    those as ``last_tasks`` (the ones still shown on it left out) and ``down_since``, the
+    time (seconds since the epoch) it was first seen not ready; a ready node gets an empty
+    list and None, and its memory is renewed. Stable from one poll to the next, so that an
+    unchanged swarm makes no new snapshot.
+    """
+    for node in snap["nodes"]:
+        host = node["hostname"]
+        here = [t for t in snap["tasks"] if t["node"] == host]
+        if node["state"] == "ready":
+            memory[host] = {"tasks": here, "down_since": None}
+            node["last_tasks"], node["down_since"] = [], None
+            continue
+        seen = memory.setdefault(host, {"tasks": [], "down_since": None})
+        if seen["down_since"] is None:
+            seen["down_since"] = round(now, 1)
+        shown_ids = {t["id"] for t in here}
+        node["last_tasks"] = [t for t in seen["tasks"] if t["id"] not in shown_ids]
+        node["down_since"] = seen["down_since"]
+    return snap
 
 
 def reports(lab: str) -> list[dict]:
@@ -169,6 +196,7 @@ class SwarmFeed:
     def __post_init__(self) -> None:
         self.clients = self.engines.clients
         self._last_good: dict = {"nodes": [], "services": [], "tasks": []}
+        self._seen_on_nodes: dict[str, dict] = {}  # remember_down_nodes's memory
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -209,7 +237,7 @@ class SwarmFeed:
     def refresh(self) -> dict:
         swarm, manager, problem = self._ask_managers()
         if swarm is not None:
-            self._last_good = swarm
+            self._last_good = remember_down_nodes(swarm, self._seen_on_nodes, time.time())
             status, message = "ok", ""
         else:
             status, message = problem

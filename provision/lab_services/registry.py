@@ -37,7 +37,7 @@ from provision.errors import LabError, ProviderError, WaitTimeout
 from provision.parallel import fan_out
 from provision.paths import TEMPLATES
 from provision.progress import Reporter
-from provision.remote import http
+from provision.remote import direct_http
 from provision.remote.host import Host, check
 from provision.wait import wait_until
 
@@ -238,7 +238,7 @@ def _has_volume(client: docker.DockerClient) -> bool:
 
 
 def _answers(address: str) -> bool:
-    http.get(f"http://{address}/v2/", timeout=3)  # an error status raises
+    direct_http.get(f"http://{address}/v2/", timeout=3)  # an error status raises
     return True
 
 
@@ -330,7 +330,7 @@ def config_digest(address: str, repository: str, tag: str, *, timeout: float = 5
     """The digest of the image configuration that ``repository:tag`` names in the registry at
     ``address`` (an image's ID, for an image pushed by docker), or None without that tag."""
     try:
-        manifest = json.loads(http.get(f"http://{address}/v2/{repository}/manifests/{tag}", timeout,
+        manifest = json.loads(direct_http.get(f"http://{address}/v2/{repository}/manifests/{tag}", timeout,
                                        headers={"Accept": MANIFEST_TYPES}))
     except urllib.error.HTTPError as err:
         if err.code == 404:
@@ -349,7 +349,7 @@ def image_labels(address: str, repository: str, tag: str, *, timeout: float = 5)
     if digest is None:
         return {}
     try:
-        config = json.loads(http.get(f"http://{address}/v2/{repository}/blobs/{digest}", timeout))
+        config = json.loads(direct_http.get(f"http://{address}/v2/{repository}/blobs/{digest}", timeout))
     except (urllib.error.URLError, OSError, ValueError) as err:
         raise ProviderError(f"the registry at {address} did not answer: {err}") from err
     return dict((config.get("config") or {}).get("Labels") or {})
@@ -367,4 +367,4 @@ def catalog(address: str, *, timeout: float = 5) -> dict[str, list[str]]:
 
 
 def _get_json(url: str, timeout: float) -> dict:
-    return json.loads(http.get(url, timeout=timeout))
+    return json.loads(direct_http.get(url, timeout=timeout))

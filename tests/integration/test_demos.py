@@ -1,17 +1,23 @@
 """Each demo runs against a real lab; its verdict is checked again from what the probe
-recorded and from what Swarm reports afterwards, never from the demo's printout."""
+recorded and from what Swarm reports afterwards, never from the demo's printout. Each
+demo's plot is copied to artifacts/demos/ (or $SWARMDECK_ARTIFACTS/demos)."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import struct
 from pathlib import Path
 
 import pytest
 
+from orchestrator.demos import plot
+from provision.paths import REPO
 from tests.labs import a_lab, cli, leader_client
 
 pytestmark = pytest.mark.integration
+ARTIFACTS = Path(os.environ.get("SWARMDECK_ARTIFACTS", REPO / "artifacts")) / "demos"
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +31,10 @@ def run_demo(lab: str, demo: str, *args: str) -> dict:
     reports = sorted((Path(os.environ["SWARMDECK_HOME"]) / "labs" / lab / "reports").glob(f"{demo}-*.json"))
     assert reports, result.stderr
     report = json.loads(reports[-1].read_text())
-    assert reports[-1].with_suffix(".png").stat().st_size > 10_000
+    png = reports[-1].with_suffix(".png").read_bytes()
+    assert len(png) > 10_000 and struct.unpack(">II", png[16:24]) == plot.SIZE  # large enough to project
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shutil.copy(reports[-1].with_suffix(".png"), ARTIFACTS / f"{demo}.png")
     assert (result.returncode == 0) == (report["verdict"] == "pass"), result.stderr
     assert report["verdict"] == "pass", result.stderr
     return report
@@ -81,6 +90,10 @@ def test_rolling_update(demo_lab):
     assert {s["version"] for s in during} <= {"1", "2"}
     broken = event_time(report, "update to swarmdeck/web:3")
     assert "3" not in {s["version"] for s in samples_between(report, broken, broken + 60) if s["ok"]}
+    seen = {v for entry in report["versions"] for v, n in entry["running"].items() if n}
+    assert seen == {"1", "2"}  # the plot's series: v1 and v2 ran, v3 never did
+    assert any(entry["starting"].get("3") for entry in report["versions"] if entry["t"] >= broken)
+    assert all(s["duration"] is not None for s in report["samples"])
     assert "demo-rolling" not in swarm(demo_lab)["services"]
 
 

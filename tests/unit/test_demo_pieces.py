@@ -1,7 +1,7 @@
 import json
 
 from orchestrator.demos.probe import Probe, Sample, parse_answer
-from orchestrator.demos.report import DemoReport, per_second
+from orchestrator.demos.report import DemoReport
 from provision.progress import RecordingReporter
 
 
@@ -13,14 +13,9 @@ def test_probe_reads_the_demo_answer():
 def test_probe_counts_failures_to_unreachable_addresses():
     probe = Probe("http://127.0.0.1:9/", started=0.0, timeout=0.5)  # port 9: nothing listens
     sample = probe.request()
-    assert not sample.ok and sample.error
+    assert not sample.ok and sample.error and 0 <= sample.duration < 1
     probe.samples = [Sample(1.0, True, "1"), Sample(2.0, False), Sample(3.5, True, "1")]
     assert probe.counts() == (2, 1) and probe.counts(since=2.5) == (1, 0)
-
-
-def test_requests_are_bucketed_per_second():
-    seconds, ok, failed = per_second([Sample(0.1, True), Sample(0.9, False), Sample(2.2, True)])
-    assert seconds == [0, 1, 2] and ok == [1, 0, 1] and failed == [1, 0, 0]
 
 
 def test_report_verdict_needs_every_check_and_saves_json_and_png(tmp_path):
@@ -28,7 +23,9 @@ def test_report_verdict_needs_every_check_and_saves_json_and_png(tmp_path):
     assert not report.passed  # no check, no pass
     report.event("kill worker1")
     report.replicas += [(0.0, 4), (1.0, 3), (2.0, 4)]
-    report.samples = [Sample(0.5, True, "1", "worker2", "c1"), Sample(1.5, False, error="timeout")]
+    report.versions += [(0.0, {"1": 4}, {}), (1.0, {"1": 3}, {"1": 1})]
+    report.samples = [Sample(0.5, True, "1", "worker2", "c1", duration=0.01),
+                      Sample(1.5, False, error="timeout", duration=2.0)]
     report.check("replicas came back", True, "2 s")
     assert report.passed
     report.check("no request failed", False, "1 failed")
@@ -37,4 +34,6 @@ def test_report_verdict_needs_every_check_and_saves_json_and_png(tmp_path):
     saved = json.loads(json_path.read_text())
     assert saved["verdict"] == "fail" and saved["requests"] == {"ok": 1, "failed": 1}
     assert [c["passed"] for c in saved["checks"]] == [True, False]
+    assert saved["samples"][1]["duration"] == 2.0
+    assert saved["versions"][1] == {"t": 1.0, "running": {"1": 3}, "starting": {"1": 1}}
     assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

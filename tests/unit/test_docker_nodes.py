@@ -30,3 +30,25 @@ def test_first_boot_archive_keeps_paths_and_modes():
         members = {m.name: m for m in archive.getmembers()}
     assert set(members) == {"root/.ssh/authorized_keys", "etc/docker/daemon.json"}
     assert members["root/.ssh/authorized_keys"].mode == 0o600
+
+
+def test_a_rollback_removes_only_a_container_that_carries_its_lab_label():
+    from provision.providers.docker.provider import DockerProvider
+
+    class Container:
+        def __init__(self, lab):
+            self.labels, self.removed = {"io.swarmdeck.lab": lab}, False
+
+        def remove(self, force=False, v=False):
+            self.removed = True
+
+    mine, theirs = Container("web"), Container("other")
+
+    class Containers:
+        def get(self, name):
+            return {"web-manager1": mine, "web-worker1": theirs}[name]
+
+    provider = DockerProvider(client=type("Client", (), {"containers": Containers()})())
+    provider._remove_container("web-manager1", "web")
+    provider._remove_container("web-worker1", "web")
+    assert mine.removed and not theirs.removed

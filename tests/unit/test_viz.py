@@ -231,3 +231,42 @@ def test_the_stand_in_feed_shows_the_swarm_of_the_engine_behind_its_socket(tmp_p
     finally:
         engine.shutdown()
         engine.server_close()
+
+
+def test_a_down_node_keeps_the_tasks_last_seen_on_it_and_since_when_it_is_down():
+    def snap(worker_state, tasks):
+        return {"nodes": [{"hostname": "manager1", "state": "ready"}, {"hostname": "worker1", "state": worker_state}],
+                "services": [], "tasks": tasks}
+
+    web1 = {"id": "t1", "service": "web", "node": "worker1", "state": "running"}
+    web2 = {"id": "t2", "service": "web", "node": "manager1", "state": "running"}
+    memory: dict = {}
+    ready = state.remember_down_nodes(snap("ready", [web1, web2]), memory, now=100.0)
+    assert [(n["last_tasks"], n["down_since"]) for n in ready["nodes"]] == [([], None), ([], None)]
+    # worker1 is down and Swarm still lists its task there: shown as it is, not twice
+    down = state.remember_down_nodes(snap("down", [web1, web2]), memory, now=110.0)
+    assert down["nodes"][1]["last_tasks"] == [] and down["nodes"][1]["down_since"] == 110.0
+    # Swarm runs it elsewhere: the node keeps it as a last task; the time it went down stays
+    moved = {**web1, "id": "t3", "node": "manager1"}
+    later = state.remember_down_nodes(snap("down", [web2, moved]), memory, now=125.0)
+    assert later["nodes"][1]["last_tasks"] == [web1] and later["nodes"][1]["down_since"] == 110.0
+    again = state.remember_down_nodes(snap("down", [web2, moved]), memory, now=126.0)
+    assert again == later  # nothing changed: no new snapshot for the page
+    back = state.remember_down_nodes(snap("ready", [web2, moved]), memory, now=130.0)
+    assert back["nodes"][1]["last_tasks"] == [] and back["nodes"][1]["down_since"] is None
+    gone = state.remember_down_nodes(snap("down", [web2, moved]), memory, now=140.0)
+    assert gone["nodes"][1]["last_tasks"] == [] and gone["nodes"][1]["down_since"] == 140.0  # it ran nothing
+
+
+def test_the_feed_sends_a_dead_nodes_last_tasks(monkeypatch):
+    feed = state.SwarmFeed(lab_engines.LabEngines(lab_plan()))
+    worker = node("worker1")
+    manager = FakeManager([node("manager1", "manager", leader=True), worker],
+                          [FakeService("web", [task(1, "id-worker1")])])
+    monkeypatch.setattr(feed, "clients", {"manager1": manager})
+    assert feed.refresh()["nodes"][1]["last_tasks"] == []
+    worker.attrs["Status"]["State"] = "down"
+    manager._services = [FakeService("web", [task(1, "id-worker1", desired="shutdown"), task(2, "id-manager1")])]
+    down = feed.refresh()["nodes"][1]
+    assert [t["id"] for t in down["last_tasks"]] == ["t1running"] and down["down_since"] > 0
+

@@ -208,7 +208,7 @@ class DockerProvider:
     # namesake that another lab or tool owns.
     def _remove_container(self, name: str, lab: str) -> None:
         container = self._existing(name)
-        if container is not None and container.names.get(names.LAB) == lab:
+        if container is not None and container.labels.get(names.LAB) == lab:
             node_container.ignore_missing(lambda: container.remove(force=True, v=True))
 
     def _remove_volume(self, name: str, lab: str) -> None:
