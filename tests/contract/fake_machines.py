@@ -17,8 +17,8 @@ from typing import Callable
 
 from provision.errors import HostUnreachable
 from provision.plan import PAUSED, RUNNING, STOPPED
-from provision.providers.libvirt.connection import libvirt_api
 from provision.providers.base import SSHTarget
+from provision.providers.libvirt.connection import libvirt_api
 from provision.remote import keys
 from provision.remote.host import Result
 from provision.render import render
