@@ -33,7 +33,8 @@ file_env() {
 	eval "$1=\$value"
 }
 
-# a string for SQL's single quotes, and a name for its backquotes
+# a string for SQL's single quotes, and a name for its backquotes; what holds them is written
+# with printf '%s', never echo, whose sh (dash) reads backslashes as escapes
 sql_string() { printf '%s' "$1" | sed -e 's/\\/\\\\/g' -e "s/'/\\\\'/g"; }
 sql_name() { printf '%s' "$1" | sed -e 's/`/``/g'; }
 
@@ -77,16 +78,16 @@ initialise() {
 		echo "DELETE FROM mysql.global_priv WHERE User = '' OR (User = 'root' AND Host != 'localhost');"
 		echo "DELETE FROM mysql.proxies_priv WHERE Host != 'localhost';"
 		if [ "$MYSQL_ROOT_HOST" != localhost ]; then
-			echo "CREATE USER 'root'@'$root_host' IDENTIFIED BY '$root_password';"
-			echo "GRANT ALL ON *.* TO 'root'@'$root_host' WITH GRANT OPTION;"
+			printf "CREATE USER 'root'@'%s' IDENTIFIED BY '%s';\n" "$root_host" "$root_password"
+			printf "GRANT ALL ON *.* TO 'root'@'%s' WITH GRANT OPTION;\n" "$root_host"
 		fi
 		if [ -n "$MYSQL_DATABASE" ]; then
-			echo "CREATE DATABASE IF NOT EXISTS \`$(sql_name "$MYSQL_DATABASE")\`;"
+			printf 'CREATE DATABASE IF NOT EXISTS `%s`;\n' "$(sql_name "$MYSQL_DATABASE")"
 		fi
 		if [ -n "$MYSQL_USER" ] && [ -n "$MYSQL_PASSWORD" ]; then
-			echo "CREATE USER '$(sql_string "$MYSQL_USER")'@'%' IDENTIFIED BY '$(sql_string "$MYSQL_PASSWORD")';"
+			printf "CREATE USER '%s'@'%%' IDENTIFIED BY '%s';\n" "$(sql_string "$MYSQL_USER")" "$(sql_string "$MYSQL_PASSWORD")"
 			if [ -n "$MYSQL_DATABASE" ]; then
-				echo "GRANT ALL ON \`$(sql_name "$MYSQL_DATABASE")\`.* TO '$(sql_string "$MYSQL_USER")'@'%';"
+				printf "GRANT ALL ON \`%s\`.* TO '%s'@'%%';\n" "$(sql_name "$MYSQL_DATABASE")" "$(sql_string "$MYSQL_USER")"
 			fi
 		fi
 		echo "FLUSH PRIVILEGES;"

@@ -18,7 +18,7 @@ file_env() {
 	eval "$1=\${value:-\$default}"
 }
 
-# a string for PHP's single quotes
+# a string for PHP's single quotes (written with printf '%s': sh's echo reads backslashes as escapes)
 php_string() { printf '%s' "$1" | sed -e 's/\\/\\\\/g' -e "s/'/\\\\'/g"; }
 
 if [ "$1" = apache2-foreground ] || [ "$1" = apache2 ]; then
@@ -33,16 +33,16 @@ if [ "$1" = apache2-foreground ] || [ "$1" = apache2 ]; then
 		echo "// written by the stand-in's entrypoint from WORDPRESS_* at the container's start"
 		for setting in DB_HOST DB_USER DB_PASSWORD DB_NAME; do
 			eval "value=\$WORDPRESS_$setting"
-			echo "define('$setting', '$(php_string "$value")');"
+			printf "define('%s', '%s');\n" "$setting" "$(php_string "$value")"
 		done
 		echo "define('DB_CHARSET', 'utf8');"
 		echo "define('DB_COLLATE', '');"
 		for key in AUTH_KEY SECURE_AUTH_KEY LOGGED_IN_KEY NONCE_KEY AUTH_SALT SECURE_AUTH_SALT LOGGED_IN_SALT NONCE_SALT; do
 			file_env "WORDPRESS_$key" "$(tr -dc 'A-Za-z0-9' < /dev/urandom | head -c 64)"
 			eval "value=\$WORDPRESS_$key"
-			echo "define('$key', '$(php_string "$value")');"
+			printf "define('%s', '%s');\n" "$key" "$(php_string "$value")"
 		done
-		echo "\$table_prefix = '$(php_string "$WORDPRESS_TABLE_PREFIX")';"
+		printf "\$table_prefix = '%s';\n" "$(php_string "$WORDPRESS_TABLE_PREFIX")"
 	} > "$config.new"
 	chown root:www-data "$config.new"
 	chmod 640 "$config.new"
