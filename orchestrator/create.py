@@ -263,7 +263,10 @@ def push_stand_ins(plan: LabPlan, clients: ClientPool, built: list[tutorial.Buil
                 reporter.result(f"{plan.registry}/{name}", changed=False)
             else:
                 missing.setdefault(item.tag, []).append(name)
-    if missing:
+    if not missing:
+        reporter.info(f"skipped pushing: the lab registry holds the {len(built)} stand-ins already, the same "
+                      f"images under their {sum(len(item.stand_in.hub) for item in built)} Docker Hub names")
+    else:
         local = engine_clients.host_client(plan.name)
         manager = engine_clients.node_client(plan.name, plan.first_manager.address,
                                              timeout=int(plan.scaled(PUSH_TIMEOUT)))

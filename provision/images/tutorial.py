@@ -245,6 +245,7 @@ def ensure_stand_ins(client: docker.DockerClient, reporter: Reporter, *, names: 
         ImageError: naming each stand-in whose build failed, with its error.
     """
     wanted = ordered(tuple(by_name(n) for n in names) if names else STAND_INS)
+    built = 0
     for wave in waves(wanted):
         missing = [s for s in wave if rebuild or not node_images.has_image(client, local_tag(s))]
         for stand_in in wave:
@@ -256,6 +257,10 @@ def ensure_stand_ins(client: docker.DockerClient, reporter: Reporter, *, names: 
         except PartialFailure as err:
             raise ImageError("building stand-ins failed: " + "; ".join(
                 f"{name}: {error}" for name, error in sorted(err.failures.items()))) from err
+        built += len(missing)
+    if not built:
+        reporter.info(f"skipped building: the {len(wanted)} stand-ins are built already (each tagged with the "
+                      "hash of its recipe, built again only when the recipe changes; --rebuild builds anew)")
     return [Built(s, local_tag(s), client.images.get(local_tag(s)).id) for s in wanted]
 
 

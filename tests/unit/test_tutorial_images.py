@@ -287,9 +287,37 @@ def test_a_stand_in_already_in_the_registry_is_not_pushed_again(monkeypatch):
     pushed = {}
     monkeypatch.setattr(create.registry, "push_many", lambda _s, _t, _a, names, _r: pushed.update(names))
     clients = type("Clients", (), {"__getitem__": lambda self, node: None})()
-    references = create.push_stand_ins(plan, clients, built, RecordingReporter())
+    reporter = RecordingReporter()
+    references = create.push_stand_ins(plan, clients, built, reporter)
     assert pushed == {"swarmdeck/stand-in/redis:1": ["library/redis:latest"]}  # nginx is there already
     assert references == ["10.199.9.10:5000/library/nginx:latest", "10.199.9.10:5000/library/redis:latest"]
+    assert not [line for line in reporter.kinds("info") if line.startswith("skipped")]
+    held[("library/redis", "latest")] = "sha256:r"  # pushed: a second run pushes nothing and says so
+    pushed.clear()
+    again = RecordingReporter()
+    assert create.push_stand_ins(plan, clients, built, again) == references and pushed == {}
+    assert again.kinds("info") == ["skipped pushing: the lab registry holds the 2 stand-ins already, the same "
+                                   "images under their 2 Docker Hub names"]
+    assert not again.kinds("changed") and not again.kinds("step")
+
+
+def test_stand_ins_built_already_are_not_built_again_and_the_run_says_so(monkeypatch):
+    held = {tutorial.local_tag(s) for s in tutorial.ordered((tutorial.by_name("hello-world"),))}
+    built = []
+    monkeypatch.setattr(tutorial.node_images, "has_image", lambda _client, tag: tag in held)
+    monkeypatch.setattr(tutorial, "_build", lambda _c, stand_in, _m, _r: built.append(stand_in.name))
+    images = type("Images", (), {"get": lambda self, tag: type("Image", (), {"id": f"sha256:{tag}"})()})()
+    client = type("Client", (), {"images": images})()
+    reporter = RecordingReporter()
+    found = tutorial.ensure_stand_ins(client, reporter, names=("hello-world",))
+    assert built == [] and [item.stand_in.name for item in found] == ["debian", "busybox", "hello-world"]
+    assert reporter.kinds("info") == [
+        "skipped building: the 3 stand-ins are built already (each tagged with the hash of its recipe, built "
+        "again only when the recipe changes; --rebuild builds anew)"]
+    assert len(reporter.kinds("ok")) == 3
+    rebuilt = RecordingReporter()
+    tutorial.ensure_stand_ins(client, rebuilt, names=("hello-world",), rebuild=True)
+    assert built == ["debian", "busybox", "hello-world"] and not rebuilt.kinds("info")
 
 
 def test_an_unknown_stand_in_is_refused_before_anything_is_built(monkeypatch):
