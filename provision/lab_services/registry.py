@@ -331,7 +331,7 @@ def config_digest(address: str, repository: str, tag: str, *, timeout: float = 5
     ``address`` (an image's ID, for an image pushed by docker), or None without that tag."""
     try:
         manifest = json.loads(direct_http.get(f"http://{address}/v2/{repository}/manifests/{tag}", timeout,
-                                       headers={"Accept": MANIFEST_TYPES}))
+                                              headers={"Accept": MANIFEST_TYPES}))
     except urllib.error.HTTPError as err:
         if err.code == 404:
             return None
