@@ -19,12 +19,14 @@ from orchestrator import usecases as labs
 from orchestrator.tables import (
     demo_summary,
     lab_list_table,
+    registry_lines,
     status_table,
     task_table,
 )
 from provision import hints
 from provision.doctor import render as render_findings
 from provision.errors import Interrupted, LabError, redact
+from provision.images import tutorial as tutorial_images
 from provision.progress import ConsoleReporter
 from provision.spec import load as spec_load
 
@@ -709,9 +711,9 @@ def push(c, image, lab=None, name=None):
 
 @lab_task(name="ls", help={"lab": LAB_HELP, "name": OLD_NAME_HELP})
 def registry_ls(c, lab=None, name=None):
-    """List the lab registry's repositories and tags."""
-    for repository, tags in sorted(labs.registry_catalog(_lab(c, lab, name)).items()):
-        print(f"{repository}: {', '.join(tags) or '-'}")
+    """List the lab registry's repositories and tags; stand-ins (image.tutorial) say what they are."""
+    for line in registry_lines(labs.registry_listing(_lab(c, lab, name))):
+        print(line)
 
 
 # -- images ------------------------------------------------------------------------------------
@@ -742,6 +744,19 @@ def demo(c, lab=None, name=None):
         print(line)
 
 
+@lab_task(iterable=["only"], help={
+    "lab": "push to this lab's registry when it is up (default: as for every task)",
+    "only": "build and push just this stand-in and what it is built from (repeatable): "
+            + ", ".join(s.name for s in tutorial_images.STAND_INS),
+    "mirror": "Debian mirror URL (default: the one this machine's apt sources name)", "rebuild": "build anew",
+    "name": OLD_NAME_HELP})
+def tutorial(c, lab=None, only=None, mirror=None, rebuild=False, name=None):
+    """Build the tutorials' Docker Hub images as offline stand-ins; push them under the Hub's names."""
+    for line in labs.tutorial_images_for(_lab(c, lab, name), ConsoleReporter(), only=tuple(only or ()),
+                                         mirror=mirror, rebuild=rebuild):
+        print(line)
+
+
 lab_ns = Collection("lab", up, down, status, lab_ls, ssh, env, ip, inspect_node, scp, context_, add_node,
                     remove_node, stop_node, start_node, kill_node, pause_node, doctor_)
 swarm = Collection("swarm", swarm_init, swarm_status, tokens, promote, demote, drain, activate, pause, label, leave,
@@ -750,7 +765,7 @@ service = Collection("service", service_create, service_ls, service_ps, service_
                      service_rollback, service_rm)
 stack = Collection("stack", stack_deploy, stack_rm)
 registry_ns = Collection("registry", push, registry_ls)
-image = Collection("image", build, demo, prune)
+image = Collection("image", build, demo, tutorial, prune)
 demo = Collection("demo", failover, leader, rolling_update, scale_demo, drain_demo, constraints_demo, global_demo,
                   quorum_demo, partition_demo, mesh_demo, handoff_demo, secrets_demo, encrypted_overlay_demo,
                   autolock_demo, ca_rotate_demo, all_demos, plot_demo)

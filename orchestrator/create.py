@@ -22,6 +22,7 @@ from provision import hints, inventory, machines, state
 from provision.errors import LabError
 from provision.images import demo as demo_images
 from provision.images import node as images
+from provision.images import tutorial
 from provision.lab_services import entry_point as entrypoint
 from provision.lab_services import registry
 from provision.ledger import Ledger, roll_back
@@ -98,12 +99,17 @@ def reach_engines(run: Run) -> None:
 
 
 def start_registry(run: Run) -> None:
-    """The lab registry on the first manager, where the lab has one."""
+    """The lab registry on the first manager, where the lab has one; beside it the Docker Hub
+    cache, where the spec asks for one (a warning, not a failure, when it cannot start)."""
     plan = run.plan
     if plan.registry:
         with run.reporter.step("lab registry"):
             registry.ensure_registry(run.clients[plan.first_manager], run.hosts[plan.first_manager.name],
                                      plan.registry, run.spec.registry.image, run.reporter, timeout=plan.scaled(30))
+            if plan.registry_cache:
+                registry.ensure_cache(run.clients[plan.first_manager], run.hosts[plan.first_manager.name],
+                                      plan.registry_cache, run.spec.registry.cache_remote, run.reporter,
+                                      timeout=plan.scaled(20))
 
 
 def form_swarm(run: Run) -> None:
@@ -238,6 +244,39 @@ def push_demo_images(plan: LabPlan, clients: ClientPool, reporter: Reporter) -> 
                                   hint=f"is {plan.first_manager.name} overloaded? {hints.command('lab.status', lab=plan.name)}"))
             reporter.result(pushed[-1], True)
     return pushed
+
+
+PUSH_TIMEOUT = 300  # seconds for one engine call of a push: loading hundreds of MB into a node
+
+
+def push_stand_ins(plan: LabPlan, clients: ClientPool, built: list[tutorial.Built], reporter: Reporter) -> list[str]:
+    """Make sure the lab registry holds each stand-in under its Docker Hub names, pushing the
+    ones it lacks or holds in another version (the registry's image configuration digest is
+    the local image's ID when they are the same image). Returns every reference."""
+    assert plan.registry
+    registry.check_running(clients[plan.first_manager], plan.first_manager.name, plan.name)
+    missing: dict[str, list[str]] = {}
+    for item in built:
+        for name in item.stand_in.hub:
+            repository, _, tag = name.rpartition(":")
+            if registry.config_digest(plan.registry, repository, tag, timeout=plan.scaled(5)) == item.image_id:
+                reporter.result(f"{plan.registry}/{name}", changed=False)
+            else:
+                missing.setdefault(item.tag, []).append(name)
+    if not missing:
+        reporter.info(f"skipped pushing: the lab registry holds the {len(built)} stand-ins already, the same "
+                      f"images under their {sum(len(item.stand_in.hub) for item in built)} Docker Hub names")
+    else:
+        local = engine_clients.host_client(plan.name)
+        manager = engine_clients.node_client(plan.name, plan.first_manager.address,
+                                             timeout=int(plan.scaled(PUSH_TIMEOUT)))
+        try:
+            with reporter.step(f"stand-ins into the lab registry under Docker Hub's names "
+                               f"({sum(map(len, missing.values()))} to push)"):
+                registry.push_many(local, manager, plan.registry, missing, reporter)
+        finally:
+            manager.close()
+    return [f"{plan.registry}/{name}" for item in built for name in item.stand_in.hub]
 
 
 def _same_image(local, manager, address: str, tag: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 
 import docker
 from rich.console import Console
@@ -99,3 +100,28 @@ def lab_list_table(rows: list[LabSummary], foreign: list[str]) -> str:
         text += ("\n\nalso on the host engine, with no state folder here (made under another SWARMDECK_HOME?): "
                  + ", ".join(foreign))
     return text
+
+
+@dataclass(frozen=True)
+class RegistryEntry:
+    """A repository of a lab registry: its tags, and for each tag that holds a stand-in of a
+    Docker Hub image, what that image really is (its io.swarmdeck.stand-in label)."""
+
+    repository: str
+    tags: list[str]
+    stand_ins: dict[str, str]
+
+
+def registry_lines(entries: list[RegistryEntry]) -> list[str]:
+    """``REPOSITORY: TAG, TAG`` for each repository, each stand-in marked with what it is:
+    ``library/nginx: latest  (stand-in: Debian's nginx-light ...)``; when only some of a
+    repository's tags are stand-ins, the mark names them."""
+    lines = []
+    for entry in entries:
+        line = f"{entry.repository}: {', '.join(entry.tags) or '-'}"
+        for what in sorted(set(entry.stand_ins.values())):
+            tags = [tag for tag in entry.tags if entry.stand_ins.get(tag) == what]
+            which = "" if len(tags) == len(entry.tags) else f" {', '.join(tags)}"
+            line += f"  (stand-in{which}: {what})"
+        lines.append(line)
+    return lines

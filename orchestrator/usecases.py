@@ -19,13 +19,13 @@ from orchestrator import (
 )
 from orchestrator import bootstrap as swarm_bootstrap
 from orchestrator.clients import ClientPool
-from orchestrator.create import push_demo_images
+from orchestrator.create import push_demo_images, push_stand_ins
 from orchestrator.demos import catalog
 from orchestrator.demos import plot as demo_plot
 from orchestrator.demos.report import DemoReport
 from orchestrator.demos.runner import run_all, run_demo
 from orchestrator.session import LabSession, open_lab
-from orchestrator.tables import service_table
+from orchestrator.tables import RegistryEntry, service_table
 from orchestrator.views import (
     LabStatus,
     lab_status,
@@ -40,6 +40,7 @@ from provision.images import box as box_images
 from provision.images import demo as demo_images
 from provision.images import node as images
 from provision.images import prune as image_prune
+from provision.images import tutorial
 from provision.images import vm as vm_images
 from provision.lab_services import registry
 from provision.plan import RUNNING
@@ -236,9 +237,59 @@ def registry_catalog(name: str) -> dict[str, list[str]]:
     return registry.catalog(plan.registry)
 
 
+def registry_listing(name: str) -> list[RegistryEntry]:
+    """registry.ls: each repository of lab ``name``'s registry with its tags, and for each tag
+    that holds a stand-in (provision/images/tutorial.py), what it really is (its label)."""
+    found = registry_catalog(name)
+    _, plan = inventory.existing_lab(name)
+    return [RegistryEntry(repository, tags, {tag: label for tag in tags
+                                              if (label := registry.image_labels(plan.registry, repository, tag)
+                                                  .get(tutorial.STAND_IN_LABEL))})
+            for repository, tags in sorted(found.items())]
+
+
 def demo_images_for(name: str, reporter: Reporter) -> list[str]:
     """Build the demo images; push them to lab ``name``'s registry when it has one. Returns
     their references (in the lab registry once pushed).
+
+    Raises:
+        LabError: the lab exists but the node running its registry is down.
+    """
+    local = engine_clients.host_client(name)
+    plan = _lab_to_push_to(name, reporter)
+    if plan is None:
+        return demo_images.ensure_demo_images(local, images.ensure_node_image(local, reporter), reporter)
+    with ClientPool(plan) as clients:
+        push_demo_images(plan, clients, reporter)
+    return [registry.lab_reference(plan.registry, tag) for tag in demo_images.demo_tags()]
+
+
+def tutorial_images_for(name: str, reporter: Reporter, *, only: tuple[str, ...] = (), mirror: str | None = None,
+                        rebuild: bool = False) -> list[str]:
+    """image.tutorial: build the stand-ins of the tutorials' Docker Hub images (``only`` these
+    and what they are built from; default all); push them to lab ``name``'s registry under
+    the Hub's names when it has one. Returns their references (this machine's tags when
+    nothing was pushed).
+
+    Raises:
+        LabError: an unknown stand-in; the lab exists but the node running its registry is down.
+    """
+    for stand_in in only:
+        tutorial.by_name(stand_in)  # an unknown name is refused before anything is built
+    local = engine_clients.host_client(name)
+    built = tutorial.ensure_stand_ins(local, reporter, names=only, mirror=mirror, rebuild=rebuild)
+    for image, note in tutorial.NO_STAND_IN.items():
+        reporter.info(f"no stand-in for {image}: {note}")
+    plan = _lab_to_push_to(name, reporter)
+    if plan is None:
+        return [item.tag for item in built]
+    with ClientPool(plan) as clients:
+        return push_stand_ins(plan, clients, built, reporter)
+
+
+def _lab_to_push_to(name: str, reporter: Reporter):
+    """The plan of lab ``name`` when images built here can go to its registry; None (said)
+    when there is no such lab or it runs no registry.
 
     Whether the lab is up is judged from its machines and its registry now, never from a
     record that a failed run may not have written.
@@ -246,23 +297,20 @@ def demo_images_for(name: str, reporter: Reporter) -> list[str]:
     Raises:
         LabError: the lab exists but the node running its registry is down.
     """
-    local = engine_clients.host_client(name)
     if not lab_exists(name):
         reporter.info(f"there is no lab {name} on this machine: the images stay on this machine's engine")
-        return demo_images.ensure_demo_images(local, images.ensure_node_image(local, reporter), reporter)
+        return None
     provider, plan = inventory.existing_lab(name)
     if not plan.registry:
         reporter.info(f"lab {name} runs no registry: the images stay on this machine's engine")
-        return demo_images.ensure_demo_images(local, images.ensure_node_image(local, reporter), reporter)
+        return None
     first = plan.first_manager.name
     machine = next((m for m in provider.list(name) if m.name == first), None)
     if machine is None or machine.state != RUNNING:
         raise LabError(f"lab {name} is not up: {first}, which runs its registry, is "
                        f"{machine.state if machine else 'missing'}",
                        hint=f"start it: {hints.command('lab.start', first, lab=name)}, or {hints.command('lab.up', lab=name)}")
-    with ClientPool(plan) as clients:
-        push_demo_images(plan, clients, reporter)
-    return [registry.lab_reference(plan.registry, tag) for tag in demo_images.demo_tags()]
+    return plan
 
 
 def lab_exists(name: str) -> bool:

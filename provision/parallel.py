@@ -14,8 +14,8 @@ MAX_WORKERS = 16
 
 
 def fan_out(items: Iterable[Item], action: Callable[[Item], Result], *, name: Callable[[Item], str],
-            what: str) -> dict[str, Result]:
-    """``{name(item): action(item)}`` for every item, run in parallel.
+            what: str, workers: int = MAX_WORKERS) -> dict[str, Result]:
+    """``{name(item): action(item)}`` for every item, run in parallel (at most ``workers`` at once).
 
     Raises:
         PartialFailure: naming each item that failed and its error, once all have finished.
@@ -24,7 +24,7 @@ def fan_out(items: Iterable[Item], action: Callable[[Item], Result], *, name: Ca
     chosen = list(items)
     results: dict[str, Result] = {}
     failures: dict[str, BaseException] = {}
-    with ThreadPoolExecutor(max_workers=max(1, min(MAX_WORKERS, len(chosen)))) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(chosen)))) as pool:
         futures = {name(item): pool.submit(action, item) for item in chosen}
     for key, future in futures.items():
         error = future.exception()

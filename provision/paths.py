@@ -12,6 +12,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO / "templates"
+# A saved demo report's name in a lab's reports/ folder: DEMO-YYYYmmdd-HHMMSS (.json, .png);
+# here because both the demo plots and the visualizer (which runs alone in its stand-in image,
+# with this module and the docker SDK only) read them.
+REPORT_NAME = r"[a-z-]+-\d{8}-\d{6}"
 
 
 def home() -> Path:

@@ -58,6 +58,21 @@ class LabPlan:
             return None
         return f"{self.first_manager.address}:{self.spec.registry.port}"
 
+    @property
+    def registry_cache(self) -> str | None:
+        """``ADDR:PORT`` of the lab's Docker Hub cache, or None when it runs none."""
+        if self.registry is None or not self.spec.registry.cache:
+            return None
+        return f"{self.first_manager.address}:{self.spec.registry.cache_port}"
+
+    @property
+    def registry_mirrors(self) -> list[str]:
+        """The nodes' registry mirrors, in the order an engine asks them for a Docker Hub image
+        (``nginx`` is ``docker.io/library/nginx``): the lab registry first, so that what it holds
+        under a Hub name (a stand-in, an image the class pushed) wins; then the Docker Hub cache,
+        where the lab runs one. Docker Hub itself is asked last, by the engine."""
+        return [f"http://{address}" for address in (self.registry, self.registry_cache) if address]
+
     def node(self, name: str) -> NodePlan:
         for node in self.nodes:
             if node.name == name:

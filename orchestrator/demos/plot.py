@@ -23,9 +23,8 @@ from pathlib import Path
 from orchestrator.demos.probe import Sample
 from provision import hints
 from provision.errors import UsageError
-from provision.paths import lab_dir
+from provision.paths import REPORT_NAME, lab_dir
 
-REPORT_NAME = r"[a-z-]+-\d{8}-\d{6}"  # a saved report's stem: DEMO-YYYYmmdd-HHMMSS
 SIZE = (1600, 900)  # pixels: a projector's 16:9, readable from the back of a room
 DPI = 100
 SLOW_SECONDS = 1.0  # an answer slower than this is drawn as slow (the probe asks ten times a second)

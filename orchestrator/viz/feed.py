@@ -1,4 +1,4 @@
-"""What the visualizer shows: one JSON snapshot of a lab's swarm, kept fresh.
+"""What the visualizer shows: one JSON snapshot of a swarm, kept fresh.
 
 ``snapshot`` turns what a manager reports (nodes, services, tasks) into plain data;
 ``remember_down_nodes`` adds to a node that is not ready the tasks last seen on it and since
@@ -7,6 +7,12 @@ dead node ran); ``SwarmFeed`` keeps asking a manager, moves to another one when 
 says when none answers or the swarm has no leader (quorum lost), wakes up at once on
 Docker events (node and service changes), and polls as a fallback, since task changes
 have no swarm-wide event.
+
+A feed asks the engines it is given: a lab's nodes over mutual TLS
+(``lab_engines.LabEngines``, the visualizer on the machine running swarmdeck), or the one
+engine whose socket a container was given (``LocalEngine``: the dockersamples/visualizer
+stand-in, provision/images/tutorial.py). This module needs only the docker SDK and the
+standard library, so that the stand-in's image carries it without the rest of swarmdeck.
 """
 
 from __future__ import annotations
@@ -18,20 +24,18 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping, Protocol
 
 import docker
 import docker.errors
 import requests
 
-from orchestrator.clients import ClientPool
-from orchestrator.demos.plot import REPORT_NAME
-from provision.lab_services import entry_point as entrypoint
-from provision.paths import lab_dir
-from provision.plan import LabPlan
-from provision.remote import tls
+from provision.paths import REPORT_NAME, lab_dir
 
 POLL_SECONDS = 0.5
 CLIENT_TIMEOUT = 2  # seconds: a dead manager is given up quickly
+DOCKER_SOCKET = "/var/run/docker.sock"
+API_VERSION = "1.41"  # the node engines' (Debian's 20.10) and every newer one's; named, so no call at start
 LIVE_FILE = "live.json"
 
 
@@ -139,11 +143,48 @@ def live_demo(lab: str) -> dict | None:
         return None
 
 
+class Engines(Protocol):
+    """Where a feed asks for its snapshots."""
+
+    lab: str  # what the page is titled with
+    nodes: list[tuple[str, bool]]  # (name, is a manager) of each engine that may be asked
+    clients: Mapping[str, docker.DockerClient]  # by name
+    addresses: dict[str, str]  # hostname -> the engine address shown on its node
+
+    def facts(self) -> dict:
+        """``registry``, ``entry_point``, ``demo`` and ``reports`` of the page."""
+
+    def close(self) -> None: ...
+
+
+class LocalEngine:
+    """The one engine whose socket this process was given: the visualizer stand-in
+    (dockersamples/visualizer) in a container on a manager, run with
+    ``-v /var/run/docker.sock:/var/run/docker.sock`` as the tutorials do. There is no lab
+    around it: no registry, entry point, demo or report to show."""
+
+    def __init__(self, socket: str = DOCKER_SOCKET):
+        client = docker.DockerClient(base_url=f"unix://{socket}", version=API_VERSION, timeout=CLIENT_TIMEOUT)
+        try:
+            name = client.info()["Name"]
+        except (docker.errors.DockerException, requests.RequestException, OSError):
+            name = "this engine"  # not answering yet: the feed says so
+        self.lab, self.nodes = f"swarm of {name}", [(name, True)]
+        self.clients, self.addresses = {name: client}, {}
+
+    def facts(self) -> dict:
+        return {"registry": None, "entry_point": None, "demo": None, "reports": []}
+
+    def close(self) -> None:
+        for client in self.clients.values():
+            client.close()
+
+
 @dataclass
 class SwarmFeed:
-    """The lab's latest snapshot, refreshed in a thread; ``wait_newer`` for streams."""
+    """The swarm's latest snapshot, refreshed in a thread; ``wait_newer`` for streams."""
 
-    plan: LabPlan
+    engines: Engines
     poll_seconds: float = POLL_SECONDS
     version: int = 0
     state: dict = field(default_factory=dict)
@@ -153,8 +194,7 @@ class SwarmFeed:
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
-        self.clients = ClientPool(self.plan, timeout=CLIENT_TIMEOUT)
-        self.engines = {n.name: f"{n.address}:{tls.ENGINE_PORT}" for n in self.plan.nodes}
+        self.clients = self.engines.clients
         self._last_good: dict = {"nodes": [], "services": [], "tasks": []}
         self._seen_on_nodes: dict[str, dict] = {}  # remember_down_nodes's memory
 
@@ -168,7 +208,7 @@ class SwarmFeed:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
-        self.clients.close()
+        self.engines.close()
 
     def _poll(self) -> None:
         while not self._stop.is_set():
@@ -201,12 +241,8 @@ class SwarmFeed:
             status, message = "ok", ""
         else:
             status, message = problem
-        state = {
-            "lab": self.plan.name, "status": status, "message": message, "manager": manager,
-            "registry": self.plan.registry, "entry_point": entrypoint.entry_point(self.plan).to_json(),
-            **self._last_good, "stale": swarm is None,
-            "demo": live_demo(self.plan.name), "reports": reports(self.plan.name),
-        }
+        state = {"lab": self.engines.lab, "status": status, "message": message, "manager": manager,
+                 **self.engines.facts(), **self._last_good, "stale": swarm is None}
         self._publish(state)
         return state
 
@@ -215,7 +251,7 @@ class SwarmFeed:
         leaderless: list[str] = []
         for name in self._candidates():
             try:
-                found = snapshot(self.clients[name], self.engines)
+                found = snapshot(self.clients[name], self.engines.addresses)
             except docker.errors.APIError as err:
                 if "leader" in str(err.explanation or err).lower():
                     leaderless.append(name)
@@ -228,14 +264,14 @@ class SwarmFeed:
         return None, None, no_manager_problem(leaderless, self._known_managers())
 
     def _known_managers(self) -> list[str]:
-        """The managers as last seen (a promoted worker counts), else the lab's plan."""
+        """The managers as last seen (a promoted worker counts), else the engines' own list."""
         seen = [n["hostname"] for n in self._last_good["nodes"] if n["role"] in ("leader", "manager")]
-        return seen or [n.name for n in self.plan.nodes if n.is_manager]
+        return seen or [name for name, manager in self.engines.nodes if manager]
 
     def _candidates(self) -> list[str]:
         """The manager in use first, then the lab's managers, then the other nodes (a
         promoted worker is a manager too)."""
-        names = [n.name for n in sorted(self.plan.nodes, key=lambda n: not n.is_manager)]
+        names = [name for name, _ in sorted(self.engines.nodes, key=lambda node: not node[1])]
         if self._manager in names:
             names.remove(self._manager)
             names.insert(0, self._manager)

@@ -1,8 +1,11 @@
 """The visualizer's web server: the page, its JSON API and a server-sent event stream.
 
-Run by ``invoke viz.up`` as ``python -m orchestrator.viz.server --lab NAME --port 8000``.
-Standard library only; the page and its assets are files under ``templates/viz/``
-(hand-written, nothing fetched at run time), so it works offline.
+Run by ``invoke viz.up`` as ``python -m orchestrator.viz.server --lab NAME --port 8000``;
+in the dockersamples/visualizer stand-in's container as ``python3 -m
+orchestrator.viz.server --docker-socket /var/run/docker.sock --port 8080``, showing the
+swarm of the engine behind that socket. Standard library only; the page and its assets
+are files under ``templates/viz/`` (hand-written, nothing fetched at run time), so it
+works offline.
 
     GET /                 the page
     GET /static/NAME      its script and style sheet
@@ -21,8 +24,7 @@ import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from orchestrator.viz.feed import SwarmFeed, report_file
-from provision import inventory
+from orchestrator.viz.feed import Engines, LocalEngine, SwarmFeed, report_file
 from provision.paths import TEMPLATES
 
 STATIC = TEMPLATES / "viz"
@@ -58,7 +60,7 @@ class VizHandler(BaseHTTPRequestHandler):
         elif path == "/api/events":
             self._stream()
         elif path.startswith("/reports/"):
-            found = report_file(self.server.feed.plan.name, path[len("/reports/"):])
+            found = report_file(self.server.feed.engines.lab, path[len("/reports/"):])
             self._file(found) if found else self._error(HTTPStatus.NOT_FOUND)
         else:
             self._error(HTTPStatus.NOT_FOUND)
@@ -105,9 +107,8 @@ class VizHandler(BaseHTTPRequestHandler):
             return  # the page went away (or reconnects)
 
 
-def serve(lab: str, host: str, port: int) -> None:
-    _, plan = inventory.existing_lab(lab)
-    feed = SwarmFeed(plan)
+def serve(engines: Engines, host: str, port: int) -> None:
+    feed = SwarmFeed(engines)
     feed.refresh()
     feed.start()
     server = VizServer((host, port), feed)
@@ -120,7 +121,7 @@ def serve(lab: str, host: str, port: int) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    print(f"swarmdeck visualizer for lab {lab}: http://{host}:{port}/", flush=True)
+    print(f"swarmdeck visualizer of {engines.lab}: http://{host}:{port}/", flush=True)
     try:
         server.serve_forever(poll_interval=0.2)
     finally:
@@ -130,11 +131,19 @@ def serve(lab: str, host: str, port: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lab", required=True)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--lab", help="show this lab's swarm, asking its nodes over TLS")
+    source.add_argument("--docker-socket", help="show the swarm of the engine behind this socket (a manager's)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)
-    serve(args.lab, args.host, args.port)
+    if args.docker_socket:
+        engines: Engines = LocalEngine(args.docker_socket)
+    else:
+        # imported for a lab only: the stand-in's image carries the visualizer without the lab's modules
+        from orchestrator.viz import lab_engines
+        engines = lab_engines.of_lab(args.lab)
+    serve(engines, args.host, args.port)
     return 0
 
 

@@ -102,7 +102,7 @@ def build_with_debootstrap(client: docker.DockerClient, tag: str, mirror: str, r
         run_with_progress(["chroot", str(root), "sh", "/usr/local/share/swarmdeck-node/finish.sh"], reporter, "finish")
         unmount_below(root)
         reporter.info("importing the root filesystem into the engine")
-        _import_tree(client, root, tag)
+        import_tree(client, root, tag, CHANGES)
     finally:
         unmount_below(root)
         shutil.rmtree(workdir, ignore_errors=True)
@@ -145,19 +145,20 @@ def run_with_progress(command: list[str], reporter: Reporter, label: str) -> Non
                          hint="check that the Debian mirror is reachable (or pass --mirror)")
 
 
-def _import_tree(client: docker.DockerClient, root: Path, tag: str) -> None:
+def import_tree(client: docker.DockerClient, root: Path, tag: str, changes: tuple[str, ...]) -> None:
+    """``docker import`` the folder ``root`` as image ``tag`` with Dockerfile-style ``changes``."""
     proc = subprocess.Popen(["tar", "--numeric-owner", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
     repository, _, version = tag.partition(":")
     try:
-        client.api.import_image(src=_chunks(proc), repository=repository, tag=version, changes=list(CHANGES),
+        client.api.import_image(src=_chunks(proc), repository=repository, tag=version, changes=list(changes),
                                 stream_src=True)
     except docker.errors.APIError as err:
-        raise ImageError(f"docker import of the node root failed: {err.explanation or err}") from err
+        raise ImageError(f"docker import of {tag} failed: {err.explanation or err}") from err
     finally:
         proc.stdout.close()  # type: ignore[union-attr]
         proc.wait()
     if proc.returncode != 0:
-        raise ImageError(f"tar of the node root failed with exit code {proc.returncode}")
+        raise ImageError(f"tar of the root filesystem of {tag} failed with exit code {proc.returncode}")
 
 
 def _chunks(proc: subprocess.Popen) -> Iterator[bytes]:

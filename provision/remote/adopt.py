@@ -142,12 +142,12 @@ def _authorize_for_root(host: Host, user: str, public_line: str) -> None:
 
 def release(host: Host, lab: str, public_line: str) -> None:
     """Undo what adopting and host setup did, on a machine that stays (provider ssh's
-    ``destroy``): leave the swarm, drop the lab's registry, engine config and
-    key. The Docker engine package and any opened firewall ports stay."""
+    ``destroy``): leave the swarm, drop the lab's registry (and Docker Hub cache), engine
+    config and key. The Docker engine package and any opened firewall ports stay."""
     begin, end = markers(lab)
     dropins = " ".join(shlex.quote(p) for p in SYSTEMD_DROPINS)
-    check(host, "docker swarm leave --force >/dev/null 2>&1; docker rm -f registry >/dev/null 2>&1; "
-                "docker volume rm registry-data >/dev/null 2>&1; "
+    check(host, "docker swarm leave --force >/dev/null 2>&1; docker rm -f registry registry-cache >/dev/null 2>&1; "
+                "docker volume rm registry-data registry-cache-data >/dev/null 2>&1; "
                 f"rm -rf /etc/docker/daemon.json /etc/docker/tls {dropins}; "
                 f"sed -i {shlex.quote(f'/^{begin}$/,/^{end}$/d')} /etc/hosts; "
                 "if [ -d /run/systemd/system ]; then "

@@ -25,14 +25,16 @@ class File:
 
 
 def daemon_config(plan: LabPlan, node: NodePlan) -> str:
-    """The node engine's daemon.json: TLS on the lab address, MTU, lab registry."""
+    """The node engine's daemon.json: TLS on the lab address, MTU, the lab registry (plain
+    HTTP on the lab network) as the registry of Docker Hub's names (plan.registry_mirrors)."""
     return render(
         "docker/daemon.json.j2",
         address=node.address,
         engine_port=tls.ENGINE_PORT,
         tls_dir=TLS_DIR,
         mtu=plan.mtu,
-        registry=plan.registry,
+        insecure=[a for a in (plan.registry, plan.registry_cache) if a],
+        mirrors=plan.registry_mirrors,
     )
 
 

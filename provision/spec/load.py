@@ -215,6 +215,9 @@ def _build(raw: Mapping[str, Any]) -> tuple[specs.LabSpec, list[validation.Probl
         enabled=get.boolean("registry.enabled"),
         port=get.integer("registry.port"),
         image=get.text("registry.image"),
+        cache=get.boolean("registry.cache"),
+        cache_port=get.integer("registry.cache_port"),
+        cache_remote=get.text("registry.cache_remote"),
     )
     swarm = specs.SwarmSpec(
         dispatcher_heartbeat=get.number("swarm.dispatcher_heartbeat"),
@@ -237,7 +240,9 @@ def to_mapping(spec: specs.LabSpec) -> dict[str, Any]:
         "provider": spec.provider,
         "nodes": [_node_mapping(n) for n in spec.nodes],
         "network": {"subnet": spec.network.subnet, "mtu": spec.network.mtu},
-        "registry": {"enabled": spec.registry.enabled, "port": spec.registry.port, "image": spec.registry.image},
+        "registry": {"enabled": spec.registry.enabled, "port": spec.registry.port, "image": spec.registry.image,
+                     "cache": spec.registry.cache, "cache_port": spec.registry.cache_port,
+                     "cache_remote": spec.registry.cache_remote},
         "swarm": {
             "dispatcher_heartbeat": spec.swarm.dispatcher_heartbeat,
             "election_tick": spec.swarm.election_tick,

@@ -60,11 +60,19 @@ class NetworkSpec:
     mtu: int = 0  # 0: take the MTU of the provider's default network
 
 
+DOCKER_HUB = "https://registry-1.docker.io"
+
+
 @dataclass(frozen=True)
 class RegistrySpec:
     enabled: bool = True
     port: int = 5000
     image: str = ""  # "": build the registry image offline on the node; else pull this image
+    # A pull-through cache of Docker Hub beside the lab registry (a second registry: a proxy
+    # registry refuses pushes), for a machine that is online: the nodes' second registry mirror.
+    cache: bool = False
+    cache_port: int = 5001
+    cache_remote: str = DOCKER_HUB
 
 
 @dataclass(frozen=True)

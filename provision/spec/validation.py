@@ -12,6 +12,7 @@ from provision.errors import SpecError
 from provision.spec.model import (
     AUTO,
     AUTO_PREFIX,
+    DOCKER_HUB,
     ELECTION_TICK,
     FIRST_NODE_OFFSET,
     HOSTNAME_RE,
@@ -23,6 +24,7 @@ from provision.spec.model import (
     LabSpec,
     NetworkSpec,
     NodeSpec,
+    RegistrySpec,
     next_slot,
     slots,
 )
@@ -61,6 +63,7 @@ def checks(spec: LabSpec) -> list[Problem]:
     found += _network_problems(spec.network, next_slot(spec.nodes), spec.provider)
     if not 1 <= spec.registry.port <= 65535:
         found.append(Problem(f"registry port {spec.registry.port} is not a TCP port (1-65535)", ("registry.port",)))
+    found += _cache_problems(spec.registry)
     if not 0.1 <= spec.swarm.dispatcher_heartbeat <= 300:
         found.append(Problem(f"dispatcher heartbeat {spec.swarm.dispatcher_heartbeat}s is outside 0.1-300 s",
                              ("swarm.dispatcher_heartbeat",)))
@@ -220,3 +223,20 @@ def _valid_cidr(text: str) -> bool:
         return ipaddress.ip_network(text).version == 4
     except ValueError:
         return False
+
+
+def _cache_problems(registry: RegistrySpec) -> list[Problem]:
+    """The Docker Hub cache runs beside the lab registry, on its own port, proxying an HTTP(S) URL."""
+    if not registry.cache:
+        return []
+    found = []
+    if not registry.enabled:
+        found.append(Problem("registry.cache needs the lab registry (registry.enabled): the cache runs beside it",
+                             ("registry.cache", "registry.enabled")))
+    if not 1 <= registry.cache_port <= 65535 or registry.cache_port == registry.port:
+        found.append(Problem(f"registry cache port {registry.cache_port} must be a TCP port (1-65535) other than "
+                             f"the registry's ({registry.port})", ("registry.cache_port",)))
+    if not re.fullmatch(r"https?://[^\s/]+/?", registry.cache_remote):
+        found.append(Problem(f"registry cache remote {registry.cache_remote!r} must be a registry's URL such as "
+                             f"{DOCKER_HUB}", ("registry.cache_remote",)))
+    return found

@@ -243,9 +243,9 @@ def test_lab_up_starts_a_stopped_registry_container_again():
                                 ("created", ["start"], "container created before, started again: its images are kept"),
                                 ("paused", ["unpause"], "container unpaused")):
         container = _Container(status)
-        assert registry._ensure_container(_Engine(container), "swarmdeck/registry:2", 5000) == said
+        assert registry._ensure_container(_Engine(container), registry.LAB_REGISTRY, 5000) == said
         assert container.calls == calls
     for status in ("running", "restarting"):  # restarting: the engine brings it back itself
         container = _Container(status)
-        assert registry._ensure_container(_Engine(container), "swarmdeck/registry:2", 5000) == ""
+        assert registry._ensure_container(_Engine(container), registry.LAB_REGISTRY, 5000) == ""
         assert container.calls == []

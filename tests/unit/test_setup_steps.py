@@ -51,6 +51,8 @@ def test_daemon_json_has_tls_registry_and_mtu_and_no_key_dockerd_rejects():
     plan = lab_plan()
     config_json = json.loads(node_files.daemon_config(plan, plan.node("worker1")))
     assert config_json["insecure-registries"] == ["10.199.7.10:5000"]
+    # Docker Hub's names (nginx: docker.io/library/nginx) are looked up in the lab registry first
+    assert config_json["registry-mirrors"] == ["http://10.199.7.10:5000"]
     assert config_json["hosts"] == ["unix:///var/run/docker.sock", "tcp://10.199.7.13:2376"]
     assert config_json["tlsverify"] is True and config_json["mtu"] == 1450
     assert not [key for key in config_json if key.startswith("swarm-raft")]
@@ -59,7 +61,15 @@ def test_daemon_json_has_tls_registry_and_mtu_and_no_key_dockerd_rejects():
 def test_daemon_json_without_registry_lists_none():
     plan = lab_plan(registry={"enabled": False})
     assert plan.registry is None
-    assert "insecure-registries" not in json.loads(node_files.daemon_config(plan, plan.first_manager))
+    config_json = json.loads(node_files.daemon_config(plan, plan.first_manager))
+    assert "insecure-registries" not in config_json and "registry-mirrors" not in config_json
+
+
+def test_daemon_json_lists_the_docker_hub_cache_after_the_lab_registry():
+    plan = lab_plan(registry={"cache": True, "cache_port": 5002})
+    config_json = json.loads(node_files.daemon_config(plan, plan.node("worker1")))
+    assert config_json["insecure-registries"] == ["10.199.7.10:5000", "10.199.7.10:5002"]
+    assert config_json["registry-mirrors"] == ["http://10.199.7.10:5000", "http://10.199.7.10:5002"]
 
 
 def test_hostname_and_authorized_key_are_idempotent():

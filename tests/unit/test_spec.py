@@ -167,7 +167,7 @@ def test_a_spec_file_with_four_errors_lists_four(tmp_path):
 
 
 @pytest.mark.parametrize("section, keys", [
-    ("network", "keys: subnet, mtu"), ("registry", "keys: enabled, port, image"),
+    ("network", "keys: subnet, mtu"), ("registry", "keys: enabled, port, image, cache, cache_port, cache_remote"),
     ("swarm", "keys: dispatcher_heartbeat, election_tick"), ("demos", "keys: restart_delay, health_interval"),
     ("vagrant", "keys: provider, box"), ("labels", "node name: {key: value}"),
     ("hosts", "node name: {address, user, port, key}"),
@@ -201,7 +201,7 @@ def test_a_broken_section_in_the_file_is_reported_although_a_flag_sets_one_of_it
 def test_unknown_keys_inside_a_section_are_named():
     assert problems_of(None, {}, {"network": {"subnt": "10.1.0.0/24"}, "registry": {"enable": False}}) == [
         "unknown key 'subnt' in network (keys: subnet, mtu)",
-        "unknown key 'enable' in registry (keys: enabled, port, image)",
+        "unknown key 'enable' in registry (keys: enabled, port, image, cache, cache_port, cache_remote)",
     ]
 
 

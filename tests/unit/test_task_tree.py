@@ -25,7 +25,7 @@ def test_task_tree_has_the_documented_tasks():
     names = set(tasks.ns.task_names)
     for expected in ("lab.up", "lab.down", "lab.status", "lab.ssh", "lab.env", "lab.stop", "lab.start",
                      "lab.kill", "lab.doctor", "swarm.init", "swarm.status", "swarm.tokens",
-                     "registry.push", "registry.ls", "image.build", "image.demo"):
+                     "registry.push", "registry.ls", "image.build", "image.demo", "image.tutorial"):
         assert expected in names
 
 

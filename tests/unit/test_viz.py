@@ -4,15 +4,18 @@ problems it reports, the report files it serves, and its HTTP API and event stre
 from __future__ import annotations
 
 import json
+import socketserver
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
+from http.server import BaseHTTPRequestHandler
 
 import docker.errors
 import pytest
 
 from orchestrator.viz import feed as state
-from orchestrator.viz import server
+from orchestrator.viz import lab_engines, server
 from provision.plan import plan
 from provision.spec import load as spec_load
 
@@ -82,7 +85,7 @@ def test_no_manager_problems_tell_an_election_from_a_lost_quorum():
 
 
 def test_the_feed_moves_to_another_manager_and_keeps_the_last_state(monkeypatch):
-    feed = state.SwarmFeed(lab_plan())
+    feed = state.SwarmFeed(lab_engines.LabEngines(lab_plan()))
     good = FakeManager([node("manager1", "manager", leader=True), node("manager2", "manager")])
     answers = {"manager1": good, "manager2": good}
     monkeypatch.setattr(feed, "clients", answers)
@@ -92,7 +95,7 @@ def test_the_feed_moves_to_another_manager_and_keeps_the_last_state(monkeypatch)
     assert feed.refresh()["manager"] == "manager2"
     leaderless = FakeManager(error=docker.errors.APIError("503", explanation="The swarm does not have a leader."))
     answers.update({name: leaderless for name in ("manager1", "manager2")})
-    answers.update({n.name: FakeManager(error=docker.errors.DockerException("down")) for n in feed.plan.nodes
+    answers.update({n.name: FakeManager(error=docker.errors.DockerException("down")) for n in feed.engines.plan.nodes
                     if n.name not in answers})
     lost = feed.refresh()
     assert lost["status"] == "electing" and lost["stale"] and len(lost["nodes"]) == 2  # the last state seen
@@ -114,8 +117,8 @@ def test_report_files_are_served_only_by_their_own_names(swarmdeck_home):
 
 @pytest.fixture()
 def running_server(monkeypatch):
-    feed = state.SwarmFeed(lab_plan())
-    answers = {n.name: FakeManager([node("manager1", "manager", leader=True)]) for n in feed.plan.nodes}
+    feed = state.SwarmFeed(lab_engines.LabEngines(lab_plan()))
+    answers = {n.name: FakeManager([node("manager1", "manager", leader=True)]) for n in feed.engines.plan.nodes}
     monkeypatch.setattr(feed, "clients", answers)
     feed.refresh()
     httpd = server.VizServer(("127.0.0.1", 0), feed)
@@ -163,8 +166,8 @@ def _next_event(stream) -> dict:
 
 
 def test_the_entry_point_is_sent_as_data(monkeypatch):
-    monkeypatch.setattr(state.entrypoint.ipvs, "available", lambda: False)
-    feed = state.SwarmFeed(lab_plan())
+    monkeypatch.setattr(lab_engines.entrypoint.ipvs, "available", lambda: False)
+    feed = state.SwarmFeed(lab_engines.LabEngines(lab_plan()))
     monkeypatch.setattr(feed, "clients", {"manager1": FakeManager([node("manager1", "manager", leader=True)])})
     assert feed.refresh()["entry_point"] == {"kind": "load-balancer", "address": "10.199.9.9", "ports": [8080, 8081]}
 
@@ -177,6 +180,57 @@ def test_without_a_port_the_visualizer_takes_the_first_free_one_from_8000():
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", first))
         assert control.free_port("127.0.0.1") > first
+
+
+class _UnixEngine(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
+class _EngineAPI(BaseHTTPRequestHandler):
+    """A manager's engine API as the docker SDK asks it over /var/run/docker.sock."""
+
+    protocol_version = "HTTP/1.1"
+    answers: dict = {}
+
+    def log_message(self, *_):
+        pass
+
+    def do_GET(self):  # noqa: N802
+        path = urllib.parse.urlparse(self.path).path.split("/", 2)[2]  # drop /v1.41/
+        body = json.dumps(self.answers[path]).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_the_stand_in_feed_shows_the_swarm_of_the_engine_behind_its_socket(tmp_path):
+    """The dockersamples/visualizer stand-in: one engine, asked through its socket, no lab."""
+    manager, worker = node("manager1", "manager", leader=True).attrs, node("worker1").attrs
+    _EngineAPI.answers = {
+        "info": {"Name": "manager1"}, "nodes": [manager, worker],
+        "services": [{"ID": "s1", "Spec": {"Name": "web", "Mode": {"Replicated": {"Replicas": 2}}}}],
+        "tasks": [task(1, "id-worker1", image="gordon/get-started:part2@sha256:ab"), task(2, "id-manager1")],
+    }
+    socket_path = str(tmp_path / "docker.sock")
+    engine = _UnixEngine(socket_path, _EngineAPI)
+    threading.Thread(target=engine.serve_forever, daemon=True).start()
+    try:
+        feed = state.SwarmFeed(state.LocalEngine(socket_path))
+        snapshot = feed.refresh()
+        assert snapshot["lab"] == "swarm of manager1" and snapshot["status"] == "ok"
+        assert snapshot["manager"] == "manager1"
+        assert [(n["hostname"], n["role"], n["engine"]) for n in snapshot["nodes"]] == [
+            ("manager1", "leader", "10.0.0.1"), ("worker1", "worker", "10.0.0.1")]
+        assert [(t["service"], t["node"], t["version"]) for t in snapshot["tasks"]] == [
+            ("web", "worker1", "part2"), ("web", "manager1", "2")]
+        assert (snapshot["registry"], snapshot["entry_point"], snapshot["demo"], snapshot["reports"]) == (
+            None, None, None, [])
+        feed.stop()
+    finally:
+        engine.shutdown()
+        engine.server_close()
 
 
 def test_a_down_node_keeps_the_tasks_last_seen_on_it_and_since_when_it_is_down():
@@ -205,7 +259,7 @@ def test_a_down_node_keeps_the_tasks_last_seen_on_it_and_since_when_it_is_down()
 
 
 def test_the_feed_sends_a_dead_nodes_last_tasks(monkeypatch):
-    feed = state.SwarmFeed(lab_plan())
+    feed = state.SwarmFeed(lab_engines.LabEngines(lab_plan()))
     worker = node("worker1")
     manager = FakeManager([node("manager1", "manager", leader=True), worker],
                           [FakeService("web", [task(1, "id-worker1")])])
