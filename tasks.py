@@ -729,11 +729,11 @@ def build(c, method="auto", mirror=None, rebuild=False, format_="docker"):
 
 @lab_task(help={"dry_run": "only list what would go"})
 def prune(c, dry_run=False):
-    """Remove VM images, pool volumes and Vagrant boxes of older recipes (kept: the current one)."""
+    """Remove images of older recipes: VM images, pool volumes, Vagrant boxes, node and stand-in images."""
     removed = labs.prune_images(dry_run=dry_run)
     for line in removed:
         print(("would remove " if dry_run else "removed ") + line)
-    print(f"{len(removed)} old VM artefact(s) {'found' if dry_run else 'removed'}")
+    print(f"{len(removed)} old image artefact(s) {'found' if dry_run else 'removed'}")
 
 
 @lab_task(help={"lab": "push to this lab's registry when it is up (default: as for every task)",

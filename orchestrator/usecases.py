@@ -35,7 +35,7 @@ from orchestrator.views import (
 )
 from orchestrator.viz import control as viz_control
 from provision import doctor, hints, inventory, state
-from provision.errors import LabError, LabUnhealthy, UsageError
+from provision.errors import LabError, LabUnhealthy, ProviderUnavailable, UsageError
 from provision.images import box as box_images
 from provision.images import demo as demo_images
 from provision.images import node as images
@@ -490,5 +490,14 @@ def build_image(image_format: str, reporter: Reporter, *, method: str = "auto", 
 
 
 def prune_images(*, dry_run: bool = False) -> list[str]:
-    """image.prune: VM images, pool volumes and Vagrant boxes of older recipes."""
-    return image_prune.prune(dry_run=dry_run)
+    """image.prune: VM images, pool volumes, Vagrant boxes, and the host engine's node and
+    stand-in images, of older recipes (the engine's are skipped when no engine answers)."""
+    try:
+        client = engine_clients.host_client()
+    except ProviderUnavailable:
+        client = None
+    try:
+        return image_prune.prune(client, dry_run=dry_run)
+    finally:
+        if client is not None:
+            client.close()
