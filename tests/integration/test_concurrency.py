@@ -158,13 +158,12 @@ def test_a_failed_up_keeps_an_existing_lab_and_removes_only_what_a_new_one_made(
     assert lab_resources(engine, existing) == [] and lab_resources(engine, fresh) == []
 
 
-def _freeze_when_started(engine, name: str, node: str, frozen: threading.Event) -> None:
+def _freeze_when_started(engine, events, node: str, frozen: threading.Event) -> None:
     """Pause ``node``'s container as soon as the engine starts it: the run then waits on a
     node that cannot answer SSH, so a Ctrl-C sent afterwards lands before the swarm forms,
     however slow this machine is to read the run's output (a Ctrl-C after ``lab.up`` ended
-    has nothing to roll back)."""
-    events = engine.events(decode=True, filters={"type": "container", "event": "start",
-                                                  "label": f"{labels.LAB}={name}"})
+    has nothing to roll back). ``events`` is opened before the run starts, so no start is
+    missed."""
     try:
         for event in events:
             if event.get("Actor", {}).get("Attributes", {}).get(labels.NODE) == node:
@@ -178,9 +177,8 @@ def _freeze_when_started(engine, name: str, node: str, frozen: threading.Event) 
 def test_a_second_ctrl_c_during_the_rollback_says_how_to_finish(engine):
     name = new_lab_name("sigint")
     frozen = threading.Event()
-    freezer = threading.Thread(target=_freeze_when_started, args=(engine, name, "manager1", frozen), daemon=True)
-    freezer.start()
-    time.sleep(0.5)  # the event stream is open before the run starts
+    events = engine.events(decode=True, filters={"type": "container", "event": "start", "label": f"{labels.LAB}={name}"})
+    threading.Thread(target=_freeze_when_started, args=(engine, events, "manager1", frozen), daemon=True).start()
     proc = start("lab.up", "--lab", name, *SMALL, "--workers", "1")
     lines, interrupted = [], 0
 
