@@ -13,6 +13,8 @@ import datetime
 import json
 import os
 import re
+import shutil
+import struct
 import subprocess
 import sys
 import uuid
@@ -176,3 +178,21 @@ def stray_containers(client: docker.DockerClient) -> list[str]:
     """Probes, image builds and demo image builders that were left on the host engine."""
     return [f"{kind} {c.name}" for kind in STRAY_KINDS
             for c in client.containers.list(all=True, filters={"label": f"{labels.KIND}={kind}"})]
+
+
+ARTIFACTS = Path(os.environ.get("SWARMDECK_ARTIFACTS", REPO / "artifacts"))  # screenshots and plots, kept by CI
+
+
+def run_demo_report(lab: str, demo: str, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """``demo.DEMO`` through the CLI and the report it saved; its plot is checked to be large
+    enough to project and copied to artifacts/demos/."""
+    from orchestrator.demos import plot
+    result = cli(f"demo.{demo}", "--lab", lab, *args, check=False)
+    reports = sorted((Path(os.environ["SWARMDECK_HOME"]) / "labs" / lab / "reports").glob(f"{demo}-2*.json"))
+    assert reports, result.stderr
+    report = json.loads(reports[-1].read_text())
+    png = reports[-1].with_suffix(".png").read_bytes()
+    assert len(png) > 10_000 and struct.unpack(">II", png[16:24]) == plot.SIZE  # large enough to project
+    (ARTIFACTS / "demos").mkdir(parents=True, exist_ok=True)
+    shutil.copy(reports[-1].with_suffix(".png"), ARTIFACTS / "demos" / f"{demo}.png")
+    return result, report

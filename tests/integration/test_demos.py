@@ -6,18 +6,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import struct
 from pathlib import Path
 
 import pytest
 
-from orchestrator.demos import plot
-from provision.paths import REPO
-from tests.labs import a_lab, cli, leader_client
+from tests.labs import a_lab, cli, leader_client, run_demo_report
 
 pytestmark = pytest.mark.integration
-ARTIFACTS = Path(os.environ.get("SWARMDECK_ARTIFACTS", REPO / "artifacts")) / "demos"
 
 
 @pytest.fixture(scope="module")
@@ -27,14 +22,7 @@ def demo_lab(engine):
 
 
 def run_demo(lab: str, demo: str, *args: str) -> dict:
-    result = cli(f"demo.{demo}", "--lab", lab, *args, check=False)
-    reports = sorted((Path(os.environ["SWARMDECK_HOME"]) / "labs" / lab / "reports").glob(f"{demo}-*.json"))
-    assert reports, result.stderr
-    report = json.loads(reports[-1].read_text())
-    png = reports[-1].with_suffix(".png").read_bytes()
-    assert len(png) > 10_000 and struct.unpack(">II", png[16:24]) == plot.SIZE  # large enough to project
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    shutil.copy(reports[-1].with_suffix(".png"), ARTIFACTS / f"{demo}.png")
+    result, report = run_demo_report(lab, demo, *args)
     assert (result.returncode == 0) == (report["verdict"] == "pass"), result.stderr
     assert report["verdict"] == "pass", result.stderr
     return report

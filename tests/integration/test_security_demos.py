@@ -10,21 +10,16 @@ import hashlib
 import json
 import os
 import re
-import shutil
-import struct
 import uuid
 from pathlib import Path
 
 import pytest
 
-from orchestrator.demos import plot
 from provision import kernel_features as kernel
-from provision.paths import REPO
-from tests.labs import SECRET, a_lab, cli, leader_client, swarm_nodes
+from tests.labs import SECRET, a_lab, cli, leader_client, run_demo_report, swarm_nodes
 
 pytestmark = pytest.mark.integration
 EXIT = {"pass": 0, "fail": 1, "skip": 77}
-ARTIFACTS = Path(os.environ.get("SWARMDECK_ARTIFACTS", REPO / "artifacts")) / "demos"
 KEY_LINE = re.compile(r"unlock key \(shown here only, saved nowhere\): (SWMKEY-1-\S+)")
 
 
@@ -40,14 +35,7 @@ def home() -> Path:
 
 def run_demo(lab: str, demo: str, *args: str, verdict: str = "pass"):
     """The demo run through the CLI, its saved report and the CLI's output."""
-    result = cli(f"demo.{demo}", "--lab", lab, *args, check=False)
-    reports = sorted((home() / "labs" / lab / "reports").glob(f"{demo}-2*.json"))
-    assert reports, result.stderr
-    report = json.loads(reports[-1].read_text())
-    png = reports[-1].with_suffix(".png").read_bytes()
-    assert len(png) > 10_000 and struct.unpack(">II", png[16:24]) == plot.SIZE  # large enough to project
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    shutil.copy(reports[-1].with_suffix(".png"), ARTIFACTS / f"{demo}.png")
+    result, report = run_demo_report(lab, demo, *args)
     assert report["verdict"] == verdict, result.stderr
     assert result.returncode == EXIT[verdict], result.stderr
     if verdict == "pass":
