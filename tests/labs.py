@@ -160,10 +160,22 @@ def secret_leaks(client: docker.DockerClient | None, home: Path) -> list[str]:
             _code, out = container.exec_run(["sh", "-c", "cat /var/log/*.log"])
             if SECRET.search(out.decode(errors="replace")):
                 leaks.append(f"/var/log of {container.name}")
-    for path in home.rglob("*"):
-        if path.is_file() and SECRET.search(path.read_text(errors="replace")):
+    for path, content in files_under(home):
+        if SECRET.search(content.decode(errors="replace")):
             leaks.append(str(path))
     return leaks
+
+
+def files_under(folder: Path) -> Iterator[tuple[Path, bytes]]:
+    """Every file under ``folder`` with its content, skipping those removed while the walk
+    runs: the xdist workers share one SWARMDECK_HOME, and another worker's lab.down removes
+    its lab's files at any moment."""
+    for path in folder.rglob("*"):
+        try:
+            if path.is_file():
+                yield path, path.read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            continue
 
 
 def scan_is_blind() -> bool:

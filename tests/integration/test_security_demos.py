@@ -16,7 +16,15 @@ from pathlib import Path
 import pytest
 
 from provision import kernel_features as kernel
-from tests.labs import SECRET, a_lab, cli, leader_client, run_demo_report, swarm_nodes
+from tests.labs import (
+    SECRET,
+    a_lab,
+    cli,
+    files_under,
+    leader_client,
+    run_demo_report,
+    swarm_nodes,
+)
 
 pytestmark = pytest.mark.integration
 EXIT = {"pass": 0, "fail": 1, "skip": 77}
@@ -48,7 +56,7 @@ def event(report: dict, fragment: str) -> str:
 
 
 def files_holding(value: str) -> list[str]:
-    return [str(p) for p in home().rglob("*") if p.is_file() and value.encode() in p.read_bytes()]
+    return [str(path) for path, content in files_under(home()) if value.encode() in content]
 
 
 def demo_objects(lab: str) -> list[str]:
