@@ -38,8 +38,16 @@ from provision.remote.host import Host
 from provision.wait import wait_until
 
 CAPTURE = TEMPLATES / "demos" / "capture.pl"
-CAPTURE_SECONDS = 6
-TRAFFIC_SECONDS = CAPTURE_SECONDS + 5  # requests go on for as long, so the capture may take its time to start
+CAPTURE_SECONDS = 6  # on machines of pace 1; stretched by the lab's pace, up to MAX_STRETCH times
+TRAFFIC_LEAD = 5  # requests go on this much longer than the capture, so it may take its time to start
+MAX_STRETCH = 3  # emulated VMs on a loaded machine: a fixed 6 s window could miss every request
+
+
+def windows(pace: float) -> tuple[int, int]:
+    """The capture's seconds and the requests' seconds for a lab of ``pace``."""
+    stretch = min(max(pace, 1.0), MAX_STRETCH)
+    capture = round(CAPTURE_SECONDS * stretch)
+    return capture, capture + round(TRAFFIC_LEAD * stretch)
 PLAIN, ENCRYPTED = "plain", "encrypted"
 # What Docker does on such a kernel: without the XFRM netlink family it refuses the tasks;
 # with it but without ESP it starts them and its IPsec states fail (seen here, Docker 20.10).
@@ -73,7 +81,7 @@ def run(lab: LabSession, report: DemoReport, *, client: str | None = None, serve
         report.figure(f"{kind} overlay: requests answered", counts["answered"])
     report.comparison = {f"{kind} overlay": {_NAMES[what]: counts[what] for what in ("vxlan", "esp", "marker")}
                          for kind, counts in ((PLAIN, plain), (ENCRYPTED, sealed))}
-    report.comparison_unit = f"packets captured in {CAPTURE_SECONDS} s"
+    report.comparison_unit = f"packets captured in {windows(lab.plan.pace)[0]} s"
     report.check("the client's requests were answered across both overlays",
                  plain["answered"] > 0 and sealed["answered"] > 0,
                  f"plain {plain['answered']}/{plain['asked']}, encrypted {sealed['answered']}/{sealed['asked']}")
@@ -139,9 +147,11 @@ def _exchange(lab: LabSession, report: DemoReport, server_host: Host, client: st
     wait_until(lambda: _ask(asker, address, "hello") or None, timeout=lab.plan.scaled(60), interval=0.5,
                describe=f"the server task at {address} to answer the client on {client} over {network}")
     marker = f"swarmdeck-marker-{secrets.token_hex(6)}"
-    report.event(f"capture on {server} for {CAPTURE_SECONDS} s while the task on {client} keeps asking {address} "
+    capture_seconds, traffic_seconds = windows(lab.plan.pace)
+    report.event(f"capture on {server} for {capture_seconds} s while the task on {client} keeps asking {address} "
                  f"for /?{marker}")
-    counts = _captured(lab, server_host, server, client, marker, lambda: _traffic(asker, address, marker))
+    counts = _captured(lab, server_host, server, client, marker, capture_seconds,
+                       lambda: _traffic(asker, address, marker, traffic_seconds))
     report.event(f"{kind} overlay: {counts['esp']} ESP, {counts['vxlan']} VXLAN packets in the clear, the marker in "
                  f"{counts['marker']}; {counts['answered']}/{counts['asked']} requests answered")
     for name in names.values():
@@ -155,9 +165,9 @@ def _ask(task: TaskContainer, address: str, path: str) -> bool:
     return code == 0 and "swarmdeck-web" in output
 
 
-def _traffic(task: TaskContainer, address: str, marker: str) -> dict[str, int]:
-    """Requests from ``task`` for ``TRAFFIC_SECONDS``: how many were asked and answered."""
-    script = (f"end=$(( $(date +%s) + {TRAFFIC_SECONDS} )); asked=0; answered=0; "
+def _traffic(task: TaskContainer, address: str, marker: str, seconds: int) -> dict[str, int]:
+    """Requests from ``task`` for ``seconds``: how many were asked and answered."""
+    script = (f"end=$(( $(date +%s) + {seconds} )); asked=0; answered=0; "
               "while [ $(date +%s) -lt $end ]; do asked=$((asked+1)); "
               f"timeout 2 wget -q -O- 'http://{address}/?{marker}' | grep -q swarmdeck-web && answered=$((answered+1)); "
               "sleep 0.1; done; echo asked=$asked answered=$answered")
@@ -166,16 +176,18 @@ def _traffic(task: TaskContainer, address: str, marker: str) -> dict[str, int]:
     return {"asked": int(found.get("asked", 0)), "answered": int(found.get("answered", 0))}
 
 
-def _captured(lab: LabSession, host: Host, server: str, client: str, marker: str, traffic) -> dict[str, int]:
-    """Run the raw capture on ``host`` while ``traffic()`` runs (it starts first and lasts
-    longer, so the capture sees it whenever it starts); its counts and the answers."""
-    command = " ".join(["timeout", str(CAPTURE_SECONDS + 10), "perl", "-e", shlex.quote(CAPTURE.read_text()),
-                        lab.plan.node(server).address, lab.plan.node(client).address, str(CAPTURE_SECONDS), marker])
+def _captured(lab: LabSession, host: Host, server: str, client: str, marker: str, seconds: int,
+              traffic) -> dict[str, int]:
+    """Run the raw capture on ``host`` for ``seconds`` while ``traffic()`` runs (it starts
+    first and lasts longer, so the capture sees it whenever it starts); its counts and the
+    answers."""
+    command = " ".join(["timeout", str(seconds + 10), "perl", "-e", shlex.quote(CAPTURE.read_text()),
+                        lab.plan.node(server).address, lab.plan.node(client).address, str(seconds), marker])
     result: dict = {}
     capture = threading.Thread(target=lambda: result.update(output=host.run(command)), name="capture", daemon=True)
     capture.start()
     asked = traffic()
-    capture.join(timeout=CAPTURE_SECONDS + 20)
+    capture.join(timeout=seconds + 20)
     output = result.get("output")
     if output is None or not output.ok:
         raise LabError(f"the capture on {server} failed: {output.stdout.strip() if output else 'it did not end'}")

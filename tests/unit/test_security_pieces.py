@@ -274,3 +274,12 @@ def test_a_ca_rotation_asks_for_one_more_rotation_and_keeps_the_certificate_expi
     ca_config = world.cluster_of("manager1").spec["CAConfig"]
     assert ca_config == {"NodeCertExpiry": 7776000000000000, "ForceRotate": 2}
     assert world.cluster_of("manager1").spec["Dispatcher"]["HeartbeatPeriod"] == 500_000_000
+
+
+def test_the_capture_and_request_windows_stretch_with_the_lab_pace_up_to_a_bound():
+    assert encrypted_overlay.windows(1.0) == (6, 11)  # container nodes: as before
+    assert encrypted_overlay.windows(0.5) == (6, 11)  # never shorter
+    assert encrypted_overlay.windows(2.0) == (12, 22)
+    assert encrypted_overlay.windows(6.0) == (18, 33)  # emulated VMs: at most three times as long
+    capture, traffic = encrypted_overlay.windows(6.0)
+    assert traffic > capture  # the requests outlast the capture, whenever it starts
