@@ -108,6 +108,6 @@ swarmdeck image.build
 if [ "$action" = up ]; then
 	exec swarmdeck lab.up "$@"
 fi
-# Three workers (tests/conftest.py says why): the VM tier on one, the docker tiers on the
-# other two; SWARMDECK_TEST_WORKERS=0 runs everything in this one process.
-exec pytest -n "${SWARMDECK_TEST_WORKERS:-3}" --dist loadscope --no-loadscope-reorder "$@"
+# Two workers (tests/conftest.py says why): the VM tier on one, the docker tiers on the
+# other; SWARMDECK_TEST_WORKERS=0 runs everything in this one process.
+exec pytest -n "${SWARMDECK_TEST_WORKERS:-2}" --dist loadscope --no-loadscope-reorder "$@"

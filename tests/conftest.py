@@ -2,11 +2,12 @@
 before, this session's labs after), one SWARMDECK_HOME for the session, the default lab;
 the checks that end every session that made labs: no Swarm secret in any output, log or
 state file, and no stray container on the host engine (tests/labs.py); and the order and
-grouping that let ``./bootstrap.sh test`` run the suite on three pytest-xdist workers.
+grouping that let ``./bootstrap.sh test`` run the suite on two pytest-xdist workers.
 
 Why parallel workers on two cores: the suite spends most of its time waiting (VMs booting
 under emulation, Swarm electing, engines starting), not computing (a serial run used 7 CPU
-minutes in 56), so the VM tier runs on one worker while the others run the docker tiers. Each
+minutes in 56), so the VM tier runs on one worker while the other runs the docker tiers (a third worker
+would finish the docker tiers sooner but slows the emulated VMs, the critical path). Each
 module stays on one worker (its module-scoped lab is made once), the VM tier's modules all
 on one (``pytest_xdist_make_scheduler``), scheduled first because it is longest (about 40
 minutes on a loaded machine: the critical path).
