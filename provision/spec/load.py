@@ -229,7 +229,9 @@ def _build(raw: Mapping[str, Any]) -> tuple[specs.LabSpec, list[validation.Probl
     profile = get.text("profile")
     hosts = _hosts(get.mapping("hosts", "entries (address, user, port, key)"), problems)
     vagrant = specs.VagrantSpec(provider=get.text("vagrant.provider"), box=get.text("vagrant.box"))
-    spec = specs.LabSpec(name, provider, nodes, network, registry, swarm, profile, demos, hosts, vagrant)
+    limits = specs.LimitsSpec(memory=get.text("limits.memory"), cpus=get.number("limits.cpus"),
+                              pids=get.integer("limits.pids"))
+    spec = specs.LabSpec(name, provider, nodes, network, registry, swarm, profile, demos, hosts, vagrant, limits)
     return spec, problems, get.stand_ins
 
 
@@ -252,6 +254,7 @@ def to_mapping(spec: specs.LabSpec) -> dict[str, Any]:
         "hosts": {name: {"address": h.address, "user": h.user, "port": h.port, "key": h.key}
                   for name, h in spec.hosts.items()},
         "vagrant": {"provider": spec.vagrant.provider, "box": spec.vagrant.box},
+        "limits": {"memory": spec.limits.memory, "cpus": spec.limits.cpus, "pids": spec.limits.pids},
     }
 
 

@@ -106,6 +106,31 @@ class VagrantSpec:
 
 
 @dataclass(frozen=True)
+class LimitsSpec:
+    """What each node of the lab may use at most ("" / 0: no limit). The docker provider
+    applies all three (memory limit, CPU quota, pids limit); libvirt gives a VM this memory
+    and ceil(cpus) vCPUs (a VM's processes are its own kernel's: pids has no meaning there)."""
+
+    memory: str = ""  # bytes with a unit: 512m, 1g (docker's spelling; m and g are MiB and GiB)
+    cpus: float = 0.0  # CPUs' worth of time, 0.5 = half a core
+    pids: int = 0  # processes and threads in the node, its engine and containers included
+
+
+MEMORY_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
+MEMORY_RE = re.compile(r"(\d+)\s*([bkmg]?)(?:i?b)?", re.IGNORECASE)
+
+
+def memory_bytes(text: str) -> int | None:
+    """``512m`` -> 536870912; "" -> 0 (no limit); None when it cannot be read."""
+    if not str(text).strip():
+        return 0
+    found = MEMORY_RE.fullmatch(str(text).strip())
+    if not found:
+        return None
+    return int(found.group(1)) * MEMORY_UNITS[found.group(2).lower()]
+
+
+@dataclass(frozen=True)
 class LabSpec:
     name: str
     provider: str
@@ -117,6 +142,7 @@ class LabSpec:
     demos: DemoSpec = DemoSpec()
     hosts: Mapping[str, HostSpec] = field(default_factory=dict)
     vagrant: VagrantSpec = VagrantSpec()
+    limits: LimitsSpec = LimitsSpec()
 
     @property
     def managers(self) -> tuple[NodeSpec, ...]:
@@ -167,4 +193,5 @@ DEFAULTS: dict[str, Any] = {
     "demos": asdict(DemoSpec()),
     "hosts": {},  # provider ssh: node name -> {address, user, port, key} of an existing machine
     "vagrant": asdict(VagrantSpec()),
+    "limits": asdict(LimitsSpec()),
 }

@@ -22,9 +22,11 @@ from provision.spec.model import (
     ROLES,
     VAGRANT_PROVIDERS,
     LabSpec,
+    LimitsSpec,
     NetworkSpec,
     NodeSpec,
     RegistrySpec,
+    memory_bytes,
     next_slot,
     slots,
 )
@@ -82,6 +84,7 @@ def checks(spec: LabSpec) -> list[Problem]:
         found.append(Problem(f"demo health interval {spec.demos.health_interval}s is outside 0.1-60 s",
                              ("demos.health_interval",)))
     found += _host_problems(spec)
+    found += limit_problems(spec.limits)
     if spec.vagrant.provider not in VAGRANT_PROVIDERS:
         found.append(Problem(f"unknown vagrant provider {spec.vagrant.provider!r}: "
                              f"choose one of {', '.join(VAGRANT_PROVIDERS)}", ("vagrant.provider",)))
@@ -90,6 +93,31 @@ def checks(spec: LabSpec) -> list[Problem]:
             "VirtualBox cannot boot swarmdeck's own box (made for libvirt): name a box in vagrant.box, "
             "such as debian/bookworm64 (host setup then installs the Docker engine)",
             ("vagrant.box", "vagrant.provider", "provider")))
+    return found
+
+
+MIN_NODE_MEMORY = 96 * 1024 ** 2  # a node's sshd, runit and dockerd, idle, take about 60 MB
+MIN_NODE_PIDS = 128  # dockerd and containerd start about 60 threads between them
+
+
+def limit_problems(limits: LimitsSpec) -> list[Problem]:
+    """Each node's limits: a memory size with a unit, CPUs as a positive number, a pids count;
+    below what a node's own engine needs to start, a limit is refused (it would never be Ready)."""
+    found = []
+    size = memory_bytes(limits.memory)
+    if size is None:
+        found.append(Problem(f"limits.memory {limits.memory!r} is not a size such as 512m or 1g", ("limits.memory",)))
+    elif size and size < MIN_NODE_MEMORY:
+        found.append(Problem(f"limits.memory {limits.memory} is below {MIN_NODE_MEMORY // 1024 ** 2}m, what a node's "
+                             "own engine needs to start", ("limits.memory",)))
+    if limits.cpus < 0 or limits.cpus > 256:
+        found.append(Problem(f"limits.cpus {limits.cpus} is outside 0-256 (0: no limit; 0.5 is half a core)",
+                             ("limits.cpus",)))
+    elif 0 < limits.cpus < 0.01:
+        found.append(Problem(f"limits.cpus {limits.cpus} is below 0.01, the smallest CPU quota", ("limits.cpus",)))
+    if limits.pids < 0 or 0 < limits.pids < MIN_NODE_PIDS:
+        found.append(Problem(f"limits.pids {limits.pids} must be 0 (no limit) or at least {MIN_NODE_PIDS}: a node's "
+                             "engine and containerd alone start about 60", ("limits.pids",)))
     return found
 
 

@@ -17,6 +17,7 @@ from provision.plan import LabPlan, NodePlan
 from provision.providers.docker import names
 from provision.providers.docker.runtime_profile import RuntimeProfile
 from provision.remote.node_files import File
+from provision.spec.model import LimitsSpec, memory_bytes
 
 ADDRESS = f"{names.PREFIX}.address"
 
@@ -37,7 +38,7 @@ def create(client: docker.DockerClient, profile: RuntimeProfile, image: str, pla
     network = names.network_name(plan.name)
     host_config = profile.host_config(
         api, {volume: {"bind": "/var/lib/docker", "mode": "rw"}},  # the node's engine state survives restarts
-        network_mode=network,
+        network_mode=network, **limit_options(plan.spec.limits),
     )
     endpoint = api.create_endpoint_config(aliases=[node.name], ipv4_address=node.address)
     try:
@@ -48,6 +49,20 @@ def create(client: docker.DockerClient, profile: RuntimeProfile, image: str, pla
     except docker.errors.APIError as err:
         raise ProviderError(f"creating container {name} failed: {err.explanation or err}") from err
     return client.containers.get(created["Id"])
+
+
+def limit_options(limits: LimitsSpec) -> dict:
+    """``create_host_config`` keywords for a node's limits: a memory limit without swap on top,
+    a CPU quota (NanoCpus: ``--cpus``), a pids limit. None of them: {}."""
+    options: dict = {}
+    memory = memory_bytes(limits.memory)
+    if memory:
+        options.update(mem_limit=memory, memswap_limit=memory)
+    if limits.cpus:
+        options["nano_cpus"] = int(limits.cpus * 1e9)
+    if limits.pids:
+        options["pids_limit"] = limits.pids
+    return options
 
 
 def tar_of(files: list[File]) -> bytes:
