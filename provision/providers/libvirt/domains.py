@@ -4,6 +4,7 @@ this machine's KVM really runs a guest, else QEMU's software emulation) with its
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import time
@@ -13,10 +14,21 @@ from provision.images import vm as vm_images
 from provision.paths import home
 from provision.plan import NodePlan
 from provision.remote.node_files import File
+from provision.spec.model import LimitsSpec, memory_bytes
 
 DOMAIN_TYPE_ENV = "SWARMDECK_DOMAIN_TYPE"  # kvm | qemu: skip the detection
 NAMESPACE = "https://github.com/swarmdeck/swarmdeck/libvirt"
 MEMORY_MIB, VCPUS, DISK_GIB = 768, 1, 8
+
+
+def memory_mib(limits: LimitsSpec) -> int:
+    """A VM's memory: the spec's limits.memory where it sets one, else MEMORY_MIB."""
+    return (memory_bytes(limits.memory) or MEMORY_MIB << 20) >> 20
+
+
+def vcpus(limits: LimitsSpec) -> int:
+    """A VM's vCPUs: limits.cpus rounded up (0.5 is one vCPU), else VCPUS."""
+    return max(1, math.ceil(limits.cpus)) if limits.cpus else VCPUS
 KERNEL_CMDLINE = "root=/dev/vda rw console=ttyS0 quiet apparmor=0 mitigations=off"  # the image has no bootloader
 SHUTDOWN_TIMEOUT = 60
 KVM_PROBE_SECONDS = 10

@@ -239,7 +239,7 @@ class LibvirtProvider:
         console = lab_dir(plan.name) / "console" / f"{node.name}.log"
         console.parent.mkdir(parents=True, exist_ok=True)
         return render("libvirt/domain.xml.j2", domain_type=self.domain_type, name=domains.domain_name(plan.name, node.name),
-                      namespace=domains.NAMESPACE, lab=plan.name, node=node, memory_mib=domains.MEMORY_MIB, vcpus=domains.VCPUS,
+                      namespace=domains.NAMESPACE, lab=plan.name, node=node, memory_mib=domains.memory_mib(plan.spec.limits), vcpus=domains.vcpus(plan.spec.limits),
                       kernel=self.volumes["kernel"], initrd=self.volumes["initrd"], cmdline=domains.KERNEL_CMDLINE,
                       disk=disk.path(),
                       seed=seed.path(), network=networks.network_name(plan.name), mac=networks.mac_address(plan.name, node.name),
