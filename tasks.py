@@ -17,6 +17,7 @@ from invoke.parser.parser import ParseMachine
 from orchestrator import create, services, stacks
 from orchestrator import usecases as labs
 from orchestrator.tables import (
+    class_table,
     demo_summary,
     lab_list_table,
     registry_lines,
@@ -757,6 +758,73 @@ def tutorial(c, lab=None, only=None, mirror=None, rebuild=False, name=None):
         print(line)
 
 
+# -- class -------------------------------------------------------------------------------------
+
+CLASS_HELP = "the class's name (its labs are NAME-s01...; default: class)"
+
+
+@lab_task(name="up", help={
+    "students": "how many students (labs NAME-s01...); more than the class has adds labs, fewer is refused",
+    "roster": "a file with one student a line: one lab each, named after the student (instead of --students)",
+    "spec": "the lab template (a lab.yaml; default ./lab.yaml, else 3 managers + 2 workers); limits default to "
+            "memory 224m, cpus 1, pids 1024 per node",
+    "class": CLASS_HELP, "address": "the address students reach this machine at (default: found)",
+    "bind": "where the labs' SSH doors listen (default 0.0.0.0)", "parallel": "labs made at once (default: sized to the machine)",
+})
+def class_up(c, students=None, roster=None, spec=None, class_="class", address="", bind="0.0.0.0", parallel=0):
+    """Make a class: one lab per student from one spec, in parallel, each with its SSH door and snapshot."""
+    from orchestrator.classroom import lifecycle
+    template = spec_load.load_spec(spec, {}, {})
+    options = lifecycle.ClassOptions(students=int(students) if students is not None else None, roster=roster,
+                                     address=address, bind=bind, parallel=int(parallel))
+    result = lifecycle.up(class_, template, options, ConsoleReporter())
+    ready = len(result.record.seats) - len(result.failed)
+    print(f"class {class_}: {ready} of {len(result.record.seats)} labs ready in {result.seconds:.0f}s")
+    for lab, error in sorted(result.failed.items()):
+        print(f"  {lab} FAILED (tried twice): {error}")
+    if result.failed:
+        raise Exit(f"error: {len(result.failed)} lab(s) failed; run class.up --class {class_} again to retry them "
+                   "(the others stay up)", code=1)
+
+
+@lab_task(name="status", help={"class": CLASS_HELP, "json": "print JSON for scripts"})
+def class_status(c, class_="class", json_=False):
+    """Every lab of the class: host, nodes ready/total, leader, services, use against limits, last change."""
+    from orchestrator.classroom import lifecycle
+    result = lifecycle.status(class_)
+    print(json.dumps(result, indent=2) if json_ else class_table(result))
+
+
+@lab_task(name="cards", help={"class": CLASS_HELP, "out": "folder for cards.html and cards.pdf (default: the "
+                                                          "class's records)", "no_pdf": "write the HTML only"})
+def class_cards(c, class_="class", out=None, no_pdf=False):
+    """Write one card per student (HTML, 8 to an A4 page, and a PDF): lab, nodes, how to connect, secret."""
+    from orchestrator.classroom import cards
+    html_path, pdf_path, count = cards.write(class_, out, make_pdf=not no_pdf)
+    print(f"{count} cards: {html_path}" + (f" and {pdf_path}" if pdf_path else "") + " (0600: they hold the secrets)")
+
+
+@lab_task(name="reset", positional=["student"], help={
+    "student": "the student's id (s01, or the roster's name) or lab", "all": "every lab of the class",
+    "class": CLASS_HELP})
+def class_reset(c, student=None, all_=False, class_="class"):
+    """Put a student's lab back as class.up left it: formed swarm, nothing of the student's, every node up."""
+    from orchestrator.classroom import lifecycle
+    if bool(student) == bool(all_):
+        raise Exit("error: class.reset takes one STUDENT or --all", code=2)
+    times = lifecycle.reset(class_, None if all_ else student, ConsoleReporter())
+    for lab, seconds in sorted(times.items()):
+        print(f"{lab} reset in {seconds:.1f}s")
+
+
+@lab_task(name="down", help={"class": CLASS_HELP})
+def class_down(c, class_="class"):
+    """Remove every lab of the class and its records; nothing else."""
+    from orchestrator.classroom import lifecycle
+    removed = lifecycle.down(class_, ConsoleReporter())
+    print(f"class {class_} removed: {len(removed)} labs")
+
+
 lab_ns = Collection("lab", up, down, status, lab_ls, ssh, env, ip, inspect_node, scp, context_, add_node,
                     remove_node, stop_node, start_node, kill_node, pause_node, doctor_)
 swarm = Collection("swarm", swarm_init, swarm_status, tokens, promote, demote, drain, activate, pause, label, leave,
@@ -770,7 +838,8 @@ demo = Collection("demo", failover, leader, rolling_update, scale_demo, drain_de
                   quorum_demo, partition_demo, mesh_demo, handoff_demo, secrets_demo, encrypted_overlay_demo,
                   autolock_demo, ca_rotate_demo, all_demos, plot_demo)
 viz = Collection("viz", viz_up, viz_down)
-ns = Collection(lab_ns, swarm, service, stack, demo, registry_ns, image, viz)
+class_ns = Collection("class", class_up, class_status, class_cards, class_reset, class_down)
+ns = Collection(lab_ns, swarm, service, stack, demo, registry_ns, image, viz, class_ns)
 # Every spec key a plain value can set, so that INVOKE_LAB_* environment variables are read
 # (Invoke reads only variables whose keys its config declares).
 ns.configure({"lab": spec_load.settable_keys()})

@@ -46,6 +46,10 @@ class UpOptions:
     mirror: str | None = None
     demo_images: bool = True
     wait: bool = True  # wait for another run holding the lab's lock (else refuse: exit 75)
+    # The DOCKER_* settings of the engine to make a new lab on (class.up places each lab on a host:
+    # orchestrator/classroom/placement.py); None: the engine the environment names. A lab that
+    # exists keeps the engine it was made on.
+    engine: dict[str, str] | None = None
 
 
 @dataclass
@@ -170,11 +174,14 @@ def up(spec: LabSpec, reporter: Reporter, options: UpOptions = UpOptions()) -> L
     """
     validation.validate(spec)  # every problem visible without a backend, before any work
     with state.lab_change(spec.name, "lab.up", reporter, wait=options.wait):
+        new_state = state.is_empty(spec.name)
+        if options.engine is not None and state.read_engine(spec.name) is None:
+            state.write_engine(spec.name, dict(options.engine))  # before the provider opens its client
         provider = get_provider(spec.provider, lab=spec.name)
         provider.check()
         spec = inventory.spec_for_up(spec, provider)
         run = Run(spec, provider, reporter, options, Ledger())
-        if state.is_empty(spec.name):
+        if new_state:
             run.ledger.record(f"state folder {lab_dir(spec.name)}", lambda: state.remove(spec.name))
         try:
             run_actions(ACTIONS, run)

@@ -125,3 +125,25 @@ def registry_lines(entries: list[RegistryEntry]) -> list[str]:
             line += f"  (stand-in{which}: {what})"
         lines.append(line)
     return lines
+
+
+def class_table(status: dict) -> str:
+    """class.status as a table: a line per lab, its use against its limits summed over its nodes."""
+    limits = status.get("limits") or {}
+    title = (f"class {status['class']} (each node: memory {limits.get('memory') or '-'}, cpus {limits.get('cpus') or '-'}, "
+             f"pids {limits.get('pids') or '-'}; doors at {status['address']})")
+    table = Table(title=title, title_justify="left")
+    for column in ("lab", "student", "host", "door", "ready", "leader", "services", "memory MB", "cpu %", "pids",
+                   "last change"):
+        table.add_column(column)
+    for row in status["labs"]:
+        nodes = row.get("nodes") or []
+        memory = sum(n["memory_mb"] for n in nodes)
+        limit = sum(n["memory_limit_mb"] or 0 for n in nodes)
+        table.add_row(row["lab"], row["student"], row["host"], row["door"].rpartition(":")[2],
+                      f"{row['nodes_ready']}/{row['nodes_total']}" if "error" not in row else row["error"][:40],
+                      row["leader"] or "-", "-" if row["services"] is None else str(row["services"]),
+                      f"{memory:.0f}/{limit}" if limit else f"{memory:.0f}",
+                      f"{sum(n['cpu_percent'] for n in nodes):.1f}", str(sum(n["pids"] for n in nodes)),
+                      row["last_change"] or "-")
+    return _text(table)
