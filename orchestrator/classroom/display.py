@@ -78,6 +78,7 @@ class LabLine(Reporter):
     def __init__(self, display: ClassDisplay, lab: str):
         self.display, self.lab = display, lab
         self.warnings: list[str] = []
+        self.changes: list[str] = []
 
     def emit(self, kind: str, text: str) -> None:
         if kind == "step":
@@ -86,3 +87,5 @@ class LabLine(Reporter):
                     self.display.set(self.lab, phase=phase, state="working")
         elif kind == "warn":
             self.warnings.append(text)
+        elif kind == "changed":
+            self.changes.append(text)

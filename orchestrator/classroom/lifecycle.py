@@ -31,7 +31,6 @@ from provision.images import node as images
 from provision.parallel import fan_out
 from provision.progress import Reporter
 from provision.remote.engine_clients import host_client
-from provision.setup.engine_config import ENGINE_WAIT, wait_for_engine
 from provision.setup.hosts_file import ensure_hosts_block
 from provision.spec import load as spec_load
 from provision.spec.model import LabSpec, LimitsSpec
@@ -195,13 +194,16 @@ def _make_lab(seat: records.Seat, spec: LabSpec, host: placement.ClassHost, secr
             _, plan = inventory.existing_lab(seat.lab)
             client = host_client(seat.lab)
             try:
-                door.ensure(client, image, plan, secret, seat.door_port, options.bind)
+                if door.ensure(client, image, plan, secret, seat.door_port, options.bind):
+                    line.changes.append("door")
                 folder = records.snapshot_dir(class_name, seat.lab)
                 if not snapshot.exists(client, plan, folder):
                     snapshot.take(client, image, plan, folder)
+                    line.changes.append("snapshot")
             finally:
                 client.close()
-            display.set(seat.lab, phase="ready", state="ready", note=f"door :{seat.door_port}")
+            changed = f"{len(line.changes)} changes" if line.changes else "unchanged"
+            display.set(seat.lab, phase="ready", state="ready", note=f"door :{seat.door_port}, {changed}")
             return None
         except ERRORS as err:
             error = str(err).splitlines()[0] if str(err) else type(err).__name__
@@ -331,20 +333,27 @@ def _reset_lab(record: records.ClassRecord, seat: records.Seat, image: str, repo
             snapshot.restore(client, image, plan, folder)
         finally:
             client.close()
-        hosts = machines.open_hosts(plan, provider, provider.list(plan.name))
-        try:
-            addresses = {n.name: n.address for n in plan.nodes}
-            fan_out(plan.nodes, lambda n: (ensure_hosts_block(hosts[n.name], plan.name, addresses),
-                                           wait_for_engine(hosts[n.name], plan.scaled(ENGINE_WAIT))),
-                    name=lambda n: n.name, what=f"lab {seat.lab}'s nodes after the restore")
-        finally:
-            machines.close_hosts(hosts)
-        wait_until(lambda: labs.status(seat.lab).healthy, timeout=plan.scaled(90),
-                   describe=f"every node of lab {seat.lab} Ready after the restore",
-                   hint=f"swarmdeck lab.status --lab {seat.lab}", interval=0.5)
+        # the /etc/hosts block (a container's /etc/hosts is made anew at each start) is written over
+        # SSH while the swarm comes back: the two take about as long, so they overlap
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            hosts_done = pool.submit(_hosts_blocks, provider, plan)
+            wait_until(lambda: labs.status(seat.lab).healthy, timeout=plan.scaled(90),
+                       describe=f"every node of lab {seat.lab} Ready after the restore",
+                       hint=f"swarmdeck lab.status --lab {seat.lab}", interval=0.3)
+            hosts_done.result()
     seconds = time.monotonic() - start
     reporter.result(f"lab {seat.lab} reset", True, seconds)
     return seconds
+
+
+def _hosts_blocks(provider, plan) -> None:
+    hosts = machines.open_hosts(plan, provider, provider.list(plan.name))
+    try:
+        addresses = {n.name: n.address for n in plan.nodes}
+        fan_out(plan.nodes, lambda n: ensure_hosts_block(hosts[n.name], plan.name, addresses),
+                name=lambda n: n.name, what=f"/etc/hosts of lab {plan.name}'s nodes after the restore")
+    finally:
+        machines.close_hosts(hosts)
 
 
 # -- down --------------------------------------------------------------------------------------
