@@ -763,11 +763,17 @@ def tutorial(c, lab=None, only=None, mirror=None, rebuild=False, name=None):
 CLASS_HELP = "the class's name (its labs are NAME-s01...; default: class)"
 
 
+def _class(name: str) -> str:
+    from orchestrator.classroom import roster
+    roster.check_class_name(name)
+    return name
+
+
 @lab_task(name="up", help={
     "students": "how many students (labs NAME-s01...); more than the class has adds labs, fewer is refused",
     "roster": "a file with one student a line: one lab each, named after the student (instead of --students)",
     "spec": "the lab template (a lab.yaml; default ./lab.yaml, else 3 managers + 2 workers); limits default to "
-            "memory 224m, cpus 1, pids 1024 per node",
+            "memory 192m, cpus 1, pids 1024 per node",
     "class": CLASS_HELP, "address": "the address students reach this machine at (default: found)",
     "bind": "where the labs' SSH doors listen (default 0.0.0.0)", "parallel": "labs made at once (default: sized to the machine)",
 })
@@ -777,7 +783,7 @@ def class_up(c, students=None, roster=None, spec=None, class_="class", address="
     template = spec_load.load_spec(spec, {}, {})
     options = lifecycle.ClassOptions(students=int(students) if students is not None else None, roster=roster,
                                      address=address, bind=bind, parallel=int(parallel))
-    result = lifecycle.up(class_, template, options, ConsoleReporter())
+    result = lifecycle.up(_class(class_), template, options, ConsoleReporter())
     ready = len(result.record.seats) - len(result.failed)
     print(f"class {class_}: {ready} of {len(result.record.seats)} labs ready in {result.seconds:.0f}s")
     for lab, error in sorted(result.failed.items()):
@@ -791,7 +797,7 @@ def class_up(c, students=None, roster=None, spec=None, class_="class", address="
 def class_status(c, class_="class", json_=False):
     """Every lab of the class: host, nodes ready/total, leader, services, use against limits, last change."""
     from orchestrator.classroom import lifecycle
-    result = lifecycle.status(class_)
+    result = lifecycle.status(_class(class_))
     print(json.dumps(result, indent=2) if json_ else class_table(result))
 
 
@@ -800,7 +806,7 @@ def class_status(c, class_="class", json_=False):
 def class_cards(c, class_="class", out=None, no_pdf=False):
     """Write one card per student (HTML, 8 to an A4 page, and a PDF): lab, nodes, how to connect, secret."""
     from orchestrator.classroom import cards
-    html_path, pdf_path, count = cards.write(class_, out, make_pdf=not no_pdf)
+    html_path, pdf_path, count = cards.write(_class(class_), out, make_pdf=not no_pdf)
     print(f"{count} cards: {html_path}" + (f" and {pdf_path}" if pdf_path else "") + " (0600: they hold the secrets)")
 
 
@@ -812,7 +818,7 @@ def class_reset(c, student=None, all_=False, class_="class"):
     from orchestrator.classroom import lifecycle
     if bool(student) == bool(all_):
         raise Exit("error: class.reset takes one STUDENT or --all", code=2)
-    times = lifecycle.reset(class_, None if all_ else student, ConsoleReporter())
+    times = lifecycle.reset(_class(class_), None if all_ else student, ConsoleReporter())
     for lab, seconds in sorted(times.items()):
         print(f"{lab} reset in {seconds:.1f}s")
 
@@ -821,7 +827,7 @@ def class_reset(c, student=None, all_=False, class_="class"):
 def class_down(c, class_="class"):
     """Remove every lab of the class and its records; nothing else."""
     from orchestrator.classroom import lifecycle
-    removed = lifecycle.down(class_, ConsoleReporter())
+    removed = lifecycle.down(_class(class_), ConsoleReporter())
     print(f"class {class_} removed: {len(removed)} labs")
 
 

@@ -36,10 +36,11 @@ from provision.spec import load as spec_load
 from provision.spec.model import LabSpec, LimitsSpec
 from provision.wait import wait_until
 
-# Each node of a class lab, unless the template says otherwise: 20 labs of 5 nodes at 224 MiB
-# are 21.9 GiB of memory limits, within 24 GB with 2 GB left to the host; a node may take one
+# Each node of a class lab, unless the template says otherwise: a five-node lab is then 5 x 192 MiB
+# + its door and load balancer = 996 MiB, and 20 of them 19.5 GiB of memory limits, within 24 GB
+# with 2 GiB left to the host (placement.py); an idle node uses about 60 MB. A node may take one
 # core at most and 1024 processes (a fork bomb stops there).
-CLASS_LIMITS = LimitsSpec(memory="224m", cpus=1.0, pids=1024)
+CLASS_LIMITS = LimitsSpec(memory="192m", cpus=1.0, pids=1024)
 SECRET_BYTES = 16  # 128 bits
 ERRORS = (LabError, docker.errors.DockerException, requests.RequestException)
 

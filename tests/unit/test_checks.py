@@ -128,8 +128,9 @@ def test_every_task_refuses_an_empty_lab(monkeypatch, capsys, tmp_path):
         assert "error: --lab needs a lab's name" in capsys.readouterr().err, name
         checked.append(name)
     assert {"lab.up", "lab.down", "lab.status", "lab.env", "registry.ls", "service.create"} <= set(checked)
-    # the tasks that act on no single lab
-    assert set(tasks.ns.task_names) - set(checked) == {"lab.ls", "lab.doctor", "image.build", "image.prune"}
+    # the tasks that act on no single lab: the class tasks act on a class's labs (--class)
+    classes = {"class.up", "class.status", "class.cards", "class.reset", "class.down"}
+    assert set(tasks.ns.task_names) - set(checked) == {"lab.ls", "lab.doctor", "image.build", "image.prune", *classes}
 
 
 # -- memory -----------------------------------------------------------------------------------
