@@ -26,7 +26,6 @@ from provision.providers.docker import names
 from provision.state import write_atomically
 
 KIND = "snapshot"
-COPY = "cp -a /from/. /to/"
 
 
 def volume_name(lab: str, node: str) -> str:
@@ -39,8 +38,10 @@ def _copy_all(client: docker.DockerClient, image: str, lab: str, pairs: list[tup
     for i, (source, target) in enumerate(pairs):
         volumes[source] = {"bind": f"/from{i}", "mode": "ro"}
         volumes[target] = {"bind": f"/to{i}", "mode": "rw"}
-        script.append(f"(find /to{i} -mindepth 1 -maxdepth 1 -exec rm -rf {{}} + && cp -a /from{i}/. /to{i}/) &")
-    command = " ".join(script) + " fail=0; for job in $(jobs -p); do wait $job || fail=1; done; exit $fail"
+        script.append(f"(find /to{i} -mindepth 1 -maxdepth 1 -exec rm -rf {{}} + && cp -a /from{i}/. /to{i}/ "
+                      f"|| echo {target} >> /tmp/failed) &")
+    # every copy runs to its end (a bare `wait`), then any that failed fails the container
+    command = " ".join(script) + " wait; if [ -s /tmp/failed ]; then cat /tmp/failed >&2; exit 1; fi"
     try:
         output = client.containers.run(image, ["sh", "-c", command], entrypoint=[], volumes=volumes, remove=True,
                                        network_mode="none", labels={names.LAB: lab, names.KIND: "snapshot-copy"},
