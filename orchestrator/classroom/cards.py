@@ -36,7 +36,6 @@ class Card:
     port: int
     secret: str
     fingerprint: str
-    qr: str  # inline SVG
     portal: str = PORTAL
 
     @property
@@ -46,6 +45,11 @@ class Card:
     @property
     def uri(self) -> str:
         return f"ssh://student@{self.address}:{self.port}"
+
+    @property
+    def qr(self) -> str:
+        """The QR code of ``uri``, as inline SVG."""
+        return qr_svg(self.uri)
 
 
 def qr_svg(text: str) -> str:
@@ -60,9 +64,7 @@ def cards_for(record: records.ClassRecord, secrets: dict[str, str]) -> list[Card
             raise LabError(f"lab {seat.lab} has no secret in the class's records",
                            hint=f"run class.up --class {record.name} again")
         fingerprint = door.fingerprint(door.host_key(seat.lab).public_line)
-        uri = f"ssh://student@{record.address}:{seat.door_port}"
-        cards.append(Card(seat.lab, seat.name, nodes, record.address, seat.door_port, secrets[seat.lab], fingerprint,
-                          qr_svg(uri)))
+        cards.append(Card(seat.lab, seat.name, nodes, record.address, seat.door_port, secrets[seat.lab], fingerprint))
     return cards
 
 

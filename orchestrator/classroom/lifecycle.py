@@ -30,9 +30,11 @@ from provision.errors import LabError, PartialFailure, UsageError
 from provision.images import node as images
 from provision.parallel import fan_out
 from provision.progress import Reporter
+from provision.providers.docker import names
 from provision.remote.engine_clients import host_client
 from provision.setup.hosts_file import ensure_hosts_block
 from provision.spec import load as spec_load
+from provision.spec import validation
 from provision.spec.model import LabSpec, LimitsSpec
 from provision.wait import wait_until
 
@@ -145,7 +147,7 @@ def up(name: str, template: LabSpec, options: ClassOptions, reporter: Reporter, 
                 reporter.warn(f"class {name} keeps the lab spec it was made with; this one differs and is not used "
                               "(class.down, then class.up, to change it)")
             template = spec_load.from_mapping(record.spec)
-        labs.dry_run(lab_spec(template, rosters.counted(name, 1)[0].lab), Reporter())  # every spec problem, now
+        validation.validate(lab_spec(template, rosters.counted(name, 1)[0].lab))  # every spec problem, now
         record = record or records.ClassRecord(name, spec_load.to_mapping(template))
         record.address = options.address or record.address or this_address()
         local = host_client()
@@ -263,7 +265,6 @@ def _usage(lab: str) -> list[dict]:
     """Each node container's use against its limits (one ``docker stats`` sample per node)."""
     client = host_client(lab)
     try:
-        from provision.providers.docker import names
         containers = client.containers.list(filters=names.lab_filter(lab, "node"))
         return sorted(fan_out(containers, _node_usage, name=lambda c: c.name, what="docker stats").values(),
                       key=lambda u: u["node"])
@@ -308,9 +309,7 @@ def reset(name: str, student: str | None, reporter: Reporter) -> dict[str, float
     if missing:
         raise LabError(f"no snapshot of {', '.join(missing)}: class.up did not finish them",
                        hint=f"run class.up --class {name} again first")
-    local = host_client()
-    image = images.node_image_tag()
-    local.close()
+    image = images.node_image_tag()  # the helper that copies the snapshots back
     times = fan_out(chosen, lambda s: _reset_lab(record, s, image, reporter), name=lambda s: s.lab, what="class.reset",
                     workers=parallel_bound(placement.lab_memory_mb(spec_load.from_mapping(record.spec))))
     with _lock(name, reporter):

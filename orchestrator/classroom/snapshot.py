@@ -43,13 +43,12 @@ def _copy_all(client: docker.DockerClient, image: str, lab: str, pairs: list[tup
     # every copy runs to its end (a bare `wait`), then any that failed fails the container
     command = " ".join(script) + " wait; if [ -s /tmp/failed ]; then cat /tmp/failed >&2; exit 1; fi"
     try:
-        output = client.containers.run(image, ["sh", "-c", command], entrypoint=[], volumes=volumes, remove=True,
+        client.containers.run(image, ["sh", "-c", command], entrypoint=[], volumes=volumes, remove=True,
                                        network_mode="none", labels={names.LAB: lab, names.KIND: "snapshot-copy"},
                                        stderr=True)
     except docker.errors.ContainerError as err:
         raise LabError(f"{what} of lab {lab} failed: {err.stderr.decode(errors='replace')[-300:] if err.stderr else err}",
                        hint="check the engine's disk space (docker system df)") from err
-    del output
 
 
 def _containers(client: docker.DockerClient, plan: LabPlan) -> dict[str, object]:
