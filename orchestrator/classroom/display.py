@@ -59,6 +59,8 @@ class ClassDisplay:
         table = Table("lab", "host", *PHASES, "time", "note", box=None)
         for lab, row in self.rows.items():
             done = PHASES.index(row["phase"]) if row["phase"] in PHASES else -1
+            if done < 0 and row["state"] == "failed":
+                done = 0  # failed before its first step (the engine refused it, say)
             cells = []
             for i, phase in enumerate(PHASES):
                 if i < done or (i == done and row["state"] == "ready"):
