@@ -126,7 +126,7 @@ def env(name: str, node: str, shell: str | None = None) -> str:
     _, plan = inventory.existing_lab(name)
     address = plan.node(node).address
     certs = tls.client_certs(name)
-    values = dict(zip(ENV_VARIABLES, ("1", f"tcp://{address}:{tls.ENGINE_PORT}", str(certs.folder), name, node)))
+    values = dict(zip(ENV_VARIABLES, ("1", access.docker_host(name, address), str(certs.folder), name, node)))
     shell = choose_shell(shell)
     lines = [_set(shell, key, value) for key, value in values.items()] + [_unset(shell, "DOCKER_CONTEXT")]
     flags = ("--lab", name) + (("--shell", shell) if shell != _detected_shell() else ())

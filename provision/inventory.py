@@ -11,7 +11,7 @@ from provision.errors import LabError, SpecError
 from provision.plan import LabPlan
 from provision.providers import get_provider
 from provision.providers.base import Provider
-from provision.remote import engine_clients
+from provision.remote import engine_clients, reach
 from provision.spec import model as specs
 
 SPEC_FILE = state.SPEC_FILE  # in the lab's state folder: the spec as lab.add / lab.remove left it
@@ -91,6 +91,8 @@ def _shape(spec: specs.LabSpec) -> list[tuple[str, str]]:
 def destroy(name: str, provider_name: str | None = None) -> dict[str, int]:
     """Remove every resource of lab ``name`` and its state folder; no error if none is left."""
     counts = get_provider(provider_name or provider_of(name), lab=name).destroy(name)
+    if reach.stop(name):
+        counts["tunnels"] = 1
     if state.remove(name):
         counts["state folders"] = 1
     return counts

@@ -32,6 +32,9 @@ from provision.spec import load as spec_load
 
 PROVIDER_FILE = "provider"
 ENGINE_FILE = "engine.json"
+ROUTE_FILE = "route"  # how this machine reaches the lab network: direct | tunnel (provision.remote.reach)
+TUNNEL_FILE = "tunnel.json"  # the lab's tunnel process, written by it: its pid, the local port of each target
+TUNNEL_TARGETS_FILE = "tunnel-targets.json"  # what it should serve, written by those who ask it
 PACE_FILE = "pace"
 SPEC_FILE = "spec.json"  # the lab's spec now (lab.add and lab.remove change its nodes)
 CREATED_SPEC_FILE = "spec-created.json"  # the spec the lab was created with, its subnet as chosen
@@ -104,6 +107,59 @@ def read_engine(lab: str) -> dict[str, str] | None:
 
 def write_engine(lab: str, settings: dict[str, str]) -> None:
     write_atomically(lab_dir(lab) / ENGINE_FILE, (json.dumps(settings, indent=2) + "\n").encode())
+
+
+def read_route(lab: str) -> str | None:
+    """How this machine reaches ``lab``'s network, as detected once (None: not yet)."""
+    try:
+        return (lab_dir(lab) / ROUTE_FILE).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def write_route(lab: str, route: str) -> None:
+    write_atomically(lab_dir(lab) / ROUTE_FILE, f"{route}\n".encode(), 0o644)
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def read_tunnel(lab: str) -> dict | None:
+    """What ``lab``'s tunnel process recorded: ``pid``, ``ports`` (None: none recorded)."""
+    return _read_json(lab_dir(lab) / TUNNEL_FILE)
+
+
+def write_tunnel(lab: str, record: dict) -> None:
+    write_atomically(lab_dir(lab) / TUNNEL_FILE, (json.dumps(record, indent=2) + "\n").encode())
+
+
+def read_tunnel_targets(lab: str) -> dict:
+    """What ``lab``'s tunnel should serve: ``targets`` (ADDRESS:PORT), ``wanted`` (their former ports)."""
+    return _read_json(lab_dir(lab) / TUNNEL_TARGETS_FILE) or {}
+
+
+def write_tunnel_targets(lab: str, record: dict) -> None:
+    write_atomically(lab_dir(lab) / TUNNEL_TARGETS_FILE, (json.dumps(record, indent=2) + "\n").encode())
+
+
+def remove_tunnel_record(lab: str) -> None:
+    (lab_dir(lab) / TUNNEL_FILE).unlink(missing_ok=True)
+
+
+def remove_tunnel(lab: str) -> None:
+    for name in (TUNNEL_FILE, TUNNEL_TARGETS_FILE):
+        (lab_dir(lab) / name).unlink(missing_ok=True)
+
+
+def tunnel_lock(lab: str):
+    """The lock held while a lab's tunnel process is started or stopped (not the lab lock:
+    a running lab.up starts it too)."""
+    return locked(lab_dir(lab) / "tunnel.lock", f"the tunnel of lab {lab}")
 
 
 def read_pace(lab: str) -> float:
