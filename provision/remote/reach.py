@@ -9,7 +9,7 @@ node's port goes through the lab's tunnel process (``provision.remote.tunnel``):
 127.0.0.1 per node port, each connection relayed through the engine that hosts the lab.
 
 The route is detected, not configured: the first time a lab's node is reached, its address is
-tried (a refused connection is a route too); the answer is recorded in the lab's state folder
+tried (only an answer is a route: a refusal may come from a firewall on the way); the answer is recorded in the lab's state folder
 (``route``). A remote engine is always reached through the tunnel: its lab subnets may equal
 local ones.
 """
@@ -30,24 +30,37 @@ from provision.paths import lab_dir
 
 DIRECT, TUNNEL = "direct", "tunnel"
 PROBE_SECONDS = 2.0  # a routable lab network answers (or refuses) within milliseconds
+REFUSED_PATIENCE = 15.0  # how long a refused node port is tried again before the tunnel is chosen
+ANSWERED, REFUSED, SILENT = "answered", "refused", "silent"
 START_SECONDS = 15.0
 TUNNELED_PROVIDERS = ("docker",)  # the tunnel relays through the engine: container nodes only
 LOCAL_SCHEMES = ("unix://", "npipe://", "fd://")
 MODULE = "provision.remote.tunnel"
 
 
-def routable(address: str, port: int, timeout: float = PROBE_SECONDS) -> bool:
-    """Whether a TCP connection to ``address:port`` gets an answer from there (a refusal is one:
-    the packet reached the node); a timeout or an unreachable network is no route."""
+def probe(address: str, port: int, timeout: float = PROBE_SECONDS) -> str:
+    """What a TCP connection to ``address:port`` meets: ANSWERED (connected), REFUSED (a reset:
+    the node's port is closed, or a firewall on the way rejects), or SILENT (a timeout, an
+    unreachable network: no route)."""
     try:
         with socket.create_connection((address, port), timeout=timeout):
-            return True
-    except ConnectionRefusedError:
-        return True
+            return ANSWERED
     except OSError as err:
-        if err.errno in (errno.ECONNREFUSED, errno.ECONNRESET):
-            return True
-        return False
+        if isinstance(err, ConnectionRefusedError) or err.errno in (errno.ECONNREFUSED, errno.ECONNRESET):
+            return REFUSED
+        return SILENT
+
+
+def routable(address: str, port: int, *, patience: float = REFUSED_PATIENCE) -> bool:
+    """Whether the lab network is routable from here: ``address:port`` answers. A refusal is
+    tried again for ``patience`` seconds (a node's sshd may still be starting), then taken as
+    no route: a firewall that rejects is no route either, and the tunnel works in every case."""
+    deadline = time.monotonic() + patience
+    while True:
+        found = probe(address, port)
+        if found != REFUSED or time.monotonic() >= deadline:
+            return found == ANSWERED
+        time.sleep(0.2)
 
 
 def engine_is_remote(settings: dict[str, str] | None) -> bool:
