@@ -32,6 +32,7 @@ from provision.spec import load as spec_load
 
 PROVIDER_FILE = "provider"
 ENGINE_FILE = "engine.json"
+LIBVIRT_URI = "LIBVIRT_URI"  # in engine.json of a libvirt lab made with SWARMDECK_LIBVIRT_URI
 ROUTE_FILE = "route"  # how this machine reaches the lab network: direct | tunnel (provision.remote.reach)
 TUNNEL_FILE = "tunnel.json"  # the lab's tunnel process, written by it: its pid, the local port of each target
 TUNNEL_TARGETS_FILE = "tunnel-targets.json"  # what it should serve, written by those who ask it

@@ -71,12 +71,8 @@ def engine_is_remote(settings: dict[str, str] | None) -> bool:
 
 def route(lab: str, address: str, port: int) -> str:
     """How this machine reaches ``lab``: recorded, else detected by trying ``address:port``."""
-    try:
-        provider = state.read_provider(lab)
-    except Exception:  # no lab state yet (an ssh provider adopting hosts): the hosts' own addresses
-        return DIRECT
-    if provider not in TUNNELED_PROVIDERS:
-        return DIRECT
+    if not state.exists(lab) or state.read_provider(lab) not in TUNNELED_PROVIDERS:
+        return DIRECT  # no lab of this machine's (hosts being adopted), or machines with their own routes
     recorded = state.read_route(lab)
     if recorded in (DIRECT, TUNNEL):
         return recorded

@@ -166,3 +166,16 @@ def test_the_docker_sdks_ssh_transport_refuses_an_unknown_host_key(sshd, monkeyp
     with pytest.raises((paramiko.SSHException, docker.errors.DockerException)) as failure:
         docker.DockerClient(base_url=f"ssh://root@127.0.0.1:{port}", use_ssh_client=False, timeout=5)
     assert "not found in known_hosts" in str(failure.value)
+
+
+def test_a_libvirt_lab_keeps_the_uri_it_was_made_with(monkeypatch):
+    """qemu+ssh:// per lab: recorded by lab.up, used by every later command without the variable."""
+    from provision import inventory
+    from provision.providers.libvirt.provider import LibvirtProvider
+    from provision.spec import model as specs
+    monkeypatch.setenv("SWARMDECK_LIBVIRT_URI", "qemu+ssh://root@vm-host/system")
+    inventory.record_provider(specs.LabSpec(name="far", provider="libvirt", nodes=()))
+    monkeypatch.delenv("SWARMDECK_LIBVIRT_URI")
+    assert LibvirtProvider(lab="far").uri == "qemu+ssh://root@vm-host/system"
+    assert LibvirtProvider(lab="other").uri == "qemu:///system"
+    assert reach.route("far", "10.0.0.10", 22) == reach.DIRECT  # VMs: by their addresses
