@@ -20,6 +20,7 @@ import pytest
 
 from provision import state
 from provision.images.node import node_image_tag
+from provision.paths import TEMPLATES
 from provision.providers.docker.node_container import tar_of
 from provision.providers.docker.runtime_profile import profile_for
 from provision.remote import keys, reach
@@ -52,9 +53,9 @@ def remote_host(engine, tmp_path_factory):
             File("/root/.ssh/authorized_keys", client_key.public_line.encode() + b"\n", 0o600),
             File("/etc/ssh/ssh_host_ed25519_key", host_key.private_path.read_bytes(), 0o600),
             File("/etc/docker/daemon.json", b'{"hosts": ["unix:///var/run/docker.sock"]}\n', 0o644),
+            File("/etc/ssh/sshd_config", (TEMPLATES / "node" / "sshd_config").read_bytes() + SSHD_EXTRA, 0o644),
         ]))
         container.start()
-        container.exec_run(["sh", "-c", f"printf '{SSHD_EXTRA.decode()}' >> /etc/ssh/sshd_config"])
         container.reload()
         address = container.attrs["NetworkSettings"]["IPAddress"]
         (home / ".ssh" / "known_hosts").write_text(f"{address} {' '.join(host_key.public_line.split()[:2])}\n")
