@@ -47,6 +47,14 @@ def read_exact(sock, size: int) -> bytes:
     return data
 
 
+def half_close(end) -> None:
+    """No more data from this side (the other may still answer)."""
+    try:
+        end.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+
+
 def pump_frames(source, sink: socket.socket) -> None:
     """Copy the stdout frames the engine sends on ``source`` to ``sink`` until it ends."""
     try:
@@ -63,10 +71,7 @@ def pump_frames(source, sink: socket.socket) -> None:
     except OSError:
         pass
     finally:
-        try:
-            sink.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
+        half_close(sink)
 
 
 def pump_raw(source: socket.socket, sink) -> None:
@@ -80,10 +85,7 @@ def pump_raw(source: socket.socket, sink) -> None:
     except OSError:
         pass
     finally:
-        try:
-            sink.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
+        half_close(sink)
 
 
 def raw_socket(hijacked):
