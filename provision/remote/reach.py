@@ -178,8 +178,8 @@ def stop_process(lab: str, record: dict | None) -> bool:
 
 def stop(lab: str) -> bool:
     """Stop ``lab``'s tunnel process (``lab.down``); True when one ran."""
-    if not lab_dir(lab).exists():
-        return False
+    if state.read_tunnel(lab) is None and not state.read_tunnel_targets(lab):
+        return False  # never tunneled (and no tunnel lock made: a lab that never existed leaves nothing)
     with state.tunnel_lock(lab):
         stopped = stop_process(lab, state.read_tunnel(lab))
         state.remove_tunnel(lab)

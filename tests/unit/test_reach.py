@@ -179,3 +179,10 @@ def test_a_libvirt_lab_keeps_the_uri_it_was_made_with(monkeypatch):
     assert LibvirtProvider(lab="far").uri == "qemu+ssh://root@vm-host/system"
     assert LibvirtProvider(lab="other").uri == "qemu:///system"
     assert reach.route("far", "10.0.0.10", 22) == reach.DIRECT  # VMs: by their addresses
+
+
+def test_stopping_the_tunnel_of_a_lab_that_never_had_one_leaves_nothing():
+    lab = a_lab("plain", engine={})
+    before = sorted(p.name for p in (state.lab_dir(lab)).iterdir())
+    assert reach.stop(lab) is False
+    assert sorted(p.name for p in state.lab_dir(lab).iterdir()) == before  # no tunnel.lock made
