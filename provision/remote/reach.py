@@ -8,9 +8,11 @@ anywhere but the host itself when the engine is remote (``ssh://``). Then every 
 node's port goes through the lab's tunnel process (``provision.remote.tunnel``): a local port on
 127.0.0.1 per node port, each connection relayed through the engine that hosts the lab.
 
-The route is detected, not configured: the first time a lab's node is reached, its address is
-tried (only an answer is a route: a refusal may come from a firewall on the way); the answer is recorded in the lab's state folder
-(``route``). A remote engine is always reached through the tunnel: its lab subnets may equal
+The route is detected, not configured: the first time a lab's node is reached, the lab network's
+Linux bridge is looked for among this machine's interfaces (found: this is the engine's own host,
+and the lab network is routed here, whether or not the node answers yet); failing that, the node's
+address is tried (only an answer is a route: a refusal may come from a firewall on the way). The
+answer is recorded in the lab's state folder (``route``). A remote engine is always reached through the tunnel: its lab subnets may equal
 local ones.
 """
 
@@ -24,9 +26,13 @@ import sys
 import time
 from pathlib import Path
 
+import docker.errors
+import requests
+
 from provision import state
-from provision.errors import HostUnreachable
+from provision.errors import HostUnreachable, ProviderUnavailable
 from provision.paths import lab_dir
+from provision.providers.docker import names
 
 DIRECT, TUNNEL = "direct", "tunnel"
 PROBE_SECONDS = 2.0  # a routable lab network answers (or refuses) within milliseconds
@@ -76,9 +82,46 @@ def route(lab: str, address: str, port: int) -> str:
     recorded = state.read_route(lab)
     if recorded in (DIRECT, TUNNEL):
         return recorded
-    found = TUNNEL if engine_is_remote(state.read_engine(lab)) or not routable(address, port) else DIRECT
+    if engine_is_remote(state.read_engine(lab)):
+        found = TUNNEL
+    else:
+        found = DIRECT if bridge_here(lab) or routable(address, port) else TUNNEL
     state.write_route(lab, found)
     return found
+
+
+def bridge_here(lab: str) -> bool:
+    """Whether the Linux bridge of ``lab``'s network is an interface of this machine: then this
+    machine is the engine's host and routes the lab network, without waiting for a node to answer
+    (a node's sshd may still be starting on a loaded machine). Docker Desktop's host, rootless
+    Docker and a container beside the engine have no such interface."""
+    # imported here: engine_clients uses this module for the nodes' clients
+    from provision.remote import engine_clients
+
+    try:
+        client = engine_clients.host_client(lab, timeout=10)
+    except ProviderUnavailable:
+        return False
+    try:
+        network = client.networks.get(names.network_name(lab))
+    except (docker.errors.DockerException, requests.exceptions.RequestException):
+        return False
+    finally:
+        client.close()
+    options = network.attrs.get("Options") or {}
+    bridge = options.get("com.docker.network.bridge.name") or f"br-{network.id[:12]}"
+    return bridge in interfaces_here()
+
+
+def interfaces_here() -> set[str]:
+    """The network interfaces of this process's network namespace (``/proc/self/net/dev``: per
+    process, unlike ``/sys/class/net``, which shows the namespace of whoever mounted it; empty
+    where there is no /proc, as on macOS)."""
+    try:
+        lines = Path("/proc/self/net/dev").read_text().splitlines()[2:]
+    except OSError:
+        return set()
+    return {line.split(":", 1)[0].strip() for line in lines if ":" in line}
 
 
 def endpoint(lab: str, address: str, port: int) -> tuple[str, int]:

@@ -51,6 +51,7 @@ def a_lab(name: str, provider: str = "docker", engine: dict | None = None) -> st
 
 def test_the_route_is_detected_once_and_recorded(monkeypatch):
     probes = []
+    monkeypatch.setattr(reach, "bridge_here", lambda lab: False)
     monkeypatch.setattr(reach, "routable", lambda address, port: probes.append((address, port)) or False)
     lab = a_lab("t1", engine={})
     assert reach.route(lab, "10.0.0.10", 22) == reach.TUNNEL
@@ -66,7 +67,33 @@ def test_a_remote_engine_always_tunnels_and_other_providers_never(monkeypatch):
     assert not reach.engine_is_remote({})
 
 
+def test_the_labs_bridge_on_this_machine_is_a_route_without_a_probe(monkeypatch):
+    monkeypatch.setattr(reach, "bridge_here", lambda lab: True)
+    monkeypatch.setattr(reach, "routable", lambda *_: pytest.fail("no probe: this machine holds the lab's bridge"))
+    assert reach.route(a_lab("here", engine={}), "10.0.0.10", 22) == reach.DIRECT
+
+
+def test_a_lab_network_missing_here_is_no_bridge(monkeypatch):
+    class Networks:
+        def get(self, name):
+            raise docker.errors.NotFound(f"network {name} not found")
+
+    class Client:
+        networks = Networks()
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr("provision.remote.engine_clients.host_client", lambda lab, timeout: Client())
+    assert not reach.bridge_here(a_lab("gone", engine={}))
+
+
+def test_this_processs_interfaces_are_read_from_its_own_namespace():
+    assert "lo" in reach.interfaces_here()
+
+
 def test_a_direct_route_keeps_the_node_address(monkeypatch):
+    monkeypatch.setattr(reach, "bridge_here", lambda lab: False)
     monkeypatch.setattr(reach, "routable", lambda *_: True)
     lab = a_lab("t2", engine={})
     assert reach.endpoint(lab, "10.0.0.10", 2376) == ("10.0.0.10", 2376)
