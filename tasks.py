@@ -558,9 +558,18 @@ def stack_deploy(c, file, stack, lab=None, name=None, detach=False, timeout=None
 
 @lab_task(name="rm", help={"stack": "the stack's name", "lab": LAB_HELP, "name": "(not the lab: use --lab)"})
 def stack_rm(c, stack, lab=None, name=None):
-    """Remove a stack's services and networks."""
+    """Remove a stack and wait until its tasks and networks are gone (and its load-balancer routes)."""
     _not_the_lab("stack.rm", name)
-    print(labs.remove_stack(_lab(c, lab), stack).strip())
+    reporter = ConsoleReporter()
+    reporter.result(labs.remove_stack(_lab(c, lab), stack, reporter), True)
+
+
+@lab_task(name="meshless", help={"file": "a compose file, or a shipped stack: " + ", ".join(stacks.shipped()),
+                                 "stack": "the stack's name (its routes are kept under it)", "lab": LAB_HELP})
+def stack_meshless(c, file, stack, lab=None):
+    """The compose file for the real `docker stack deploy` on this lab: prints its path (rewritten for a
+    lab without routing mesh, its published ports routed by the load balancer; unchanged elsewhere)."""
+    print(labs.meshless_stack(_lab(c, lab), stack, file, ConsoleReporter()))
 
 
 # -- demos -------------------------------------------------------------------------------------
@@ -763,7 +772,7 @@ swarm = Collection("swarm", swarm_init, swarm_status, tokens, promote, demote, d
                    join)
 service = Collection("service", service_create, service_ls, service_ps, service_scale, service_update,
                      service_rollback, service_rm)
-stack = Collection("stack", stack_deploy, stack_rm)
+stack = Collection("stack", stack_deploy, stack_rm, stack_meshless)
 registry_ns = Collection("registry", push, registry_ls)
 image = Collection("image", build, demo, tutorial, prune)
 demo = Collection("demo", failover, leader, rolling_update, scale_demo, drain_demo, constraints_demo, global_demo,

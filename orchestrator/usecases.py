@@ -372,9 +372,16 @@ def deploy_stack(name: str, stack: str, source: str, reporter: Reporter, options
         return stacks.deploy(session, stack, source, reporter, options)
 
 
-def remove_stack(name: str, stack: str) -> str:
+def remove_stack(name: str, stack: str, reporter: Reporter) -> str:
     with open_lab(name) as session:
-        return stacks.remove(session, stack)
+        return stacks.remove(session, stack, reporter)
+
+
+def meshless_stack(name: str, stack: str, source: str, reporter: Reporter) -> str:
+    """The compose file to give the real `docker stack deploy` on this lab (rewritten where there is
+    no routing mesh, its ports routed by the load balancer): its path."""
+    with open_lab(name) as session:
+        return str(stacks.prepare(session, stack, source, reporter).path)
 
 
 # -- demos -------------------------------------------------------------------------------------------
