@@ -572,6 +572,28 @@ def stack_meshless(c, file, stack, lab=None):
     print(labs.meshless_stack(_lab(c, lab), stack, file, ConsoleReporter()))
 
 
+# -- lessons -----------------------------------------------------------------------------------
+
+
+@lab_task(name="ls")
+def lesson_ls(c):
+    """The lessons: each tutorial of ../shared/seeds/ as a replayable, checked command sequence."""
+    for lesson in labs.lessons():
+        print(f"{lesson.name:<20} {len(lesson.steps):>2} steps  {lesson.title}")
+        print(f"{'':<20} from {lesson.source}")
+
+
+@lab_task(name="run", help={"lesson": "the lesson's name (lesson.ls lists them)", "lab": LAB_HELP,
+                            "step": "start at this step (1: from the start, cleaning up first)",
+                            "until": "stop after this step (default: the last)"})
+def lesson_run(c, lesson, lab=None, step=1, until=None):
+    """Replay a lesson on a lab through the real docker CLI: each step shown, explained and checked;
+    stops (exit 1) on the first step that does not hold."""
+    reporter = ConsoleReporter()
+    result = labs.run_lesson(_lab(c, lab), lesson, reporter, int(step), int(until) if until else None)
+    reporter.result(result, False)
+
+
 # -- demos -------------------------------------------------------------------------------------
 
 
@@ -779,7 +801,7 @@ demo = Collection("demo", failover, leader, rolling_update, scale_demo, drain_de
                   quorum_demo, partition_demo, mesh_demo, handoff_demo, secrets_demo, encrypted_overlay_demo,
                   autolock_demo, ca_rotate_demo, all_demos, plot_demo)
 viz = Collection("viz", viz_up, viz_down)
-ns = Collection(lab_ns, swarm, service, stack, demo, registry_ns, image, viz)
+ns = Collection(lab_ns, swarm, service, stack, Collection("lesson", lesson_ls, lesson_run), demo, registry_ns, image, viz)
 # Every spec key a plain value can set, so that INVOKE_LAB_* environment variables are read
 # (Invoke reads only variables whose keys its config declares).
 ns.configure({"lab": spec_load.settable_keys()})

@@ -24,6 +24,8 @@ from orchestrator.demos import catalog
 from orchestrator.demos import plot as demo_plot
 from orchestrator.demos.report import DemoReport
 from orchestrator.demos.runner import run_all, run_demo
+from orchestrator.lessons import model as lesson_model
+from orchestrator.lessons import runner as lesson_runner
 from orchestrator.session import LabSession, open_lab
 from orchestrator.tables import RegistryEntry, service_table
 from orchestrator.views import (
@@ -382,6 +384,20 @@ def meshless_stack(name: str, stack: str, source: str, reporter: Reporter) -> st
     no routing mesh, its ports routed by the load balancer): its path."""
     with open_lab(name) as session:
         return str(stacks.prepare(session, stack, source, reporter).path)
+
+
+# -- lessons -----------------------------------------------------------------------------------
+
+
+def lessons() -> list:
+    """Every lesson, loaded and validated (a broken lesson file fails here, naming what is wrong)."""
+    return lesson_model.load_all()
+
+
+def run_lesson(name: str, lesson: str, reporter: Reporter, first: int = 1, last: int | None = None) -> str:
+    loaded = lesson_model.load(lesson)
+    with open_lab(name) as session:
+        return lesson_runner.run(session, loaded, reporter, first, last)
 
 
 # -- demos -------------------------------------------------------------------------------------------
