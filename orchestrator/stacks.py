@@ -169,7 +169,7 @@ def leftovers(lab: LabSession, stack: str) -> list[str]:
     """What of ``stack`` still exists: services, running task containers on any node, networks."""
     label = {"label": f"{STACK_LABEL}={stack}"}
     found = [f"service {s.name}" for s in lab.manager.services.list(filters=label)]
-    found += [f"network {n.name}" for n in lab.manager.networks.list(filters=label)]
+    found += [f"network {n['Name']}" for n in lab.manager.api.networks(filters=label)]  # one call: no race
     for node in lab.plan.nodes:
         try:
             containers = lab.clients[node.name].containers.list(filters=label)

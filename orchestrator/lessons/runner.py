@@ -176,8 +176,8 @@ class Run:
             if stacks.stack_services(self.lab, stack) or stacks.leftovers(self.lab, stack):
                 for service in stacks.stack_services(self.lab, stack):
                     service.remove()
-                for network in manager.networks.list(filters={"label": f"{stacks.STACK_LABEL}={stack}"}):
-                    _quietly(network.remove)
+                for network in manager.api.networks(filters={"label": f"{stacks.STACK_LABEL}={stack}"}):
+                    _quietly(lambda: manager.api.remove_network(network["Id"]))
                 stacks.wait_until_gone(self.lab, stack, timeout=120)
                 removed.append(f"stack {stack}")
             stacks.set_routes(self.lab, stack, [], self.reporter)
@@ -197,9 +197,9 @@ class Run:
                     pass
         self.wait_tasks_gone(cleanup.services)
         for name in cleanup.networks:
-            for network in manager.networks.list(names=[name]):
-                if network.name == name:
-                    _quietly(network.remove)
+            for network in manager.api.networks(names=[name]):
+                if network["Name"] == name:
+                    _quietly(lambda: manager.api.remove_network(network["Id"]))
                     removed.append(f"network {name}")
         for node_name, keys in cleanup.node_labels.items():
             node = manager.nodes.get(node_name)
@@ -237,10 +237,14 @@ def shown_output(output: str) -> list[str]:
 
 
 def _quietly(action: Callable[[], object]) -> None:
+    """Do ``action``; what is already gone (Swarm removes a stack's network in its own time) is fine."""
     try:
         action()
     except docker.errors.NotFound:
         pass
+    except docker.errors.APIError as err:
+        if "not found" not in str(err.explanation or err):
+            raise
 
 
 def run(lab: LabSession, lesson: Lesson, reporter: Reporter, first: int = 1, last: int | None = None,
@@ -261,7 +265,7 @@ def run(lab: LabSession, lesson: Lesson, reporter: Reporter, first: int = 1, las
             target.write_text(content)
         say(f"lesson {lesson.name}: {lesson.title}\n  from: {lesson.source}\n  {lesson.summary}")
         for note in lesson.notes:
-            say(f"  note: {note}")
+            say(f"  note: {runner.render(note)}")
         if first == 1:
             removed = runner.clean()
             if removed:
