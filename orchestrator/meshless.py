@@ -170,16 +170,18 @@ def _rewrite_ports(name: str, service: dict, changes: list[Change], routes: list
             changes.append(Change(name, f"port {port} kept as written", "a port range is not rewritten: it answers "
                                   "nothing without the routing mesh"))
             continue
+        published = long.get("published")
+        routed = bool(published) and long.get("protocol", "tcp") == "tcp"
+        if routed:
+            routes.append(Route(int(published), name))
         if long.get("mode", "ingress") == "ingress":
             long["mode"] = "host"
-            shown = f"{long.get('published', '(random)')}:{long['target']}"
-            changes.append(Change(name, f"port {shown} ingress -> mode host",
-                                  "no routing mesh: the node running a task answers on the port"))
-        published = long.get("published")
-        if published and long.get("protocol", "tcp") == "tcp":
-            routes.append(Route(int(published), name))
-            changes.append(Change(name, f"port {published} routed by the lab's load balancer",
-                                  "it forwards the port to every node; the ones running a task answer"))
+            shown = f"{published or '(random)'}:{long['target']}"
+            changes.append(Change(
+                name, f"port {shown} ingress -> mode host" + (", routed by the lab's load balancer" if routed else ""),
+                "no routing mesh: the node running a task answers on the port" + (
+                    "; the load balancer forwards it to every node" if routed else
+                    "; a random or UDP port is not routed by the load balancer")))
         rewritten.append(long)
     service["ports"] = rewritten
     return bool(rewritten)
