@@ -154,6 +154,10 @@ def remove(lab: LabSession, stack: str, reporter: Reporter, timeout: float = 120
     try:
         listed = check(host, "docker stack ls --format '{{.Name}}'").split()
         if stack not in listed:
+            if stack in state.read_routes(lab.plan.name):  # removed by the real `docker stack rm`
+                wait_until_gone(lab, stack, timeout)
+                set_routes(lab, stack, [], reporter)
+                return f"stack {stack} was already removed; its load-balancer routes are now gone too"
             raise LabError(f"there is no stack {stack!r} (stacks: {', '.join(listed) or 'none'})")
         output = check(host, f"docker stack rm {shlex.quote(stack)}")
     finally:

@@ -29,7 +29,7 @@ from orchestrator.lessons import checks
 from orchestrator.lessons.model import Lesson, Step
 from orchestrator.session import LabSession
 from provision import state
-from provision.errors import LabError
+from provision.errors import LabError, redact
 from provision.lab_services import entry_point as entrypoint
 from provision.paths import TEMPLATES
 from provision.progress import Reporter
@@ -227,13 +227,16 @@ class Run:
                     time.sleep(0.5)
 
 
-PROGRESS = re.compile(r"^(overall progress: |verify: Waiting |\d+/\d+: )")
+PROGRESS = re.compile(r"^(overall progress: |verify: Waiting |\d+/\d+:(\s|$)|[0-9a-f]{12}: (Preparing|Waiting|Pushed|"
+                      r"Layer already exists|Pulling fs layer|Verifying Checksum|Download complete|Pull complete))")
 
 
 def shown_output(output: str) -> list[str]:
-    """The command's output without the docker CLI's progress lines (`service create` repeats them
-    each second when its output is not a terminal; the converged line stays)."""
-    return [line for line in output.splitlines() if not PROGRESS.match(line.strip())]
+    """The command's output as shown: join tokens and unlock keys redacted (`swarmdeck swarm.tokens`
+    shows the tokens on request; nothing a lesson prints is a secret), without the docker CLI's
+    progress lines (`service create` repeats them each second when its output is not a terminal;
+    the converged line stays)."""
+    return [line for line in redact(output).splitlines() if not PROGRESS.match(line.strip())]
 
 
 def _quietly(action: Callable[[], object]) -> None:

@@ -81,8 +81,11 @@ def test_an_unknown_lesson_lists_the_lessons():
 
 
 def test_progress_lines_of_the_cli_are_not_shown():
-    out = "web\noverall progress: 1 out of 2 tasks\n1/2: running\nverify: Waiting 5 seconds\nverify: Service web converged"
+    out = ("web\noverall progress: 1 out of 2 tasks\n1/2: running\n2/2:  \nverify: Waiting 5 seconds\n"
+           "a0591854b649: Layer already exists\nverify: Service web converged")
     assert shown_output(out) == ["web", "verify: Service web converged"]
+    token = "docker swarm join --token SWMTKN-1-" + "a" * 50 + "-" + "b" * 25 + " 10.0.0.10:2377"
+    assert shown_output(token) == ["docker swarm join --token SWMTKN-<redacted> 10.0.0.10:2377"]
 
 
 # -- the checks ---------------------------------------------------------------------------------
