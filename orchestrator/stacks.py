@@ -101,7 +101,10 @@ def prepare(lab: LabSession, stack: str, source: str, reporter: Reporter) -> Pre
                       f"lab {lab.plan.name} has no routing mesh; the stack needs no change for it")
         for change in changes:
             reporter.info(f"  {change.line()}")
-        set_routes(lab, stack, sorted({route.port for route in result.routes}), reporter)
+        # a shipped stack publishes swarmdeck/web on 8080/8081, which the load balancer already
+        # forwards with its health check; any other file's ports get their own TCP routes
+        ports = [] if source in shipped() else sorted({route.port for route in result.routes})
+        set_routes(lab, stack, ports, reporter)
     path = state.write_stack_file(lab.plan.name, stack, text)
     if changes:
         reporter.info(f"the file as deployed: {path}")

@@ -53,6 +53,7 @@ class Run:
     reporter: Reporter
     say: Callable[[str], None] = print
     workdir: Path | None = None
+    last_command: str = ""  # the rendered command of the step run last (rendering may deploy a file)
 
     # -- what a step's command may name (its Jinja context) --------------------------------
 
@@ -125,9 +126,12 @@ class Run:
 
     def step(self, number: int, step: Step) -> None:
         total = len(self.lesson.steps)
-        command = self.render(step.run)
-        where = f"on {step.ssh} over SSH" if step.ssh else f"docker CLI at {self.cli_node(step)}"
+        command = self.last_command = self.render(step.run)
         self.mark(number, step, command, "running")
+        try:
+            where = f"on {step.ssh} over SSH" if step.ssh else f"docker CLI at {self.cli_node(step)}"
+        except StepFailed as err:
+            self.fail(number, step, command, str(err))
         self.say(f"\n── step {number}/{total} ({where})")
         self.say(f"$ {command}")
         code, output = self.execute(step, command)
@@ -278,7 +282,7 @@ def run(lab: LabSession, lesson: Lesson, reporter: Reporter, first: int = 1, las
         if last == total:
             removed = runner.clean()
             say(f"\n  cleaned up: {', '.join(removed) or 'nothing to remove'}")
-        runner.mark(last, lesson.steps[last - 1], runner.render(lesson.steps[last - 1].run), "done")
+        runner.mark(last, lesson.steps[last - 1], runner.last_command, "done")
         return f"lesson {lesson.name}: steps {first} to {last} of {total} hold"
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

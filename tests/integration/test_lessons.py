@@ -111,14 +111,15 @@ def test_every_lesson_replays_to_the_end(lab, lesson):
 def test_a_lesson_runs_again_on_the_same_lab_and_stops_on_a_step_that_does_not_hold(lab):
     name, _ = lab
     cli("lesson.run", "swarm-basics", "--lab", name, "--until", "4")  # leaves my-nginx behind
-    again = cli("lesson.run", "swarm-basics", "--lab", name, timeout=600)  # cleans it up first
+    again = cli("lesson.run", "swarm-basics", "--lab", name, "--until", "1")  # cleans it up first
     assert "removed what an earlier run left: service my-nginx" in again.stdout
     # the stop step of edureka-ha, alone: no task of its service runs, so the step cannot run
     failed = cli("lesson.run", "edureka-ha", "--lab", name, "--step", "11", "--until", "11", check=False)
     assert failed.returncode != 0
+    assert "lesson edureka-ha stops at step 11" in failed.stderr
     assert "no task of service Angular-App-Container runs" in failed.stderr
     shown = json.loads((lab_dir(name) / "lesson.json").read_text())
-    assert shown["lesson"] == "edureka-ha" and shown["step"] == 11
+    assert shown["lesson"] == "edureka-ha" and shown["step"] == 11 and shown["status"] == "failed"
 
 
 # -- the tutorials' stacks ----------------------------------------------------------------------
