@@ -184,9 +184,10 @@ def test_wordpress_answers_and_mysql_keeps_its_data_when_its_task_moves(lab, how
     address = next(n["address"] for n in status["nodes"] if n["name"] == node)
     mysql_query(name, address, "CREATE TABLE IF NOT EXISTS class (note TEXT); INSERT INTO class VALUES ('kept')")
     before = mysql_query(name, address, "SELECT 1").split()[0]
-    # pin MySQL to the node holding its local volume, as a production stack does; the update
-    # replaces its task with a new one (a new container), which finds the data
-    pinned = docker_cli(name, "service", "update", "--constraint-add", f"node.hostname=={node}", "wordpress_mysql")
+    # pin MySQL to the node holding its local volume, as a production stack does, and move its task
+    # (--force: a new task and container; a constraint its task already meets moves nothing)
+    pinned = docker_cli(name, "service", "update", "--constraint-add", f"node.hostname=={node}", "--force",
+                        "wordpress_mysql")
     assert pinned.returncode == 0, pinned.stderr
     wait_until(lambda: _new_mysql(name, address, before), timeout=180, interval=1, describe="a new mysql task")
     assert mysql_query(name, address, "SELECT note FROM class").endswith("kept")
