@@ -48,7 +48,7 @@ from provision.lab_services import registry
 from provision.plan import RUNNING
 from provision.progress import Reporter
 from provision.providers import get_provider
-from provision.remote import docker_contexts, engine_clients, tls
+from provision.remote import docker_contexts, engine_clients
 from provision.spec import load as spec_load
 from provision.spec import validation
 from provision.spec.model import LabSpec
@@ -119,16 +119,14 @@ def swarm_status(name: str) -> tuple[LabStatus, dict[str, int]]:
         return result, services.running_per_node(manager) if manager else {}
 
 
-ENV_VARIABLES = ("DOCKER_TLS_VERIFY", "DOCKER_HOST", "DOCKER_CERT_PATH", "SWARMDECK_LAB", "SWARMDECK_NODE")
+ENV_VARIABLES = access.ENV_VARIABLES
 SHELLS = ("bash", "zsh", "sh", "fish", "powershell")
 
 
 def env(name: str, node: str, shell: str | None = None) -> str:
     """Shell lines that point the docker CLI at ``node``'s engine (docker-machine's `env`)."""
     _, plan = inventory.existing_lab(name)
-    address = plan.node(node).address
-    certs = tls.client_certs(name)
-    values = dict(zip(ENV_VARIABLES, ("1", f"tcp://{address}:{tls.ENGINE_PORT}", str(certs.folder), name, node)))
+    values = access.engine_env(plan, node)
     shell = choose_shell(shell)
     lines = [_set(shell, key, value) for key, value in values.items()] + [_unset(shell, "DOCKER_CONTEXT")]
     flags = ("--lab", name) + (("--shell", shell) if shell != _detected_shell() else ())

@@ -24,7 +24,7 @@ from typing import Callable
 import docker.errors
 
 from orchestrator import stacks
-from orchestrator.access import ssh_argv
+from orchestrator.access import engine_env, ssh_argv
 from orchestrator.lessons import checks
 from orchestrator.lessons.model import Lesson, Step
 from orchestrator.session import LabSession
@@ -33,7 +33,6 @@ from provision.errors import LabError, redact
 from provision.lab_services import entry_point as entrypoint
 from provision.paths import TEMPLATES
 from provision.progress import Reporter
-from provision.remote import tls
 from provision.render import environment
 
 COMPOSE = TEMPLATES / "lessons" / "compose"
@@ -81,11 +80,8 @@ class Run:
 
     def env(self, node: str) -> dict[str, str]:
         """The exports of `lab.env NODE` over this process's environment (its own DOCKER_* dropped)."""
-        address = self.lab.plan.node(node).address
         base = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
-        return base | {"DOCKER_TLS_VERIFY": "1", "DOCKER_HOST": f"tcp://{address}:{tls.ENGINE_PORT}",
-                       "DOCKER_CERT_PATH": str(tls.client_certs(self.lab.plan.name).folder),
-                       "SWARMDECK_LAB": self.lab.plan.name, "SWARMDECK_NODE": node}
+        return base | engine_env(self.lab.plan, node)
 
     def cli_node(self, step: Step) -> str:
         """The node the step's docker CLI talks to: ``on`` (a node, or ``task:SERVICE``: a node
@@ -109,32 +105,34 @@ class Run:
                   "workers": [n for n in plan.nodes if not n.is_manager]}.get(target)
         return [n.name for n in chosen] if chosen is not None else [plan.node(target).name]
 
-    def execute(self, step: Step, command: str) -> tuple[int, str]:
-        if step.ssh:
-            code, outputs = 0, []
-            for node in self.ssh_nodes(step.ssh):
-                argv = ssh_argv(self.lab.plan.name, self.lab.plan.node(node).address, command)
-                done = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
-                outputs.append(f"[{node}] " + (done.stdout + done.stderr).strip() if len(self.ssh_nodes(step.ssh)) > 1
-                               else (done.stdout + done.stderr).strip())
-                code = code or done.returncode
-            return code, "\n".join(o for o in outputs if o.strip())
-        node = self.cli_node(step)
-        done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, cwd=self.workdir,
-                              env=self.env(node), timeout=900, check=False)
-        return done.returncode, (done.stdout + done.stderr).strip()
+    def execute(self, step: Step, command: str, node: str) -> tuple[int, str]:
+        """Run ``command`` with the docker CLI pointed at ``node``, or over SSH on ``step.ssh``'s nodes
+        (each output headed by its node's name when there are several)."""
+        if not step.ssh:
+            done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, cwd=self.workdir,
+                                  env=self.env(node), timeout=900, check=False)
+            return done.returncode, (done.stdout + done.stderr).strip()
+        code, outputs, nodes = 0, [], self.ssh_nodes(step.ssh)
+        for name in nodes:
+            argv = ssh_argv(self.lab.plan.name, self.lab.plan.node(name).address, command)
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+            text = (done.stdout + done.stderr).strip()
+            if text:
+                outputs.append(f"[{name}] {text}" if len(nodes) > 1 else text)
+            code = code or done.returncode
+        return code, "\n".join(outputs)
 
     def step(self, number: int, step: Step) -> None:
         total = len(self.lesson.steps)
         command = self.last_command = self.render(step.run)
         self.mark(number, step, command, "running")
         try:
-            where = f"on {step.ssh} over SSH" if step.ssh else f"docker CLI at {self.cli_node(step)}"
+            node = "" if step.ssh else self.cli_node(step)
         except StepFailed as err:
             self.fail(number, step, command, str(err))
-        self.say(f"\n── step {number}/{total} ({where})")
+        self.say(f"\n── step {number}/{total} ({f'on {step.ssh} over SSH' if step.ssh else f'docker CLI at {node}'})")
         self.say(f"$ {command}")
-        code, output = self.execute(step, command)
+        code, output = self.execute(step, command, node)
         for line in shown_output(output):
             self.say(f"  {line}")
         self.say(f"  → {self.render(step.explain)}")
