@@ -173,13 +173,13 @@ def remove(lab: LabSession, stack: str, reporter: Reporter, timeout: float = 120
 
 
 def leftovers(lab: LabSession, stack: str) -> list[str]:
-    """What of ``stack`` still exists: services, running task containers on any node, networks."""
+    """What of ``stack`` still exists: services, task containers (running or not) on any node, networks."""
     label = {"label": f"{STACK_LABEL}={stack}"}
     found = [f"service {s.name}" for s in lab.manager.services.list(filters=label)]
     found += [f"network {n['Name']}" for n in lab.manager.api.networks(filters=label)]  # one call: no race
     for node in lab.plan.nodes:
         try:
-            containers = lab.clients[node.name].containers.list(filters=label)
+            containers = lab.clients[node.name].containers.list(all=True, filters=label)  # stopped ones hold volumes
         except Exception:  # noqa: BLE001 - a node that does not answer holds nothing we can wait for
             continue
         found += [f"container {c.name} on {node.name}" for c in containers]
