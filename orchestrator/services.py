@@ -263,18 +263,31 @@ def create(manager: docker.DockerClient, plan: LabPlan, request: ServiceRequest,
             kwargs[option] = list(getattr(request, option))
     if request.restart_delay is not None:
         kwargs["restart_policy"] = RestartPolicy(condition="any", delay=int(request.restart_delay * NANO))
-    if not request.healthcheck:
-        kwargs["healthcheck"] = Healthcheck(test=["NONE"])
-    elif request.health_cmd:
-        kwargs["healthcheck"] = Healthcheck(test=["CMD-SHELL", request.health_cmd],
-                                            interval=int((request.health_interval or 2) * NANO),
-                                            timeout=2 * NANO, retries=2)
-    elif request.health_interval is not None:  # the image's check, run more often
-        kwargs["healthcheck"] = Healthcheck(interval=int(request.health_interval * NANO))
+    healthcheck = service_healthcheck(request, plan.pace)
+    if healthcheck is not None:
+        kwargs["healthcheck"] = healthcheck
     try:
         return manager.services.create(image or lab_image(plan, request.image), **kwargs)
     except docker.errors.APIError as err:
         raise LabError(f"creating service {request.name} failed: {err.explanation or err}") from err
+
+
+def service_healthcheck(request: ServiceRequest, pace: float) -> Healthcheck | None:
+    """The healthcheck the service's tasks run, or None for the image's own unchanged.
+
+    Fields left unset are taken from the image's HEALTHCHECK by the engine. On a slow lab
+    (pace above 1: emulated VMs) the check's timeout and start period stretch with the pace:
+    swarmdeck/web's 2 s timeout, met in milliseconds on containers, was missed by a VM under
+    load, and its healthy tasks were restarted over and over."""
+    if not request.healthcheck:
+        return Healthcheck(test=["NONE"])
+    slow = {} if pace <= 1 else {"timeout": int(2 * pace * NANO), "start_period": int(2 * pace * NANO)}
+    if request.health_cmd:
+        return Healthcheck(**{"test": ["CMD-SHELL", request.health_cmd], "retries": 2, "timeout": 2 * NANO,
+                              "interval": int((request.health_interval or 2) * NANO), **slow})
+    if request.health_interval is not None:  # the image's check, run more often
+        return Healthcheck(interval=int(request.health_interval * NANO), **slow)
+    return Healthcheck(**slow) if slow else None
 
 
 def scale(manager: docker.DockerClient, name: str, replicas: int) -> bool:

@@ -256,3 +256,16 @@ def test_doctor_says_what_is_missing_in_plain_english(monkeypatch):
     assert found["vxlan"].level == "fail" and found["vxlan"].fix == "load it: `modprobe vxlan`"
     monkeypatch.setattr(doctor.ipvs, "module_present", lambda module: True)
     assert doctor.check_module("ipvs", "ip_vs", "x").observed == "kernel module ip_vs is available"
+
+
+def test_a_slow_labs_healthchecks_stretch_with_its_pace_and_a_quick_labs_keep_the_images():
+    from orchestrator.services import NANO, ServiceRequest, service_healthcheck
+
+    plain = ServiceRequest(name="web", image="swarmdeck/web:1")
+    assert service_healthcheck(plain, 1.0) is None  # the image's HEALTHCHECK, unchanged
+    slow = service_healthcheck(plain, 6.0)
+    assert slow["Timeout"] == 12 * NANO and slow["StartPeriod"] == 12 * NANO and not slow.get("Test")  # the image's test
+    own = service_healthcheck(ServiceRequest(name="w", image="i", health_cmd="true", health_interval=1), 3.0)
+    assert own["Test"] == ["CMD-SHELL", "true"] and own["Interval"] == NANO and own["Timeout"] == 6 * NANO
+    assert service_healthcheck(ServiceRequest(name="w", image="i", health_cmd="true"), 1.0)["Timeout"] == 2 * NANO
+    assert service_healthcheck(ServiceRequest(name="w", image="i", healthcheck=False), 6.0)["Test"] == ["NONE"]
