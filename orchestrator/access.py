@@ -39,6 +39,17 @@ def ssh_options(lab: str, port: int = 22) -> list[str]:
     ]
 
 
+ENV_VARIABLES = ("DOCKER_TLS_VERIFY", "DOCKER_HOST", "DOCKER_CERT_PATH", "SWARMDECK_LAB", "SWARMDECK_NODE")
+
+
+def engine_env(plan: LabPlan, node: str) -> dict[str, str]:
+    """What `lab.env NODE` exports: the docker CLI pointed at ``node``'s engine with the lab's
+    client certificate (docker-machine's `env`)."""
+    address = plan.node(node).address
+    certs = tls.client_certs(plan.name)
+    return dict(zip(ENV_VARIABLES, ("1", docker_host(plan.name, address), str(certs.folder), plan.name, node)))
+
+
 def ssh_argv(lab: str, address: str, command: str | None = None) -> list[str]:
     """The ssh command line that logs into the node at ``address`` as root: straight, or to
     the lab tunnel's local port with the host key checked as the node's (HostKeyAlias)."""

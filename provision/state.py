@@ -42,6 +42,9 @@ CREATED_SPEC_FILE = "spec-created.json"  # the spec the lab was created with, it
 # where swarmdeck 0.1 kept the created spec, per provider (the docker provider: its network's label)
 LEGACY_CREATED_SPEC_FILES = ("libvirt.json", "vagrant.json", "ssh.json")
 LOCK_FILE = "lab.lock"
+STACKS_DIR = "stacks"  # STACK.yml: a stack's compose file as deployed (rewritten for a lab without mesh)
+ROUTES_FILE = "stacks/routes.json"  # {stack: [port, ...]}: ports the lab's load balancer forwards for stacks
+LESSON_FILE = "lesson.json"  # the lesson step running now (lesson.run writes it, the visualizer shows it)
 DEFAULT_PROVIDER = "docker"  # labs made before the provider was recorded
 
 
@@ -120,6 +123,54 @@ def read_route(lab: str) -> str | None:
 
 def write_route(lab: str, route: str) -> None:
     write_atomically(lab_dir(lab) / ROUTE_FILE, f"{route}\n".encode(), 0o644)
+
+
+def stack_file(lab: str, stack: str) -> Path:
+    return lab_dir(lab) / STACKS_DIR / f"{stack}.yml"
+
+
+def write_stack_file(lab: str, stack: str, text: str) -> Path:
+    path = stack_file(lab, stack)
+    write_atomically(path, text.encode(), mode=0o644)
+    return path
+
+
+def read_routes(lab: str) -> dict[str, list[int]]:
+    """The ports the lab's load balancer forwards for each stack (none recorded: {})."""
+    try:
+        data = json.loads((lab_dir(lab) / ROUTES_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): sorted({int(p) for p in v}) for k, v in data.items() if isinstance(v, list)}
+
+
+def write_routes(lab: str, stack: str, ports: list[int]) -> bool:
+    """Record (or with no ports, forget) ``stack``'s routed ports; True when that changed the record."""
+    routes = read_routes(lab)
+    before = dict(routes)
+    if ports:
+        routes[stack] = sorted(set(ports))
+    else:
+        routes.pop(stack, None)
+    if routes == before:
+        return False
+    write_atomically(lab_dir(lab) / ROUTES_FILE, (json.dumps(routes, indent=2) + "\n").encode(), mode=0o644)
+    return True
+
+
+def write_lesson(lab: str, step: dict | None) -> None:
+    """The lesson step shown by the visualizer; None: no lesson runs."""
+    path = lab_dir(lab) / LESSON_FILE
+    if step is None:
+        path.unlink(missing_ok=True)
+    else:
+        write_atomically(path, (json.dumps(step, indent=2) + "\n").encode(), mode=0o644)
+
+
+def read_lesson(lab: str) -> dict | None:
+    return _read_json(lab_dir(lab) / LESSON_FILE)
 
 
 def _read_json(path: Path) -> dict | None:

@@ -129,7 +129,7 @@ def test_every_task_refuses_an_empty_lab(monkeypatch, capsys, tmp_path):
         checked.append(name)
     assert {"lab.up", "lab.down", "lab.status", "lab.env", "registry.ls", "service.create"} <= set(checked)
     # the tasks that act on no single lab
-    assert set(tasks.ns.task_names) - set(checked) == {"lab.ls", "lab.doctor", "image.build", "image.prune"}
+    assert set(tasks.ns.task_names) - set(checked) == {"lab.ls", "lab.doctor", "image.build", "image.prune", "lesson.ls"}
 
 
 # -- memory -----------------------------------------------------------------------------------
