@@ -559,9 +559,40 @@ def stack_deploy(c, file, stack, lab=None, name=None, detach=False, timeout=None
 
 @lab_task(name="rm", help={"stack": "the stack's name", "lab": LAB_HELP, "name": "(not the lab: use --lab)"})
 def stack_rm(c, stack, lab=None, name=None):
-    """Remove a stack's services and networks."""
+    """Remove a stack and wait until its tasks and networks are gone (and its load-balancer routes)."""
     _not_the_lab("stack.rm", name)
-    print(labs.remove_stack(_lab(c, lab), stack).strip())
+    reporter = ConsoleReporter()
+    reporter.result(labs.remove_stack(_lab(c, lab), stack, reporter), True)
+
+
+@lab_task(name="meshless", help={"file": "a compose file, or a shipped stack: " + ", ".join(stacks.shipped()),
+                                 "stack": "the stack's name (its routes are kept under it)", "lab": LAB_HELP})
+def stack_meshless(c, file, stack, lab=None):
+    """The compose file for the real `docker stack deploy` on this lab: prints its path (rewritten for a
+    lab without routing mesh, its published ports routed by the load balancer; unchanged elsewhere)."""
+    print(labs.meshless_stack(_lab(c, lab), stack, file, ConsoleReporter()))
+
+
+# -- lessons -----------------------------------------------------------------------------------
+
+
+@lab_task(name="ls")
+def lesson_ls(c):
+    """The lessons: each tutorial of ../shared/seeds/ as a replayable, checked command sequence."""
+    for lesson in labs.lessons():
+        print(f"{lesson.name:<20} {len(lesson.steps):>2} steps  {lesson.title}")
+        print(f"{'':<20} from {lesson.source}")
+
+
+@lab_task(name="run", help={"lesson": "the lesson's name (lesson.ls lists them)", "lab": LAB_HELP,
+                            "step": "start at this step (1: from the start, cleaning up first)",
+                            "until": "stop after this step (default: the last)"})
+def lesson_run(c, lesson, lab=None, step=1, until=None):
+    """Replay a lesson on a lab through the real docker CLI: each step shown, explained and checked;
+    stops (exit 1) on the first step that does not hold."""
+    reporter = ConsoleReporter()
+    result = labs.run_lesson(_lab(c, lab), lesson, reporter, int(step), int(until) if until else None)
+    reporter.result(result, False)
 
 
 # -- demos -------------------------------------------------------------------------------------
@@ -837,7 +868,7 @@ swarm = Collection("swarm", swarm_init, swarm_status, tokens, promote, demote, d
                    join)
 service = Collection("service", service_create, service_ls, service_ps, service_scale, service_update,
                      service_rollback, service_rm)
-stack = Collection("stack", stack_deploy, stack_rm)
+stack = Collection("stack", stack_deploy, stack_rm, stack_meshless)
 registry_ns = Collection("registry", push, registry_ls)
 image = Collection("image", build, demo, tutorial, prune)
 demo = Collection("demo", failover, leader, rolling_update, scale_demo, drain_demo, constraints_demo, global_demo,
@@ -845,7 +876,8 @@ demo = Collection("demo", failover, leader, rolling_update, scale_demo, drain_de
                   autolock_demo, ca_rotate_demo, all_demos, plot_demo)
 viz = Collection("viz", viz_up, viz_down)
 class_ns = Collection("class", class_up, class_status, class_cards, class_reset, class_down)
-ns = Collection(lab_ns, swarm, service, stack, demo, registry_ns, image, viz, class_ns)
+ns = Collection(lab_ns, swarm, service, stack, Collection("lesson", lesson_ls, lesson_run), demo, registry_ns, image, viz,
+                class_ns)
 # Every spec key a plain value can set, so that INVOKE_LAB_* environment variables are read
 # (Invoke reads only variables whose keys its config declares).
 ns.configure({"lab": spec_load.settable_keys()})

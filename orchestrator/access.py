@@ -15,7 +15,7 @@ from provision import hints, inventory
 from provision.errors import LabError
 from provision.plan import LabPlan, NodePlan
 from provision.providers.base import SSHTarget
-from provision.remote import docker_contexts, keys, tls
+from provision.remote import docker_contexts, keys, reach, tls
 
 
 def find_node(plan: LabPlan, node: str) -> NodePlan:
@@ -24,7 +24,7 @@ def find_node(plan: LabPlan, node: str) -> NodePlan:
 
 
 def engine_url(address: str) -> str:
-    """The node engine's address as DOCKER_HOST and docker contexts name it."""
+    """The node engine's address on the lab network, as DOCKER_HOST and docker contexts name it."""
     host = f"[{address}]" if ":" in address else address
     return f"tcp://{host}:{tls.ENGINE_PORT}"
 
@@ -39,9 +39,31 @@ def ssh_options(lab: str, port: int = 22) -> list[str]:
     ]
 
 
+ENV_VARIABLES = ("DOCKER_TLS_VERIFY", "DOCKER_HOST", "DOCKER_CERT_PATH", "SWARMDECK_LAB", "SWARMDECK_NODE")
+
+
+def engine_env(plan: LabPlan, node: str) -> dict[str, str]:
+    """What `lab.env NODE` exports: the docker CLI pointed at ``node``'s engine with the lab's
+    client certificate (docker-machine's `env`)."""
+    address = plan.node(node).address
+    certs = tls.client_certs(plan.name)
+    return dict(zip(ENV_VARIABLES, ("1", docker_host(plan.name, address), str(certs.folder), plan.name, node)))
+
+
 def ssh_argv(lab: str, address: str, command: str | None = None) -> list[str]:
-    """The ssh command line that logs into the node at ``address`` as root."""
-    return ["ssh", *ssh_options(lab), f"root@{address}", *([command] if command else [])]
+    """The ssh command line that logs into the node at ``address`` as root: straight, or to
+    the lab tunnel's local port with the host key checked as the node's (HostKeyAlias)."""
+    host, port = reach.endpoint(lab, address, 22)
+    if (host, port) == (address, 22):
+        return ["ssh", *ssh_options(lab), f"root@{address}", *([command] if command else [])]
+    return ["ssh", *ssh_options(lab, port), "-o", f"HostKeyAlias={address}", f"root@{host}",
+            *([command] if command else [])]
+
+
+def docker_host(lab: str, address: str) -> str:
+    """The DOCKER_HOST that reaches the engine of the node at ``address`` from this machine."""
+    host, port = reach.endpoint(lab, address, tls.ENGINE_PORT)
+    return engine_url(host) if port == tls.ENGINE_PORT else f"tcp://{host}:{port}"
 
 
 def require_program(name: str) -> None:
@@ -73,7 +95,7 @@ def inspect_node(lab: str, node: str) -> dict:
         "address": found.address,
         "addresses": {"lab": found.address, "machine": machine.address if machine else None, "ssh": target.host},
         "machine": dataclasses.asdict(machine) if machine else None,
-        "engine": {"url": engine_url(found.address),
+        "engine": {"url": docker_host(lab, found.address),
                    "tls": {"ca": str(certs.ca), "cert": str(certs.cert), "key": str(certs.key)},
                    "cert_path": str(certs.folder), "context": _context_if_made(lab, node)},
         "ssh": {"user": "root", "host": target.host, "port": target.port, "key": str(keys.lab_key(lab).private_path),
@@ -164,4 +186,4 @@ def context(lab: str, node: str) -> tuple[str, str]:
     _, plan = inventory.existing_lab(lab)
     found = find_node(plan, node)
     certs = tls.client_certs(lab)
-    return docker_contexts.ensure(lab, node, engine_url(found.address), certs)
+    return docker_contexts.ensure(lab, node, docker_host(lab, found.address), certs)

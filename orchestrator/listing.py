@@ -67,7 +67,9 @@ def active_node(lab: str, addresses: Mapping[str, str], environ: Mapping[str, st
         cert_path = environ.get("DOCKER_CERT_PATH")
         if cert_path and os.path.realpath(cert_path) != os.path.realpath(cert_folder):
             return None
-        return next((node for node, address in addresses.items() if engine_url(address) == host), None)
+        found = next((node for node, address in addresses.items() if engine_url(address) == host), None)
+        tunneled = host.startswith("tcp://127.0.0.1:") and environ.get("SWARMDECK_LAB") == lab
+        return found or (environ.get("SWARMDECK_NODE") if tunneled and environ.get("SWARMDECK_NODE") in addresses else None)
     wanted = environ.get("DOCKER_CONTEXT", "")
     return next((node for node in addresses if wanted and docker_contexts.context_name(lab, node) == wanted), None)
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import re
 import shlex
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
-from orchestrator import converge, services, swarm
+from orchestrator import converge, meshless, services, swarm
 from orchestrator.session import LabSession
+from provision import state
 from provision.errors import LabError
 from provision.lab_services import entry_point as entrypoint
 from provision.paths import TEMPLATES
@@ -63,53 +64,59 @@ def _manager_host(lab: LabSession) -> SSHHost:
 STACK_LABEL = "com.docker.stack.namespace"  # what `docker stack deploy` labels a stack's services with
 
 
-class _NumbersAsText(yaml.SafeLoader):
-    """YAML 1.1 reads an unquoted ``53:53`` as the base-60 number 3233; ports are kept as written."""
-
-
-for _tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float"):
-    _NumbersAsText.add_constructor(_tag, lambda loader, node: loader.construct_scalar(node))
-
-
-def ingress_ports(text: str) -> list[tuple[str, str]]:
-    """(service, published port) of every port the compose ``text`` publishes through ingress.
-
-    Short syntax (``"8080:80"``, ``80``) always means ingress in a swarm; the long syntax's
-    ``mode`` defaults to ingress. A file that does not parse yields nothing: the node's docker
-    CLI reports it.
-    """
-    try:
-        compose = yaml.load(text, Loader=_NumbersAsText)  # noqa: S506 - a SafeLoader
-    except yaml.YAMLError:
-        return []
+def node_facts(lab: LabSession) -> list[meshless.NodeFacts]:
+    """The nodes a task may be placed on now (ready and active), as placement constraints see them."""
     found = []
-    declared = compose.get("services") if isinstance(compose, dict) else None
-    for name, service in (declared if isinstance(declared, dict) else {}).items():
-        ports = service.get("ports") if isinstance(service, dict) else None
-        for port in ports if isinstance(ports, list) else []:
-            if isinstance(port, dict):
-                if port.get("mode", "ingress") == "ingress":
-                    found.append((name, str(port.get("published") or f"a random port for {port.get('target')}")))
-            elif isinstance(port, (str, int)):
-                found.append((name, _short_published(str(port))))
+    for node in lab.manager.nodes.list():
+        attrs = node.attrs
+        if attrs["Status"]["State"] != "ready" or attrs["Spec"].get("Availability") != "active":
+            continue
+        found.append(meshless.NodeFacts(attrs["Description"]["Hostname"], attrs["Spec"]["Role"],
+                                        dict(attrs["Spec"].get("Labels") or {})))
     return found
 
 
-def _short_published(text: str) -> str:
-    """The published part of a short-syntax port: ``8080:80/udp`` -> 8080; ``80`` publishes a random port."""
-    spec = text.split("/", 1)[0]
-    parts = spec.split(":")
-    return parts[-2] if len(parts) >= 2 else f"a random port for {spec}"
+@dataclass(frozen=True)
+class Prepared:
+    """A stack's compose file as it will be deployed on this lab, kept in the lab's state folder."""
+
+    text: str
+    path: Path
+    changes: list[meshless.Change]
 
 
-def ingress_warning(lab: LabSession, stack: str, text: str) -> str | None:
-    """The no-routing-mesh warning when the stack publishes ingress ports in a lab without IPVS."""
-    ports = ingress_ports(text)
-    if not ports or entrypoint.has_routing_mesh(lab.plan):
-        return None
-    listed = ", ".join(f"{service} {port}" for service, port in ports)
-    return entrypoint.without_mesh(lab.plan, f"the ingress ports of stack {stack} ({listed})",
-                                   "`mode: host` in the long port syntax", "`endpoint_mode: dnsrr` under `deploy:`")
+def prepare(lab: LabSession, stack: str, source: str, reporter: Reporter) -> Prepared:
+    """The compose file of ``source`` for this lab: unchanged where the routing mesh exists, else
+    rewritten (orchestrator/meshless.py) with its published ports routed by the lab's load
+    balancer. Each change is reported on one line; the file is kept at ``stacks/STACK.yml``."""
+    if not NAME_RE.fullmatch(stack):
+        raise LabError(f"stack name {stack!r} is invalid: lower-case letters, digits, '-' and '_'")
+    text = compose_text(lab, source)
+    changes: list[meshless.Change] = []
+    if not entrypoint.has_routing_mesh(lab.plan):
+        result = meshless.rewrite(text, node_facts(lab))
+        text, changes = result.text, result.changes
+        reporter.info(f"lab {lab.plan.name} has no routing mesh (no IPVS): the stack is deployed rewritten, "
+                      f"{len(changes)} change(s):" if changes else
+                      f"lab {lab.plan.name} has no routing mesh; the stack needs no change for it")
+        for change in changes:
+            reporter.info(f"  {change.line()}")
+        # a shipped stack publishes swarmdeck/web on 8080/8081, which the load balancer already
+        # forwards with its health check; any other file's ports get their own TCP routes
+        ports = [] if source in shipped() else sorted({route.port for route in result.routes})
+        set_routes(lab, stack, ports, reporter)
+    path = state.write_stack_file(lab.plan.name, stack, text)
+    if changes:
+        reporter.info(f"the file as deployed: {path}")
+    return Prepared(text, path, changes)
+
+
+def set_routes(lab: LabSession, stack: str, ports: list[int], reporter: Reporter) -> None:
+    """Record ``stack``'s routed ports and have the lab's load balancer apply them."""
+    if state.write_routes(lab.plan.name, stack, ports) and lab.provider.ensure_load_balancer(lab.plan):
+        reporter.info(f"load balancer {entrypoint.lb_address(lab.plan)}: "
+                      + (f"routes ports {', '.join(map(str, ports))} for stack {stack}" if ports
+                         else f"no longer routes ports for stack {stack}"))
 
 
 def stack_services(lab: LabSession, stack: str) -> list:
@@ -122,12 +129,7 @@ def deploy(lab: LabSession, stack: str, source: str, reporter: Reporter,
 
     The docker CLI's output goes to ``reporter``; returns the outcome per service.
     """
-    if not NAME_RE.fullmatch(stack):
-        raise LabError(f"stack name {stack!r} is invalid: lower-case letters, digits, '-' and '_'")
-    text = compose_text(lab, source)
-    warning = ingress_warning(lab, stack, text)
-    if warning:
-        reporter.warn(warning)
+    text = prepare(lab, stack, source, reporter).text
     seen = converge.task_ids(lab.manager, [s.id for s in stack_services(lab, stack)])
     host = _manager_host(lab)
     try:
@@ -148,12 +150,50 @@ def deploy(lab: LabSession, stack: str, source: str, reporter: Reporter,
     return f"stack {stack} deployed: " + "; ".join(f"{p.service} {services.outcome(p)}" for p in done)
 
 
-def remove(lab: LabSession, stack: str) -> str:
+def remove(lab: LabSession, stack: str, reporter: Reporter, timeout: float = 120) -> str:
+    """Remove the stack and wait until its tasks' containers and its networks are gone (the docker
+    CLI returns before), then drop its load-balancer routes."""
     host = _manager_host(lab)
     try:
         listed = check(host, "docker stack ls --format '{{.Name}}'").split()
         if stack not in listed:
+            if stack in state.read_routes(lab.plan.name):  # removed by the real `docker stack rm`
+                wait_until_gone(lab, stack, timeout)
+                set_routes(lab, stack, [], reporter)
+                return f"stack {stack} was already removed; its load-balancer routes are now gone too"
             raise LabError(f"there is no stack {stack!r} (stacks: {', '.join(listed) or 'none'})")
-        return check(host, f"docker stack rm {shlex.quote(stack)}")
+        output = check(host, f"docker stack rm {shlex.quote(stack)}")
     finally:
         host.close()
+    for line in output.strip().splitlines():
+        reporter.info(line)
+    wait_until_gone(lab, stack, timeout)
+    set_routes(lab, stack, [], reporter)
+    return f"stack {stack} removed: no service, task or network of it is left"
+
+
+def leftovers(lab: LabSession, stack: str) -> list[str]:
+    """What of ``stack`` still exists: services, task containers (running or not) on any node, networks."""
+    label = {"label": f"{STACK_LABEL}={stack}"}
+    found = [f"service {s.name}" for s in lab.manager.services.list(filters=label)]
+    found += [f"network {n['Name']}" for n in lab.manager.api.networks(filters=label)]  # one call: no race
+    for node in lab.plan.nodes:
+        try:
+            containers = lab.clients[node.name].containers.list(all=True, filters=label)  # stopped ones hold volumes
+        except Exception:  # noqa: BLE001 - a node that does not answer holds nothing we can wait for
+            continue
+        found += [f"container {c.name} on {node.name}" for c in containers]
+    return found
+
+
+def wait_until_gone(lab: LabSession, stack: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout * lab.plan.pace
+    while True:
+        left = leftovers(lab, stack)
+        if not left:
+            return
+        if time.monotonic() > deadline:
+            raise LabError(f"stack {stack} was removed but after {timeout:.0f}s these are left: {', '.join(left)}",
+                           hint="a node that is down keeps its containers until it is back; `docker stack ps` "
+                                "shows the tasks")
+        time.sleep(0.5)

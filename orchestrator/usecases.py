@@ -24,6 +24,8 @@ from orchestrator.demos import catalog
 from orchestrator.demos import plot as demo_plot
 from orchestrator.demos.report import DemoReport
 from orchestrator.demos.runner import run_all, run_demo
+from orchestrator.lessons import model as lesson_model
+from orchestrator.lessons import runner as lesson_runner
 from orchestrator.session import LabSession, open_lab
 from orchestrator.tables import RegistryEntry, service_table
 from orchestrator.views import (
@@ -46,7 +48,7 @@ from provision.lab_services import registry
 from provision.plan import RUNNING
 from provision.progress import Reporter
 from provision.providers import get_provider
-from provision.remote import docker_contexts, engine_clients, tls
+from provision.remote import docker_contexts, engine_clients
 from provision.spec import load as spec_load
 from provision.spec import validation
 from provision.spec.model import LabSpec
@@ -117,16 +119,14 @@ def swarm_status(name: str) -> tuple[LabStatus, dict[str, int]]:
         return result, services.running_per_node(manager) if manager else {}
 
 
-ENV_VARIABLES = ("DOCKER_TLS_VERIFY", "DOCKER_HOST", "DOCKER_CERT_PATH", "SWARMDECK_LAB", "SWARMDECK_NODE")
+ENV_VARIABLES = access.ENV_VARIABLES
 SHELLS = ("bash", "zsh", "sh", "fish", "powershell")
 
 
 def env(name: str, node: str, shell: str | None = None) -> str:
     """Shell lines that point the docker CLI at ``node``'s engine (docker-machine's `env`)."""
     _, plan = inventory.existing_lab(name)
-    address = plan.node(node).address
-    certs = tls.client_certs(name)
-    values = dict(zip(ENV_VARIABLES, ("1", f"tcp://{address}:{tls.ENGINE_PORT}", str(certs.folder), name, node)))
+    values = access.engine_env(plan, node)
     shell = choose_shell(shell)
     lines = [_set(shell, key, value) for key, value in values.items()] + [_unset(shell, "DOCKER_CONTEXT")]
     flags = ("--lab", name) + (("--shell", shell) if shell != _detected_shell() else ())
@@ -372,9 +372,30 @@ def deploy_stack(name: str, stack: str, source: str, reporter: Reporter, options
         return stacks.deploy(session, stack, source, reporter, options)
 
 
-def remove_stack(name: str, stack: str) -> str:
+def remove_stack(name: str, stack: str, reporter: Reporter) -> str:
     with open_lab(name) as session:
-        return stacks.remove(session, stack)
+        return stacks.remove(session, stack, reporter)
+
+
+def meshless_stack(name: str, stack: str, source: str, reporter: Reporter) -> str:
+    """The compose file to give the real `docker stack deploy` on this lab (rewritten where there is
+    no routing mesh, its ports routed by the load balancer): its path."""
+    with open_lab(name) as session:
+        return str(stacks.prepare(session, stack, source, reporter).path)
+
+
+# -- lessons -----------------------------------------------------------------------------------
+
+
+def lessons() -> list:
+    """Every lesson, loaded and validated (a broken lesson file fails here, naming what is wrong)."""
+    return lesson_model.load_all()
+
+
+def run_lesson(name: str, lesson: str, reporter: Reporter, first: int = 1, last: int | None = None) -> str:
+    loaded = lesson_model.load(lesson)
+    with open_lab(name) as session:
+        return lesson_runner.run(session, loaded, reporter, first, last)
 
 
 # -- demos -------------------------------------------------------------------------------------------

@@ -5,13 +5,15 @@ when it was made). Removing a lab forgets all of it."""
 from __future__ import annotations
 
 import dataclasses
+import os
 
 from provision import hints, state
 from provision.errors import LabError, SpecError
 from provision.plan import LabPlan
 from provision.providers import get_provider
 from provision.providers.base import Provider
-from provision.remote import engine_clients
+from provision.providers.libvirt import connection as libvirt_connection
+from provision.remote import engine_clients, reach
 from provision.spec import model as specs
 
 SPEC_FILE = state.SPEC_FILE  # in the lab's state folder: the spec as lab.add / lab.remove left it
@@ -26,7 +28,10 @@ def record_provider(spec: specs.LabSpec) -> None:
     """Remember the lab's provider and, the first time, the engine that hosts it."""
     state.write_provider(spec.name, spec.provider)
     if state.read_engine(spec.name) is None:
-        state.write_engine(spec.name, engine_clients.environment_settings())
+        settings = engine_clients.environment_settings()
+        if spec.provider == "libvirt" and os.environ.get(libvirt_connection.URI_ENV):
+            settings = {state.LIBVIRT_URI: os.environ[libvirt_connection.URI_ENV]}  # qemu+ssh://... : the lab's libvirt host
+        state.write_engine(spec.name, settings)
 
 
 def existing_lab(name: str, provider_name: str | None = None) -> tuple[Provider, LabPlan]:
@@ -91,6 +96,8 @@ def _shape(spec: specs.LabSpec) -> list[tuple[str, str]]:
 def destroy(name: str, provider_name: str | None = None) -> dict[str, int]:
     """Remove every resource of lab ``name`` and its state folder; no error if none is left."""
     counts = get_provider(provider_name or provider_of(name), lab=name).destroy(name)
+    if reach.stop(name):
+        counts["tunnels"] = 1
     if state.remove(name):
         counts["state folders"] = 1
     return counts

@@ -32,12 +32,19 @@ from provision.spec import load as spec_load
 
 PROVIDER_FILE = "provider"
 ENGINE_FILE = "engine.json"
+LIBVIRT_URI = "LIBVIRT_URI"  # in engine.json of a libvirt lab made with SWARMDECK_LIBVIRT_URI
+ROUTE_FILE = "route"  # how this machine reaches the lab network: direct | tunnel (provision.remote.reach)
+TUNNEL_FILE = "tunnel.json"  # the lab's tunnel process, written by it: its pid, the local port of each target
+TUNNEL_TARGETS_FILE = "tunnel-targets.json"  # what it should serve, written by those who ask it
 PACE_FILE = "pace"
 SPEC_FILE = "spec.json"  # the lab's spec now (lab.add and lab.remove change its nodes)
 CREATED_SPEC_FILE = "spec-created.json"  # the spec the lab was created with, its subnet as chosen
 # where swarmdeck 0.1 kept the created spec, per provider (the docker provider: its network's label)
 LEGACY_CREATED_SPEC_FILES = ("libvirt.json", "vagrant.json", "ssh.json")
 LOCK_FILE = "lab.lock"
+STACKS_DIR = "stacks"  # STACK.yml: a stack's compose file as deployed (rewritten for a lab without mesh)
+ROUTES_FILE = "stacks/routes.json"  # {stack: [port, ...]}: ports the lab's load balancer forwards for stacks
+LESSON_FILE = "lesson.json"  # the lesson step running now (lesson.run writes it, the visualizer shows it)
 DEFAULT_PROVIDER = "docker"  # labs made before the provider was recorded
 
 
@@ -104,6 +111,107 @@ def read_engine(lab: str) -> dict[str, str] | None:
 
 def write_engine(lab: str, settings: dict[str, str]) -> None:
     write_atomically(lab_dir(lab) / ENGINE_FILE, (json.dumps(settings, indent=2) + "\n").encode())
+
+
+def read_route(lab: str) -> str | None:
+    """How this machine reaches ``lab``'s network, as detected once (None: not yet)."""
+    try:
+        return (lab_dir(lab) / ROUTE_FILE).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def write_route(lab: str, route: str) -> None:
+    write_atomically(lab_dir(lab) / ROUTE_FILE, f"{route}\n".encode(), 0o644)
+
+
+def stack_file(lab: str, stack: str) -> Path:
+    return lab_dir(lab) / STACKS_DIR / f"{stack}.yml"
+
+
+def write_stack_file(lab: str, stack: str, text: str) -> Path:
+    path = stack_file(lab, stack)
+    write_atomically(path, text.encode(), mode=0o644)
+    return path
+
+
+def read_routes(lab: str) -> dict[str, list[int]]:
+    """The ports the lab's load balancer forwards for each stack (none recorded: {})."""
+    try:
+        data = json.loads((lab_dir(lab) / ROUTES_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): sorted({int(p) for p in v}) for k, v in data.items() if isinstance(v, list)}
+
+
+def write_routes(lab: str, stack: str, ports: list[int]) -> bool:
+    """Record (or with no ports, forget) ``stack``'s routed ports; True when that changed the record."""
+    routes = read_routes(lab)
+    before = dict(routes)
+    if ports:
+        routes[stack] = sorted(set(ports))
+    else:
+        routes.pop(stack, None)
+    if routes == before:
+        return False
+    write_atomically(lab_dir(lab) / ROUTES_FILE, (json.dumps(routes, indent=2) + "\n").encode(), mode=0o644)
+    return True
+
+
+def write_lesson(lab: str, step: dict | None) -> None:
+    """The lesson step shown by the visualizer; None: no lesson runs."""
+    path = lab_dir(lab) / LESSON_FILE
+    if step is None:
+        path.unlink(missing_ok=True)
+    else:
+        write_atomically(path, (json.dumps(step, indent=2) + "\n").encode(), mode=0o644)
+
+
+def read_lesson(lab: str) -> dict | None:
+    return _read_json(lab_dir(lab) / LESSON_FILE)
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def read_tunnel(lab: str) -> dict | None:
+    """What ``lab``'s tunnel process recorded: ``pid``, ``ports`` (None: none recorded)."""
+    return _read_json(lab_dir(lab) / TUNNEL_FILE)
+
+
+def write_tunnel(lab: str, record: dict) -> None:
+    write_atomically(lab_dir(lab) / TUNNEL_FILE, (json.dumps(record, indent=2) + "\n").encode())
+
+
+def read_tunnel_targets(lab: str) -> dict:
+    """What ``lab``'s tunnel should serve: ``targets`` (ADDRESS:PORT), ``wanted`` (their former ports)."""
+    return _read_json(lab_dir(lab) / TUNNEL_TARGETS_FILE) or {}
+
+
+def write_tunnel_targets(lab: str, record: dict) -> None:
+    write_atomically(lab_dir(lab) / TUNNEL_TARGETS_FILE, (json.dumps(record, indent=2) + "\n").encode())
+
+
+def remove_tunnel_record(lab: str) -> None:
+    (lab_dir(lab) / TUNNEL_FILE).unlink(missing_ok=True)
+
+
+def remove_tunnel(lab: str) -> None:
+    for name in (TUNNEL_FILE, TUNNEL_TARGETS_FILE):
+        (lab_dir(lab) / name).unlink(missing_ok=True)
+
+
+def tunnel_lock(lab: str):
+    """The lock held while a lab's tunnel process is started or stopped (not the lab lock:
+    a running lab.up starts it too)."""
+    return locked(lab_dir(lab) / "tunnel.lock", f"the tunnel of lab {lab}")
 
 
 def read_pace(lab: str) -> float:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from orchestrator.clients import ClientPool
 from orchestrator.viz.feed import CLIENT_TIMEOUT, live_demo, reports
-from provision import inventory
+from provision import inventory, state
 from provision.lab_services import entry_point as entrypoint
 from provision.plan import LabPlan
 from provision.remote import tls
@@ -24,7 +24,7 @@ class LabEngines:
 
     def facts(self) -> dict:
         return {"registry": self.plan.registry, "entry_point": entrypoint.entry_point(self.plan).to_json(),
-                "demo": live_demo(self.lab), "reports": reports(self.lab)}
+                "demo": live_demo(self.lab), "reports": reports(self.lab), "lesson": state.read_lesson(self.lab)}
 
     def close(self) -> None:
         self.clients.close()

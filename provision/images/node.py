@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterator
 
 import docker
+import docker.constants
 import docker.errors
 
 from provision.errors import ImageError
@@ -69,6 +70,11 @@ def ensure_node_image(
     if has_image(client, tag) and not rebuild:
         reporter.result(f"node image {tag}", changed=False)
         return tag
+    local = local_engine_with(tag, client) if not rebuild else None
+    if local is not None:
+        copy_image(local, client, tag, reporter)
+        client.images.get(tag).tag(REPOSITORY, "latest")
+        return tag
     chosen = choose_method(method)
     with reporter.step(f"building node image {tag} with {chosen} (about a minute, once)"):
         if chosen == "debootstrap":
@@ -77,6 +83,44 @@ def ensure_node_image(
             build_with_dockerfile(client, tag, reporter)
     client.images.get(tag).tag(REPOSITORY, "latest")
     return tag
+
+
+def local_engine_with(tag: str, target: docker.DockerClient) -> docker.DockerClient | None:
+    """This machine's own engine when it holds ``tag`` and is not ``target`` (a remote host's
+    engine, reached over ``ssh://``): copying the image there beats building it again."""
+    try:
+        local = docker.DockerClient(base_url=docker.constants.DEFAULT_UNIX_SOCKET, timeout=600)
+        if local.info()["ID"] == target.info()["ID"] or not has_image(local, tag):
+            local.close()
+            return None
+        return local
+    except (docker.errors.DockerException, OSError, KeyError):
+        return None
+
+
+COPY_REPORT_BYTES = 100 * 1024 * 1024
+
+
+def copy_image(source: docker.DockerClient, target: docker.DockerClient, tag: str, reporter: Reporter) -> None:
+    """``docker save | docker load`` through the SDK, streamed (never the whole image in memory),
+    with a line of progress every 100 MB."""
+    size = source.images.get(tag).attrs.get("Size", 0)
+    with reporter.step(f"copying node image {tag} ({size // 2**20} MB) to the lab's engine"):
+        sent = [0, COPY_REPORT_BYTES]
+
+        def chunks():
+            for chunk in source.api.get_image(tag, chunk_size=1024 * 1024):
+                sent[0] += len(chunk)
+                if sent[0] >= sent[1]:
+                    reporter.info(f"{sent[0] // 2**20} MB of the node image sent")
+                    sent[1] += COPY_REPORT_BYTES
+                yield chunk
+
+        for _ in target.api.load_image(chunks()):
+            pass
+    if not has_image(target, tag):
+        raise ImageError(f"the node image {tag} did not arrive on the lab's engine after {sent[0]} bytes",
+                            hint="see the engine's log on that host; `swarmdeck image.build` there builds it instead")
 
 
 def choose_method(method: str) -> str:

@@ -26,7 +26,7 @@ import docker.utils
 from provision import state
 from provision.errors import ProviderUnavailable
 from provision.paths import home
-from provision.remote import tls
+from provision.remote import reach, tls
 
 API_VERSION = "1.41"  # Debian bookworm's engine (20.10) and every newer one speak it
 OVERRIDE = "SWARMDECK_DOCKER_HOST"
@@ -41,11 +41,13 @@ MAX_PACE = 10.0
 
 
 def node_client(lab: str, address: str, *, timeout: int = 30) -> docker.DockerClient:
-    """A client for the engine of the lab node at ``address``."""
+    """A client for the engine of the lab node at ``address`` (by the lab's route: straight,
+    or a local port of its tunnel; the certificate is valid for 127.0.0.1 too)."""
     certs = tls.client_certs(lab)
+    host, port = reach.endpoint(lab, address, tls.ENGINE_PORT)
     config = docker.tls.TLSConfig(client_cert=(str(certs.cert), str(certs.key)), ca_cert=str(certs.ca), verify=True)
     client = docker.DockerClient(
-        base_url=f"tcp://{address}:{tls.ENGINE_PORT}", tls=config, version=API_VERSION, timeout=timeout
+        base_url=f"tcp://{host}:{port}", tls=config, version=API_VERSION, timeout=timeout
     )
     # Lab traffic goes straight to the lab: no proxy from the environment, and no
     # REQUESTS_CA_BUNDLE replacing the lab's CA (requests lets it override `verify`).

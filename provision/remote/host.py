@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import logging
 import shlex
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -21,7 +22,7 @@ from invoke.exceptions import CommandTimedOut
 from provision import hints
 from provision.errors import CommandFailed, HostUnreachable
 from provision.providers.base import SSHTarget
-from provision.remote import keys
+from provision.remote import keys, reach
 
 T = TypeVar("T")
 # paramiko logs a failed handshake (an sshd still starting) with its traceback and then
@@ -68,21 +69,37 @@ def read_file(host: Host, path: str) -> str | None:
     return result.stdout if result.ok else None
 
 
+class TunneledConnection(Connection):
+    """A Connection whose socket is a local port of the lab's tunnel (``provision.remote.reach``):
+    paramiko is told the node's own address, so the host key is checked against it."""
+
+    def __init__(self, *args, local: tuple[str, int], **kwargs):
+        super().__init__(*args, gateway="tunnel", **kwargs)
+        self.local = local
+
+    def open_gateway(self):
+        return socket.create_connection(self.local, timeout=self.connect_timeout)
+
+
 class SSHHost:
-    """A lab node reached over SSH with the lab's key (or ``key_file``), its host key checked."""
+    """A lab node reached over SSH with the lab's key (or ``key_file``), its host key checked;
+    through the lab's tunnel when its network is not routable from here."""
 
     def __init__(self, lab: str, name: str, target: SSHTarget, *, connect_timeout: int = 10,
                  command_timeout: int = COMMAND_TIMEOUT, key_file: Path | None = None):
         self.name, self.command_timeout = name, command_timeout
         config = Config(overrides={"load_ssh_configs": False, "run": {"hide": True, "warn": True}})
-        self.connection = Connection(
-            target.host, user=target.user, port=target.port, config=config, connect_timeout=connect_timeout,
-            connect_kwargs={
-                "key_filename": str(key_file or keys.lab_key(lab).private_path),
-                "look_for_keys": False,
-                "allow_agent": False,
-            },
-        )
+        options = dict(user=target.user, port=target.port, config=config, connect_timeout=connect_timeout,
+                       connect_kwargs={
+                           "key_filename": str(key_file or keys.lab_key(lab).private_path),
+                           "look_for_keys": False,
+                           "allow_agent": False,
+                       })
+        local = reach.endpoint(lab, target.host, target.port)
+        if local == (target.host, target.port):
+            self.connection = Connection(target.host, **options)
+        else:
+            self.connection = TunneledConnection(target.host, local=local, **options)
         client = self.connection.client
         client.load_host_keys(str(keys.known_hosts_path(lab)))
         client.set_missing_host_key_policy(paramiko.RejectPolicy())

@@ -158,6 +158,18 @@ function entryPointText(entry) {
   return `${entry.kind.replace("-", " ")} at ${entry.address} (ports ${entry.ports.join(", ")})`;
 }
 
+// The lesson step running now (lesson.run writes it to the lab's state folder): its number,
+// command and explanation; a failed step says why.
+function renderLesson(lesson) {
+  $("lesson").hidden = !lesson;
+  if (!lesson) return;
+  const status = { running: "running", done: "done", failed: "FAILED" }[lesson.status] || lesson.status;
+  $("lesson-head").textContent = `lesson ${lesson.lesson} · step ${lesson.step}/${lesson.total} · ${status}`;
+  $("lesson-head").dataset.status = lesson.status;
+  $("lesson-run").textContent = `$ ${lesson.run}`;
+  $("lesson-explain").textContent = lesson.status === "failed" ? `does not hold: ${lesson.reason}` : lesson.explain;
+}
+
 function render(state) {
   document.title = `swarmdeck ${state.lab}`;
   $("lab-name").textContent = state.lab;
@@ -170,6 +182,7 @@ function render(state) {
   $("message").textContent = state.message;
   $("updated").textContent = clock(new Date());
   renderNodes(state);
+  renderLesson(state.lesson);
   renderDemo(state.demo);
   renderReports(state.reports);
 }

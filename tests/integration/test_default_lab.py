@@ -7,6 +7,8 @@ import subprocess
 
 import pytest
 
+from provision import state
+from provision.remote import reach
 from provision.wait import wait_until
 from tests.labs import INVOKE, cli, status_json, swarm_nodes
 from tests.labs import leader_client as manager_client
@@ -24,6 +26,7 @@ def test_status_json_reports_the_default_lab(default_lab):
     assert sum(n["leader"] for n in status["nodes"]) == 1
     for node in status["nodes"]:
         assert set(node) >= {"name", "role", "address", "state", "availability", "leader"}
+    assert state.read_route(name) == reach.DIRECT  # this machine holds the lab's bridge: no tunnel
 
 
 def test_swarm_has_three_managers_one_leader_and_two_workers(default_lab):

@@ -130,7 +130,8 @@ def test_every_task_refuses_an_empty_lab(monkeypatch, capsys, tmp_path):
     assert {"lab.up", "lab.down", "lab.status", "lab.env", "registry.ls", "service.create"} <= set(checked)
     # the tasks that act on no single lab: the class tasks act on a class's labs (--class)
     classes = {"class.up", "class.status", "class.cards", "class.reset", "class.down"}
-    assert set(tasks.ns.task_names) - set(checked) == {"lab.ls", "lab.doctor", "image.build", "image.prune", *classes}
+    assert set(tasks.ns.task_names) - set(checked) == {"lab.ls", "lab.doctor", "image.build", "image.prune", "lesson.ls",
+                                                          *classes}
 
 
 # -- memory -----------------------------------------------------------------------------------

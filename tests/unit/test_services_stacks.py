@@ -206,41 +206,7 @@ def test_split_reference(image, expected):
     assert services.split_reference(image) == expected
 
 
-# -- no routing mesh: warn where it applies ------------------------------------------------------
-
-
-COMPOSE = """
-version: "3.8"
-services:
-  short:
-    image: a
-    ports: ["8080:80", "127.0.0.1:9000:90/udp"]
-  unquoted:
-    image: a
-    ports:
-      - 53:53
-      - 80
-  long:
-    image: a
-    ports:
-      - {target: 80, published: 8081}
-      - {target: 81, published: 8082, mode: ingress}
-      - {target: 82, published: 8083, mode: host}
-  hosted:
-    image: a
-    ports:
-      - {target: 80, published: 8084, mode: host}
-  quiet:
-    image: a
-"""
-
-
-def test_ingress_ports_in_compose_short_and_long_syntax():
-    assert stacks.ingress_ports(COMPOSE) == [
-        ("short", "8080"), ("short", "9000"), ("unquoted", "53"), ("unquoted", "a random port for 80"),
-        ("long", "8081"), ("long", "8082")]
-    assert stacks.ingress_ports("services: {web: {image: a, ports: [{target: 80, published: 80, mode: host}]}}") == []
-    assert stacks.ingress_ports("{not yaml") == [] and stacks.ingress_ports("- a list") == []
+# -- no routing mesh: warn where it applies (stacks are rewritten instead: test_lessons.py) -------
 
 
 @pytest.mark.parametrize("provider, with_ipvs, warned", [("docker", False, True), ("docker", True, False),
@@ -254,16 +220,10 @@ def test_the_no_mesh_warning_only_where_it_applies(monkeypatch, provider, with_i
     host = services.ServiceRequest("web", "img", publish=(services.Publish(8080, 80, "host"),))
     warning = services.ingress_warning(lab.plan, ingress)
     assert (warning is not None) == warned and services.ingress_warning(lab.plan, host) is None
-    stack_warning = stacks.ingress_warning(lab, "demo", COMPOSE)
-    assert (stack_warning is not None) == warned
-    assert stacks.ingress_warning(lab, "demo", "services: {web: {image: a}}") is None
     if warned:
         assert "service web's ingress port 8080 will be created but answer nothing" in warning
         assert "`--publish 8080:80:host`" in warning and "`--endpoint-mode dnsrr`" in warning
         assert "load balancer at 10.199.9.9, which forwards ports 8080 and 8081 to every node" in warning
-        assert "(short 8080, short 9000, unquoted 53, unquoted a random port for 80, long 8081, long 8082)" \
-            in stack_warning
-        assert "`mode: host`" in stack_warning and "`endpoint_mode: dnsrr` under `deploy:`" in stack_warning
 
 
 def test_vm_labs_get_ingress_stacks_even_on_a_kernel_without_ipvs(monkeypatch):

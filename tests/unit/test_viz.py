@@ -270,3 +270,17 @@ def test_the_feed_sends_a_dead_nodes_last_tasks(monkeypatch):
     down = feed.refresh()["nodes"][1]
     assert [t["id"] for t in down["last_tasks"]] == ["t1running"] and down["down_since"] > 0
 
+
+
+def test_the_feed_carries_the_lesson_step_running(monkeypatch, tmp_path):
+    from provision import state as lab_state
+    monkeypatch.setenv("SWARMDECK_HOME", str(tmp_path))
+    engines = lab_engines.LabEngines(lab_plan())
+    assert engines.facts()["lesson"] is None
+    step = {"lesson": "swarm-basics", "step": 3, "total": 8, "run": "docker swarm join-token worker",
+            "explain": "the same for a worker", "status": "running"}
+    lab_state.write_lesson(engines.lab, step)
+    assert engines.facts()["lesson"] == step
+    lab_state.write_lesson(engines.lab, None)
+    assert engines.facts()["lesson"] is None
+    engines.close()

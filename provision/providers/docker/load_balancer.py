@@ -4,7 +4,9 @@ load balancer would be (its address: provision.lab_services.entry_point.lb_addre
 
 A running load balancer whose nodes changed (lab.add, lab.remove) gets the new configuration
 and reloads it in place (SIGUSR2 to HAProxy's master): no request in flight is dropped, as a
-cloud load balancer's target change drops none.
+cloud load balancer's target change drops none. The same reload applies a stack's routes
+(a stack deployed on a lab without mesh: orchestrator/meshless.py), TCP forwards of its
+published ports, read from the lab's state folder (``stacks/routes.json``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import docker
 import docker.errors
 
+from provision import state
 from provision.errors import ProviderError
 from provision.lab_services.entry_point import PORTS, lb_address
 from provision.plan import LabPlan
@@ -28,8 +31,11 @@ def container_name(lab: str) -> str:
 
 
 def config(plan: LabPlan) -> str:
-    """HAProxy's configuration: each entry-point port to the same port on every node."""
-    return render("haproxy/haproxy.cfg.j2", ports=PORTS, nodes=plan.nodes)
+    """HAProxy's configuration: each entry-point port to the same port on every node, and each
+    port a stack publishes (the routes ``stack.deploy`` records) the same way, at the TCP level."""
+    routed = sorted({port for ports in state.read_routes(plan.name).values() for port in ports})
+    return render("haproxy/haproxy.cfg.j2", ports=[p for p in PORTS if p not in routed], routes=routed,
+                  nodes=plan.nodes)
 
 
 def ensure(client: docker.DockerClient, image: str, plan: LabPlan) -> bool:

@@ -47,7 +47,9 @@ class LibvirtProvider:
     capabilities = Capabilities(boot_timeout=300, node_memory_mb=domains.MEMORY_MIB)
 
     def __init__(self, uri: str | None = None, lab: str | None = None):
-        self.uri = uri or os.environ.get(connection.URI_ENV, "qemu:///system")
+        recorded = (state.read_engine(lab) or {}).get(state.LIBVIRT_URI) if lab else None
+        # the URI given, else the shell's, else the one the lab was made with (qemu+ssh://...)
+        self.uri = uri or os.environ.get(connection.URI_ENV) or recorded or "qemu:///system"
         self._conn = None
         self._pool_handle = None
         self.image: vm_images.VMImage | None = None
