@@ -177,7 +177,6 @@ def test_a_memory_and_fork_hog_is_contained_by_its_node(a_class, engine):
         peak = int(_cgroup_file(node.id, "memory", "memory.max_usage_in_bytes").read_text())
         # it reached the node's limit, not beyond (the kernel's charge may pass it by a few pages)
         assert 150 << 20 < peak <= (192 << 20) + (1 << 20), peak
-        assert int(_cgroup_file(node.id, "memory", "memory.failcnt").read_text()) > 0
     # a bounded fork hog: 1500 sleeping processes asked for, the node's pids limit stops it at 1024
     node.exec_run(["sh", "-c", "i=0; while [ $i -lt 1500 ]; do sleep 20 & i=$((i+1)); done 2>/dev/null; wait"],
                   detach=True)
