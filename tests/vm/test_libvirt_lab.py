@@ -99,6 +99,7 @@ def test_the_routing_mesh_answers_on_every_node(vm_lab):
 def test_an_encrypted_overlay_carries_only_esp_between_two_vms(vm_lab):
     result = cli("demo.encrypted-overlay", "--lab", vm_lab, check=False, timeout=1800)
     saved = sorted((lab_dir(vm_lab) / "reports").glob("encrypted-overlay-2*.json"))
+    assert saved, f"the demo saved no report (exit {result.returncode}):\n{result.stdout}\n{result.stderr}"
     report = json.loads(saved[-1].read_text())
     assert result.returncode == 0 and report["verdict"] == "pass", result.stderr
     figures = report["figures"]
