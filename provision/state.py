@@ -54,6 +54,11 @@ class LabBusy(LabError):
     exit_code = 75  # EX_TEMPFAIL: try again later
 
 
+def write_json(path: Path, data: dict, mode: int = 0o600) -> None:
+    """``data`` as indented JSON, written atomically."""
+    write_atomically(path, (json.dumps(data, indent=2) + "\n").encode(), mode)
+
+
 def write_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Write ``data`` to ``path`` so that a reader sees the old file or the whole new one,
     never half of it (a temporary file in the same folder, then a rename)."""
@@ -110,7 +115,7 @@ def read_engine(lab: str) -> dict[str, str] | None:
 
 
 def write_engine(lab: str, settings: dict[str, str]) -> None:
-    write_atomically(lab_dir(lab) / ENGINE_FILE, (json.dumps(settings, indent=2) + "\n").encode())
+    write_json(lab_dir(lab) / ENGINE_FILE, settings)
 
 
 def read_route(lab: str) -> str | None:
@@ -137,12 +142,7 @@ def write_stack_file(lab: str, stack: str, text: str) -> Path:
 
 def read_routes(lab: str) -> dict[str, list[int]]:
     """The ports the lab's load balancer forwards for each stack (none recorded: {})."""
-    try:
-        data = json.loads((lab_dir(lab) / ROUTES_FILE).read_text())
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(data, dict):
-        return {}
+    data = _read_json(lab_dir(lab) / ROUTES_FILE) or {}
     return {str(k): sorted({int(p) for p in v}) for k, v in data.items() if isinstance(v, list)}
 
 
@@ -156,7 +156,7 @@ def write_routes(lab: str, stack: str, ports: list[int]) -> bool:
         routes.pop(stack, None)
     if routes == before:
         return False
-    write_atomically(lab_dir(lab) / ROUTES_FILE, (json.dumps(routes, indent=2) + "\n").encode(), mode=0o644)
+    write_json(lab_dir(lab) / ROUTES_FILE, routes, mode=0o644)
     return True
 
 
@@ -166,7 +166,7 @@ def write_lesson(lab: str, step: dict | None) -> None:
     if step is None:
         path.unlink(missing_ok=True)
     else:
-        write_atomically(path, (json.dumps(step, indent=2) + "\n").encode(), mode=0o644)
+        write_json(path, step, mode=0o644)
 
 
 def read_lesson(lab: str) -> dict | None:
@@ -187,7 +187,7 @@ def read_tunnel(lab: str) -> dict | None:
 
 
 def write_tunnel(lab: str, record: dict) -> None:
-    write_atomically(lab_dir(lab) / TUNNEL_FILE, (json.dumps(record, indent=2) + "\n").encode())
+    write_json(lab_dir(lab) / TUNNEL_FILE, record)
 
 
 def read_tunnel_targets(lab: str) -> dict:
@@ -196,7 +196,7 @@ def read_tunnel_targets(lab: str) -> dict:
 
 
 def write_tunnel_targets(lab: str, record: dict) -> None:
-    write_atomically(lab_dir(lab) / TUNNEL_TARGETS_FILE, (json.dumps(record, indent=2) + "\n").encode())
+    write_json(lab_dir(lab) / TUNNEL_TARGETS_FILE, record)
 
 
 def remove_tunnel_record(lab: str) -> None:
