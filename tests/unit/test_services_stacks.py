@@ -51,6 +51,9 @@ def test_shipped_stacks_render_for_the_kernel(monkeypatch, with_ipvs, mode):
                 assert port["mode"] == mode
             if mode == "host" and service.get("ports"):
                 assert service["deploy"]["mode"] == "global"  # one task per node: no port clash
+        if mode == "host":  # shipped as the lab allows: nothing for the no-mesh rewrite to change
+            from orchestrator import meshless
+            assert meshless.rewrite(stacks.compose_text(FakeLab(mtu=1400), stack), []).changes == []
     counter = yaml.safe_load(stacks.compose_text(FakeLab(mtu=1400), "counter"))
     assert counter["networks"]["backend"]["driver_opts"]["com.docker.network.driver.mtu"] == "1350"
     assert counter["services"]["store"]["deploy"]["placement"]["constraints"] == ["node.role == manager"]
