@@ -89,14 +89,26 @@ def wait_running(lab: LabSession, service: str, count: int, *, timeout: float = 
     ``timeout`` seconds on container nodes, longer on slower machines (LabPlan.scaled)."""
 
     def ready():
-        tasks = running(lab, service)
+        every = services.tasks(lab.manager, service)
+        tasks = [t for t in every if t.state == "running" and t.desired == "running"]
         good = [t for t in tasks if t.node != avoid and (version is None or t.image.endswith(":" + version))]
         if len(good) != count or len(tasks) != count:
-            raise NotYet(f"{len(good)} of {count} wanted tasks run: " + ", ".join(f"{t.node}:{t.image[-1]}" for t in tasks))
+            raise NotYet(f"{len(good)} of {count} wanted tasks run: "
+                         + ", ".join(f"{t.node}:{t.image[-1]}" for t in tasks) + _not_running(every))
         return tasks
 
     return wait_until(ready, timeout=lab.plan.scaled(timeout), interval=0.25,
                       describe=f"{count} running tasks of {service}")
+
+
+def _not_running(tasks: list[services.TaskView]) -> str:
+    """The tasks meant to run that do not (yet), with their state and Swarm's error, for a
+    timeout's "last seen" (a task stuck pending says why: no node fits, port in use, ...)."""
+    waiting = [t for t in tasks if t.desired == "running" and t.state != "running"]
+    if not waiting:
+        return ""
+    return "; not running yet: " + ", ".join(
+        f"{t.node} {t.state}" + (f" ({t.error})" if t.error else "") for t in waiting)
 
 
 def node_state(lab: LabSession, node: str) -> str:

@@ -1,7 +1,13 @@
+import functools
 import json
+from types import SimpleNamespace
+
+import pytest
 
 from orchestrator.demos.probe import Probe, Sample, parse_answer
 from orchestrator.demos.report import DemoReport
+from provision import wait
+from provision.errors import WaitTimeout
 from provision.progress import RecordingReporter
 
 
@@ -37,3 +43,21 @@ def test_report_verdict_needs_every_check_and_saves_json_and_png(tmp_path):
     assert saved["samples"][1]["duration"] == 2.0
     assert saved["versions"][1] == {"t": 1.0, "running": {"1": 3}, "starting": {"1": 1}}
     assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_wait_for_tasks_says_which_ones_do_not_run_and_why(monkeypatch):
+    from orchestrator.demos import toolkit
+    from orchestrator.services import TaskView
+
+    tasks = [TaskView("s", 1, "manager1", "running", "running", "web:1", ""),
+             TaskView("s", 2, "worker1", "shutdown", "running", "web:1", ""),  # the dead node's old task
+             TaskView("s", 2, "manager3", "running", "pending",
+                      "web:1", "no suitable node (host-mode port already in use on 1 node)")]
+    monkeypatch.setattr(toolkit.services, "tasks", lambda manager, service: tasks)
+    lab = SimpleNamespace(manager=None, plan=SimpleNamespace(scaled=lambda timeout: timeout))
+    clock = iter(range(0, 100, 10))
+    monkeypatch.setattr(toolkit, "wait_until", functools.partial(
+        wait.wait_until, clock=lambda: next(clock), sleep=lambda seconds: None))
+    with pytest.raises(WaitTimeout) as err:
+        toolkit.wait_running(lab, "s", 2, timeout=30)
+    assert "1 of 2 wanted tasks run: manager1:1; not running yet: manager3 pending (no suitable node" in str(err.value)
