@@ -807,13 +807,16 @@ def _class(name: str) -> str:
             "memory 192m, cpus 1, pids 1024 per node",
     "class": CLASS_HELP, "address": "the address students reach this machine at (default: found)",
     "bind": "where the labs' SSH doors listen (default 0.0.0.0)", "parallel": "labs made at once (default: sized to the machine)",
+    "hosts": "a hosts inventory (YAML: the local engine and remote ones over ssh://, each with a capacity); each lab "
+             "lives wholly on one, placed by free capacity (default: the class's inventory, else this machine)",
 })
-def class_up(c, students=None, roster=None, spec=None, class_="class", address="", bind="0.0.0.0", parallel=0):
+def class_up(c, students=None, roster=None, spec=None, class_="class", address="", bind="0.0.0.0", parallel=0,
+             hosts=None):
     """Make a class: one lab per student from one spec, in parallel, each with its SSH door and snapshot."""
     from orchestrator.classroom import lifecycle
     template = spec_load.load_spec(spec, {}, {})
     options = lifecycle.ClassOptions(students=int(students) if students is not None else None, roster=roster,
-                                     address=address, bind=bind, parallel=int(parallel))
+                                     address=address, bind=bind, parallel=int(parallel), hosts=hosts)
     result = lifecycle.up(_class(class_), template, options, ConsoleReporter())
     ready = len(result.record.seats) - len(result.failed)
     print(f"class {class_}: {ready} of {len(result.record.seats)} labs ready in {result.seconds:.0f}s")

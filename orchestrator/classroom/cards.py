@@ -64,7 +64,7 @@ def cards_for(record: records.ClassRecord, secrets: dict[str, str]) -> list[Card
             raise LabError(f"lab {seat.lab} has no secret in the class's records",
                            hint=f"run class.up --class {record.name} again")
         fingerprint = door.fingerprint(door.host_key(seat.lab).public_line)
-        cards.append(Card(seat.lab, seat.name, nodes, record.address, seat.door_port, secrets[seat.lab], fingerprint))
+        cards.append(Card(seat.lab, seat.name, nodes, records.door_address(record, seat), seat.door_port, secrets[seat.lab], fingerprint))
     return cards
 
 

@@ -114,15 +114,16 @@ def files(plan: LabPlan, secret: str) -> list[File]:
     ]
 
 
-def free_port(client: docker.DockerClient, taken: set[int], bind: str = "0.0.0.0") -> int:
-    """The first port from FIRST_PORT that no container publishes, no other door of this class
-    holds (``taken``) and nothing on this machine listens on."""
+def free_port(client: docker.DockerClient, taken: set[int], bind: str = "0.0.0.0", *, probe_here: bool = True) -> int:
+    """The first port from FIRST_PORT that no container of ``client``'s engine publishes, no other
+    door of this class holds (``taken``) and (``probe_here``: the engine is this machine's)
+    nothing on this machine listens on."""
     published = set(taken)
     for container in client.containers.list(all=True):
         for bindings in (container.attrs.get("HostConfig", {}).get("PortBindings") or {}).values():
             published.update(int(b["HostPort"]) for b in bindings or [] if b.get("HostPort"))
     for port in range(FIRST_PORT, FIRST_PORT + 1000):
-        if port not in published and _bindable(bind, port):
+        if port not in published and (not probe_here or _bindable(bind, port)):
             return port
     raise LabError(f"no free TCP port for a lab's SSH door in {FIRST_PORT}-{FIRST_PORT + 999}")
 

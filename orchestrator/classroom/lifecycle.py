@@ -21,6 +21,7 @@ import requests
 from orchestrator import create
 from orchestrator import usecases as labs
 from orchestrator.classroom import door, placement, records, snapshot
+from orchestrator.classroom import hosts as inventories
 from orchestrator.classroom import roster as rosters
 from orchestrator.classroom.display import ClassDisplay, LabLine
 from orchestrator.clients import ClientPool
@@ -31,7 +32,7 @@ from provision.images import node as images
 from provision.parallel import fan_out
 from provision.progress import Reporter
 from provision.providers.docker import names
-from provision.remote.engine_clients import host_client
+from provision.remote.engine_clients import engine_client, host_client
 from provision.setup.hosts_file import ensure_hosts_block
 from provision.spec import load as spec_load
 from provision.spec import validation
@@ -54,6 +55,7 @@ class ClassOptions:
     address: str = ""  # where students reach the doors ("": this machine's address, found)
     bind: str = "0.0.0.0"  # where the doors listen on this machine
     parallel: int = 0  # labs made at once (0: sized to the machine)
+    hosts: str | None = None  # a hosts inventory file (hosts.py); None: the class's recorded one, else local
     up: create.UpOptions = create.UpOptions()
 
 
@@ -76,9 +78,22 @@ def lab_spec(template: LabSpec, lab: str) -> LabSpec:
     return dataclasses.replace(template, name=lab)
 
 
-def hosts() -> list[placement.ClassHost]:
-    """The class's hosts inventory: the local engine (remote engines plug in here)."""
-    return [placement.local_host()]
+def class_hosts(record: records.ClassRecord, path: str | None) -> list[placement.ClassHost]:
+    """Where the class's labs may live: the inventory in ``path``, else the one the class was
+    given before, else the local engine. A lab already made stays on its host, which the
+    inventory must therefore still name."""
+    if path:
+        chosen = inventories.read(path)
+    elif record.hosts:
+        chosen = inventories.from_records(record.hosts)
+    else:
+        chosen = [placement.local_host()]
+    named = {h.name for h in chosen}
+    stranded = sorted({s.host for s in record.seats if s.snapshot and s.host not in named})
+    if stranded:
+        raise UsageError(f"class {record.name} has labs on host(s) {', '.join(stranded)}, which the hosts inventory "
+                         "leaves out", hint="keep those hosts in the file, or class.down the class first")
+    return chosen
 
 
 def parallel_bound(need_mb: int) -> int:
@@ -121,17 +136,28 @@ def students_wanted(name: str, options: ClassOptions) -> list[rosters.Student]:
     return rosters.counted(name, options.students)
 
 
-def _seats(record: records.ClassRecord, wanted: list[rosters.Student], client) -> list[records.Seat]:
+def _seats(record: records.ClassRecord, wanted: list[rosters.Student]) -> list[records.Seat]:
     existing = [rosters.Student(s.id, s.name, s.lab) for s in record.seats]
     students = rosters.grown(existing, wanted, record.name)
     seats = {s.lab: s for s in record.seats}
-    taken = {s.door_port for s in record.seats}
     for student in students:
-        if student.lab not in seats:
-            port = door.free_port(client, taken)
-            taken.add(port)
-            seats[student.lab] = records.Seat(student.id, student.name, student.lab, door_port=port)
+        seats.setdefault(student.lab, records.Seat(student.id, student.name, student.lab))
     return [seats[s.lab] for s in students]
+
+
+def _door_ports(seats: list[records.Seat], by_name: dict[str, placement.ClassHost], bind: str) -> None:
+    """A door port for each seat without one, free on the seat's host."""
+    for host_name in sorted({s.host for s in seats if not s.door_port}):
+        host = by_name[host_name]
+        taken = {s.door_port for s in seats if s.host == host_name and s.door_port}
+        client = engine_client(host.engine) if host.engine else host_client()
+        try:
+            for seat in (s for s in seats if s.host == host_name and not s.door_port):
+                # this machine's sockets say nothing of a remote host's: its engine's containers do
+                seat.door_port = door.free_port(client, taken, bind, probe_here=host.engine is None)
+                taken.add(seat.door_port)
+        finally:
+            client.close()
 
 
 def up(name: str, template: LabSpec, options: ClassOptions, reporter: Reporter, display_console=None) -> ClassResult:
@@ -151,12 +177,17 @@ def up(name: str, template: LabSpec, options: ClassOptions, reporter: Reporter, 
         record = record or records.ClassRecord(name, spec_load.to_mapping(template))
         record.address = options.address or record.address or this_address()
         local = host_client()
-        record.seats = _seats(record, students_wanted(name, options), local)
+        record.seats = _seats(record, students_wanted(name, options))
+        inventory = class_hosts(record, options.hosts)
+        record.hosts = inventories.to_records(inventory)
+        hosts_by_name = {h.name: h for h in inventory}
         need = placement.lab_memory_mb(template)
-        where = placement.place([s.lab for s in record.seats], need, hosts(),
+        where = placement.place([s.lab for s in record.seats], need, inventory,
                                 {s.lab: s.host for s in record.seats if s.snapshot})
         for seat in record.seats:
-            seat.host = where[seat.lab].name
+            if seat.host != where[seat.lab].name:
+                seat.host, seat.door_port = where[seat.lab].name, 0
+        _door_ports(record.seats, hosts_by_name, options.bind)
         secrets = records.read_secrets(name)
         for seat in record.seats:
             secrets.setdefault(seat.lab, random_secrets.token_urlsafe(SECRET_BYTES))
@@ -168,7 +199,6 @@ def up(name: str, template: LabSpec, options: ClassOptions, reporter: Reporter, 
                       f"(each node: memory {template.limits.memory}, cpus {template.limits.cpus:g}, "
                       f"pids {template.limits.pids})")
         display = ClassDisplay([s.lab for s in record.seats], {s.lab: s.host for s in record.seats}, display_console)
-        hosts_by_name = {h.name: h for h in hosts()}
 
         def make(seat: records.Seat) -> str | None:
             return _make_lab(seat, lab_spec(template, seat.lab), hosts_by_name[seat.host], secrets[seat.lab],
@@ -235,7 +265,7 @@ def _record(name: str) -> records.ClassRecord:
 
 
 def _lab_row(record: records.ClassRecord, seat: records.Seat) -> dict:
-    row = {"lab": seat.lab, "student": seat.name, "host": seat.host, "door": f"{record.address}:{seat.door_port}",
+    row = {"lab": seat.lab, "student": seat.name, "host": seat.host, "door": f"{records.door_address(record, seat)}:{seat.door_port}",
            "nodes_ready": 0, "nodes_total": 0, "leader": None, "services": None, "state": "missing",
            "last_change": seat.changed, "nodes": []}
     try:

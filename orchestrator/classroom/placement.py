@@ -1,8 +1,7 @@
 """Where each lab of a class lives: on one host, chosen by free capacity (memory).
 
-A host is a Docker engine with a capacity. Today the inventory holds the local engine only
-(``local_host``); a hosts inventory of remote engines adds entries of the same shape, and
-``place`` spreads the labs over them: each lab wholly on one host, the one with the most
+A host is a Docker engine with a capacity: the local engine (``local_host``) unless the class
+has a hosts inventory of remote engines (hosts.py). ``place`` spreads the labs over them: each lab wholly on one host, the one with the most
 memory left after the labs already placed there."""
 
 from __future__ import annotations
@@ -24,6 +23,7 @@ class ClassHost:
     name: str  # "local", or the inventory's name of a remote engine
     engine: dict[str, str] | None  # DOCKER_* settings; None: the engine this environment names
     capacity_mb: int  # memory the class may use there
+    address: str = ""  # where students reach the doors of its labs ("": the class's address)
 
 
 @dataclass

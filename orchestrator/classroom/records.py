@@ -1,5 +1,5 @@
 """A class's records in ``$SWARMDECK_HOME/classes/NAME/``: ``class.json`` (the template spec,
-the students in order, each lab's host, door port and last change), ``secrets.json`` (each
+the students in order, each lab's host, door port and last change, the hosts inventory), ``secrets.json`` (each
 student's secret, for the cards: 0600, never logged), ``snapshots/LAB/`` (each lab's node
 state right after class.up, which class.reset restores: 0600 files in 0700 folders)."""
 
@@ -32,9 +32,16 @@ class ClassRecord:
     spec: dict  # the lab template as plain data (provision.spec.load.to_mapping), name left as made
     address: str = ""  # where students reach the doors (the instructor machine's address)
     seats: list[Seat] = field(default_factory=list)
+    hosts: list[dict] = field(default_factory=list)  # the hosts inventory (hosts.to_records); []: local only
 
     def seat(self, ident: str) -> Seat | None:
         return next((s for s in self.seats if ident in (s.id, s.lab)), None)
+
+
+def door_address(record: ClassRecord, seat: Seat) -> str:
+    """Where the student reaches the lab's door: its host's address, else the class's."""
+    host = next((h for h in record.hosts if h["name"] == seat.host), None)
+    return (host or {}).get("address") or record.address
 
 
 def classes_dir() -> Path:

@@ -110,17 +110,25 @@ def host_client(lab: str | None = None, *, timeout: int = HOST_TIMEOUT) -> docke
         ProviderUnavailable: when that engine does not answer, with how to start one.
     """
     settings = host_settings(lab)
+    whose = f" (recorded for lab {lab} when it was made)" if lab and state.read_engine(lab) is not None else ""
+    return engine_client(settings, timeout=timeout, whose=whose)
+
+
+def engine_client(settings: Mapping[str, str], *, timeout: int = HOST_TIMEOUT, whose: str = "") -> docker.DockerClient:
+    """A client of the engine these ``DOCKER_*`` settings name (empty: the local socket), pinged.
+
+    Raises:
+        ProviderUnavailable: when that engine does not answer, with how to start one.
+    """
     # an empty environment would make docker-py read os.environ: name the local socket instead
-    environment = settings or {"DOCKER_HOST": docker.constants.DEFAULT_UNIX_SOCKET}
+    environment = dict(settings) or {"DOCKER_HOST": docker.constants.DEFAULT_UNIX_SOCKET}
     try:
         client = docker.DockerClient(timeout=timeout, **docker.utils.kwargs_from_env(environment=environment))
         client.ping()
         return client
     except docker.errors.DockerException as err:
-        where = describe(settings)
-        whose = f" (recorded for lab {lab} when it was made)" if lab and state.read_engine(lab) is not None else ""
         raise ProviderUnavailable(
-            f"no Docker engine answers at {where}{whose}: {err}",
+            f"no Docker engine answers at {describe(settings)}{whose}: {err}",
             hint="start one: `dockerd &` (Debian: apt-get install docker.io), or name another with "
                  f"{OVERRIDE}; `./bootstrap.sh up` does both",
         ) from err
