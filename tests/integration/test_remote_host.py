@@ -6,7 +6,8 @@ issue asks for a VM as that host; a container is the faster first step taken her
 
 lab.up copies the node image there (docker save | load), the lab is reached through its host's
 engine (the tunnel: provision/remote/reach.py, tunnel.py), lab.ssh and lab.env work from here,
-and lab.down leaves nothing on the host, nor a tunnel here."""
+and lab.down leaves nothing on the host, nor a tunnel here. Then a class over a hosts inventory
+(class.up --hosts) puts one lab here and one there, and class.down cleans both hosts."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import json
 import os
 import subprocess
 import uuid
+from pathlib import Path
 
 import docker
 import pytest
@@ -108,3 +110,46 @@ def test_a_lab_on_a_host_reached_only_over_ssh(engine, remote_host):
         assert not reach.alive(lab, tunnel)
         left = host.exec_run(["sh", "-c", "docker ps -aq; docker volume ls -q; docker network ls -q --filter label=io.swarmdeck.lab"])
         assert left.exit_code == 0 and left.output.split() == [], left.output
+
+
+def test_a_class_across_the_local_engine_and_the_ssh_host(engine, remote_host, tmp_path):
+    """class.up --hosts: two labs, one on each host (each host's capacity holds one), both Ready,
+    reached from here with lab.ssh and lab.env, each door on its own host; class.down cleans both."""
+    url, home, host = remote_host
+    name = f"it-mh-{uuid.uuid4().hex[:4]}"
+    local_lab, remote_lab = f"{name}-s01", f"{name}-s02"
+    CREATED.update([local_lab, remote_lab])
+    spec = tmp_path / "lab.yaml"
+    spec.write_text("managers: 1\nworkers: 1\nregistry:\n  enabled: false\n")
+    inventory = tmp_path / "hosts.yaml"
+    inventory.write_text(f"hosts:\n  - name: local\n    capacity: 1g\n  - name: far\n    docker_host: {url}\n"
+                         "    capacity: 1g\n")
+    remote_address = url.rpartition("@")[2]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HOME", str(home))  # the ssh:// transport's key and known_hosts
+        try:
+            cli("class.up", "--students", "2", "--class", name, "--spec", str(spec), "--hosts", str(inventory),
+                "--address", "127.0.0.1", timeout=900)
+            rows = {row["lab"]: row for row in json.loads(cli("class.status", "--class", name, "--json").stdout)["labs"]}
+            assert {lab: row["host"] for lab, row in rows.items()} == {local_lab: "local", remote_lab: "far"}
+            assert all(row["nodes_ready"] == row["nodes_total"] == 2 for row in rows.values()), rows
+            assert rows[local_lab]["door"].startswith("127.0.0.1:") and rows[remote_lab]["door"].startswith(remote_address)
+            assert state.read_engine(remote_lab) == {"DOCKER_HOST": url} and state.read_route(remote_lab) == reach.TUNNEL
+            on_host = host.exec_run(["docker", "ps", "--format", "{{.Names}}"]).output.decode().split()
+            assert any(n.startswith(remote_lab) for n in on_host) and not any(n.startswith(local_lab) for n in on_host)
+            for lab in (local_lab, remote_lab):
+                assert cli("lab.ssh", "manager1", "--lab", lab, "--command", "hostname").stdout.strip() == "manager1"
+                environment = dict(os.environ)
+                for line in cli("lab.env", "manager1", "--lab", lab, "--shell", "bash").stdout.splitlines():
+                    if line.startswith("export "):
+                        key, _, value = line.removeprefix("export ").partition("=")
+                        environment[key] = value.strip('"')
+                listed = subprocess.run(["docker", "node", "ls", "--format", "{{.Hostname}} {{.Status}}"],
+                                        env=environment, capture_output=True, text=True, timeout=60, check=True)
+                assert listed.stdout.split() == ["manager1", "Ready", "worker1", "Ready"], lab
+        finally:
+            cli("class.down", "--class", name, check=False)
+    left = host.exec_run(["sh", "-c", "docker ps -aq; docker volume ls -q; docker network ls -q --filter label=io.swarmdeck.lab"])
+    assert left.exit_code == 0 and left.output.split() == [], left.output
+    assert engine.containers.list(all=True, filters={"label": f"io.swarmdeck.lab={local_lab}"}) == []
+    assert not (Path(os.environ["SWARMDECK_HOME"]) / "classes" / name).exists()
