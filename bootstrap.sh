@@ -42,8 +42,20 @@ ensure_system_packages() {
 
 libvirt_answers() { command -v virsh >/dev/null 2>&1 && virsh -c qemu:///system version >/dev/null 2>&1; }
 
+kvm_device_like_udev() {
+	# Without udev (a container or a minimal VM as host) /dev/kvm stays root-only (0600) where
+	# Debian's udev rule makes it root:kvm 0660. libvirt then probes QEMU as root (KVM present)
+	# but checks /dev/kvm as its qemu user (KVM absent), finds its capability cache stale at
+	# every lookup and probes QEMU again: 3-4 minutes per VM lab made here. Give it udev's mode.
+	# (Whether KVM really runs guests is decided apart: provision/providers/libvirt/domains.py.)
+	[ -c /dev/kvm ] && [ "$(stat -c %a:%G /dev/kvm)" = 600:root ] && getent group kvm >/dev/null || return 0
+	say "giving /dev/kvm the group and mode udev gives it (root:kvm 0660)"
+	chgrp kvm /dev/kvm && chmod 0660 /dev/kvm
+}
+
 ensure_libvirt() {
 	# Like dockerd: started by hand where no service manager runs (logs in /var/log/libvirt/).
+	is_root && kvm_device_like_udev
 	libvirt_answers && return 0
 	is_root && command -v libvirtd >/dev/null 2>&1 || return 0
 	if [ -d /run/systemd/system ]; then
