@@ -20,7 +20,7 @@ import requests
 
 from orchestrator import create
 from orchestrator import usecases as labs
-from orchestrator.classroom import door, placement, records, snapshot
+from orchestrator.classroom import baseline, door, placement, records, snapshot
 from orchestrator.classroom import hosts as inventories
 from orchestrator.classroom import roster as rosters
 from orchestrator.classroom.display import ClassDisplay, LabLine
@@ -231,6 +231,8 @@ def _make_lab(seat: records.Seat, spec: LabSpec, host: placement.ClassHost, secr
                     line.changes.append("door")
                 folder = records.snapshot_dir(class_name, seat.lab)
                 if not snapshot.exists(client, plan, folder):
+                    with ClientPool(plan) as clients:
+                        baseline.record(clients, plan, folder)  # before the nodes are frozen
                     snapshot.take(client, image, plan, folder)
                     line.changes.append("snapshot")
             finally:
@@ -352,6 +354,8 @@ def reset(name: str, student: str | None, reporter: Reporter) -> dict[str, float
 
 
 def _reset_lab(record: records.ClassRecord, seat: records.Seat, image: str, reporter: Reporter) -> float:
+    """The lab put back in place when its swarm is whole (baseline.py: seconds), else restored
+    from its snapshot (snapshot.py: the managers restart and elect a leader)."""
     start = time.monotonic()
     with state.lab_change(seat.lab, "class.reset", reporter):
         provider, plan = inventory.existing_lab(seat.lab)
@@ -360,6 +364,12 @@ def _reset_lab(record: records.ClassRecord, seat: records.Seat, image: str, repo
             folder = records.snapshot_dir(record.name, seat.lab)
             if not snapshot.exists(client, plan, folder):
                 raise LabError(f"the snapshot of lab {seat.lab} is gone", hint=f"class.up --class {record.name}")
+            why = _in_place(client, plan, folder)
+            if why is None:
+                seconds = time.monotonic() - start
+                reporter.result(f"lab {seat.lab} reset in place (its swarm was whole)", True, seconds)
+                return seconds
+            reporter.info(f"lab {seat.lab}: {why}; restoring its snapshot")
             snapshot.restore(client, image, plan, folder)
         finally:
             client.close()
@@ -374,6 +384,15 @@ def _reset_lab(record: records.ClassRecord, seat: records.Seat, image: str, repo
     seconds = time.monotonic() - start
     reporter.result(f"lab {seat.lab} reset", True, seconds)
     return seconds
+
+
+def _in_place(client, plan, folder) -> str | None:
+    """baseline.restore_in_place; an engine error on the way is a reason to restore the snapshot."""
+    with ClientPool(plan, timeout=10) as clients:
+        try:
+            return baseline.restore_in_place(clients, client, plan, folder)
+        except ERRORS as err:
+            return f"putting it back in place failed ({str(err).splitlines()[0] if str(err) else type(err).__name__})"
 
 
 def _hosts_blocks(provider, plan) -> None:

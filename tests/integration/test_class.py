@@ -222,7 +222,7 @@ def test_class_reset_restores_a_broken_lab_and_touches_no_other(a_class, engine)
     started = time.monotonic()
     result = cli("class.reset", "s01", "--class", a_class["name"], timeout=300)
     seconds = time.monotonic() - started
-    assert f"{broken} reset in" in result.stdout
+    assert f"{broken} reset in" in result.stdout and "restoring its snapshot" in result.stderr  # not whole
     status = status_json(broken)
     assert [n["state"] for n in status["nodes"]] == ["ready"] * 4 and status["state"] == "running"
     assert _node_ids(broken) == ids_before  # the same swarm: every node back, worker1 included
@@ -238,6 +238,50 @@ def test_class_reset_restores_a_broken_lab_and_touches_no_other(a_class, engine)
     for lab in others:
         assert _node_ids(lab) == other_ids[lab] and _services(lab) == other_services[lab]
     print(f"class.reset of a 3+1 lab broken three ways: {seconds:.1f}s (CLI included)")
+
+
+def test_class_reset_puts_a_whole_lab_back_in_place(a_class, engine):
+    """A lab whose swarm is whole (every node up, Ready, the same) is put back through the APIs:
+    what the student made is gone, the node IDs stay, and no manager restarted."""
+    lab = a_class["labs"][1]
+    ids_before = _node_ids(lab)
+    started_at = {c.name: c.attrs["State"]["StartedAt"] for c in engine.containers.list(filters={"label": f"{labels.LAB}={lab}"})}
+    registry = status_json(lab)["registry"]
+    manager = _manager(lab)
+    try:
+        manager.networks.create("student-net", driver="overlay", attachable=True)
+        manager.services.create(f"{registry}/swarmdeck/web:1", name="made", networks=["student-net"],
+                                mode=docker.types.ServiceMode("replicated", 3))
+        manager.secrets.create(name="student-secret", data=b"s3cret")
+        manager.configs.create(name="student-config", data=b"x=1")
+        worker = next(n for n in manager.nodes.list() if n.attrs["Description"]["Hostname"] == "worker1")
+        worker.update({**worker.attrs["Spec"], "Availability": "drain", "Labels": {"zone": "student"}})
+        spec = manager.api.inspect_swarm()
+        manager.api.update_swarm(version=spec["Version"]["Index"],
+                                 swarm_spec={**spec["Spec"], "Orchestration": {"TaskHistoryRetentionLimit": 2}})
+    finally:
+        manager.close()
+    node = engine.containers.get(f"{lab}-manager2")
+    assert node.exec_run(["docker", "volume", "create", "student-volume"]).exit_code == 0
+    assert node.exec_run(["docker", "run", "-d", "--name", "by-hand", f"{registry}/swarmdeck/web:1"]).exit_code == 0
+
+    result = cli("class.reset", a_class["labs"][1].rsplit("-", 1)[1], "--class", a_class["name"], timeout=300)
+    assert "reset in place" in result.stderr and "restoring its snapshot" not in result.stderr, result.stderr
+    assert _node_ids(lab) == ids_before and _services(lab) == []
+    manager = _manager(lab)
+    try:
+        assert "student-net" not in [n.name for n in manager.networks.list()]
+        assert not manager.secrets.list() and not manager.configs.list()
+        worker = next(n for n in manager.nodes.list() if n.attrs["Description"]["Hostname"] == "worker1")
+        assert worker.attrs["Spec"]["Availability"] == "active" and not worker.attrs["Spec"].get("Labels")
+        assert manager.api.inspect_swarm()["Spec"]["Orchestration"]["TaskHistoryRetentionLimit"] != 2
+    finally:
+        manager.close()
+    assert node.exec_run(["docker", "ps", "-aq", "--filter", "name=by-hand"]).output.strip() == b""
+    assert b"student-volume" not in node.exec_run(["docker", "volume", "ls", "-q"]).output
+    after = {c.name: c.attrs["State"]["StartedAt"] for c in engine.containers.list(filters={"label": f"{labels.LAB}={lab}"})}
+    assert after == started_at  # nothing restarted
+    assert status_json(lab)["state"] == "running"
 
 
 def test_class_down_removes_the_class_and_nothing_else(a_class, engine):

@@ -94,3 +94,24 @@ def test_a_class_keeps_its_inventory_and_refuses_one_that_drops_a_host_with_labs
     with pytest.raises(UsageError, match="labs on host\\(s\\) rack2, which the hosts inventory leaves out"):
         lifecycle.class_hosts(record, write(tmp_path, "hosts:\n  - name: local\n"))
     assert [h.name for h in lifecycle.class_hosts(records.ClassRecord("d", {}), None)] == ["local"]
+
+
+def test_the_baseline_compares_etc_docker_by_content_only(tmp_path):
+    import io
+    import tarfile
+
+    from orchestrator.classroom import baseline
+
+    def tar(files: dict[str, bytes], mtime: int) -> bytes:
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as archive:
+            for name, data in files.items():
+                info = tarfile.TarInfo(name)
+                info.size, info.mtime = len(data), mtime
+                archive.addfile(info, io.BytesIO(data))
+        return buffer.getvalue()
+
+    same = {"docker/daemon.json": b'{"tls": true}', "docker/ca.pem": b"CA"}
+    assert baseline.tar_files(tar(same, 1)) == baseline.tar_files(tar(same, 2))
+    assert baseline.tar_files(tar(same, 1)) != baseline.tar_files(tar({**same, "docker/daemon.json": b"{}"}, 1))
+    assert baseline.restore_in_place(None, None, None, tmp_path) == "no baseline was noted when class.up took the snapshot"
