@@ -6,7 +6,8 @@ With its own SWARMDECK_HOME (a temporary folder unless one is set) and lab names
 2. ``class.up --students N --class bench-cls`` timed until every lab is Ready (its door and snapshot made);
 3. the class's memory: the node, load balancer and door containers' memory (docker stats) per lab;
 4. idle CPU of the whole class: the containers' CPU, sampled over 20 s after 30 s of rest;
-5. ``class.reset`` of one lab against ``lab.down`` + ``lab.up`` of a lab of the same shape;
+5. ``class.reset`` of a lab running a 10-replica service (in place), of a lab with its other managers
+   killed (from the snapshot), against ``lab.down`` + ``lab.up`` of a lab of the same shape;
 then ``class.down``. Results go to stdout as Markdown; progress to stderr.
 
 It loads a 2-core machine for minutes at N=20: run it small first (--labs 4).
@@ -93,13 +94,21 @@ def main() -> None:
         time.sleep(20)
         busy = sum(cpu_seconds(c) - before[c.id] for c in containers)
         rows.append(("idle CPU of the whole class (% of one core, over 20 s)", f"{100 * busy / 20:.0f}"))
-        reset = timed("class.reset", "s01", "--class", "bench-cls")
+        invoke("service.create", "--name", "student", "swarmdeck/web:1", "--replicas", "10", "--lab", "bench-cls-s01")
+        in_place = timed("class.reset", "s01", "--class", "bench-cls")
+        rows.append((f"class.reset of one {shape} lab running a 10-replica service: in place (s, CLI included)",
+                     f"{in_place:.1f} (target: 5)"))
+        if options.managers > 1:
+            for manager in range(2, options.managers + 1):
+                invoke("lab.kill", f"manager{manager}", "--lab", "bench-cls-s02")
+            restored = timed("class.reset", "s02", "--class", "bench-cls")
+            rows.append((f"class.reset of one {shape} lab with managers 2-{options.managers} killed: from the "
+                         "snapshot (s, CLI included)", f"{restored:.1f}"))
         start = time.monotonic()
-        invoke("lab.down", "--lab", "bench-cls-s02")
-        invoke("lab.up", "--lab", "bench-cls-s02", "--spec", str(spec))
+        invoke("lab.down", "--lab", "bench-cls-s03")
+        invoke("lab.up", "--lab", "bench-cls-s03", "--spec", str(spec))
         again = time.monotonic() - start
-        rows += [(f"class.reset of one {shape} lab (s, CLI included)", f"{reset:.1f} (target: 5)"),
-                 (f"lab.down + lab.up of one {shape} lab (s)", f"{again:.1f}")]
+        rows.append((f"lab.down + lab.up of one {shape} lab (s)", f"{again:.1f}"))
     finally:
         invoke("class.down", "--class", "bench-cls", check=False)
         for lab in sequential:
