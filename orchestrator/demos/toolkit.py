@@ -104,11 +104,12 @@ def wait_running(lab: LabSession, service: str, count: int, *, timeout: float = 
 def _not_running(tasks: list[services.TaskView]) -> str:
     """The tasks meant to run that do not (yet), with their state and Swarm's error, for a
     timeout's "last seen" (a task stuck pending says why: no node fits, port in use, ...)."""
-    waiting = [t for t in tasks if t.desired == "running" and t.state != "running"]
+    waiting = [t for t in tasks if t.desired in ("running", "ready") and t.state != "running"]
     if not waiting:
         return ""
     return "; not running yet: " + ", ".join(
-        f"{t.node} {t.state}" + (f" ({t.error})" if t.error else "") for t in waiting)
+        f"{t.node} {t.state}" + (" (held back: desired ready)" if t.desired == "ready" else "")
+        + (f" ({t.error})" if t.error else "") for t in waiting)
 
 
 def node_state(lab: LabSession, node: str) -> str:

@@ -80,6 +80,11 @@ def answers(url: str, timeout: float = 120) -> tuple[int, str]:
 def visits_grow_across_replicas(status: dict) -> None:
     url = f"http://{entry(status)}/"
     answers(url, timeout=180)
+
+    def every_replica_counts() -> bool:  # one answering first does not mean they all reach Redis yet
+        return all(re.search(r"Visits:</b>\s*\d+", get(url)[1]) for _ in range(6))
+
+    wait_until(every_replica_counts, timeout=120, interval=1, describe=f"every replica behind {url} counting visits")
     pages = [get(url)[1] for _ in range(8)]
     visits = [int(re.search(r"Visits:</b>\s*(\d+)", page)[1]) for page in pages]
     hosts = {re.search(r"Hostname:</b>\s*([^<\s]+)", page)[1] for page in pages}
