@@ -32,8 +32,12 @@ FAILING_REGISTRY = str(REPO / "tests" / "data" / "registry-on-2376.yaml")  # fai
 
 
 def start(*args: str) -> subprocess.Popen:
-    """``invoke ARGS`` in the background (its output is kept for the secret scan by ``finish``)."""
-    return subprocess.Popen([INVOKE, *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    """``invoke ARGS`` in the background (its output is kept for the secret scan by ``finish``),
+    with Ctrl-C's default action: a suite started in the background of a shell without job
+    control inherits SIGINT ignored, and so would the run, which then never sees the test's
+    Ctrl-C (seen here: both were ignored and the run ended on its own timeout)."""
+    return subprocess.Popen([INVOKE, *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def finish(proc: subprocess.Popen, timeout: float = 600) -> tuple[int, str]:
