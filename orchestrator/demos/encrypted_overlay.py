@@ -71,11 +71,8 @@ def run(lab: LabSession, report: DemoReport, *, client: str | None = None, serve
             report.event(f"{name}: {found.reason}")
         report.notes.append("Docker makes and rotates the IPsec keys itself (every 12 hours); ESP (IP protocol 50) "
                             "must pass between the nodes, besides Swarm's ports 2377/tcp, 7946 and 4789/udp.")
-        # both overlays and their tasks start together (a task's first start on an emulated VM
-        # takes minutes), then each is captured on its own while only its client asks
-        started = {kind: _start(lab, report, client, server, kind) for kind in (PLAIN, ENCRYPTED)}
-        plain = _exchange(lab, report, hosts[server], client, server, PLAIN, *started[PLAIN])
-        sealed = _exchange(lab, report, hosts[server], client, server, ENCRYPTED, *started[ENCRYPTED])
+        plain = _exchange(lab, report, hosts[server], client, server, PLAIN)
+        sealed = _exchange(lab, report, hosts[server], client, server, ENCRYPTED)
     finally:
         machines.close_hosts(hosts)
     for kind, counts in ((PLAIN, plain), (ENCRYPTED, sealed)):
@@ -129,9 +126,10 @@ def _pair(lab: LabSession, client: str | None, server: str | None) -> tuple[str,
     return client, server
 
 
-def _start(lab: LabSession, report: DemoReport, client: str, server: str, kind: str) -> tuple[str, dict[str, str]]:
-    """A new overlay of ``kind`` and a one-task service on each of ``server`` and ``client`` on it
-    (not waited for); the network's name and the services' names by role."""
+def _exchange(lab: LabSession, report: DemoReport, server_host: Host, client: str, server: str,
+              kind: str) -> dict[str, int]:
+    """Requests from a task on ``client`` to one on ``server`` over a new overlay of ``kind``,
+    captured on ``server``; the capture's counts and how many requests were answered."""
     network = f"demo-overlay-{kind}"
     options = {"encrypted": ""} if kind == ENCRYPTED else {}
     remove_network(lab.manager, network, timeout=lab.plan.scaled(60))
@@ -142,14 +140,6 @@ def _start(lab: LabSession, report: DemoReport, client: str, server: str, kind: 
     for role, node in (("server", server), ("client", client)):
         demo_service(lab, report, names[role], 1, published=False, networks=(network,),
                      constraints=(f"node.hostname=={node}",), healthcheck=False)
-    return network, names
-
-
-def _exchange(lab: LabSession, report: DemoReport, server_host: Host, client: str, server: str,
-              kind: str, network: str, names: dict[str, str]) -> dict[str, int]:
-    """Requests from the task on ``client`` to the one on ``server`` over ``network`` (started by
-    ``_start``), captured on ``server``; the capture's counts and how many requests were answered.
-    The services and the network are removed afterwards."""
     for name in names.values():
         wait_running(lab, name, 1)
     address = task_container(lab, names["server"], network).addresses[network]
