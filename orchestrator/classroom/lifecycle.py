@@ -30,6 +30,7 @@ from provision import inventory, machines, state
 from provision.errors import LabError, PartialFailure, UsageError
 from provision.images import node as images
 from provision.parallel import fan_out
+from provision.paths import lab_dir
 from provision.progress import Reporter
 from provision.providers.docker import names
 from provision.remote.engine_clients import engine_client, host_client
@@ -89,7 +90,7 @@ def class_hosts(record: records.ClassRecord, path: str | None) -> list[placement
     else:
         chosen = [placement.local_host()]
     named = {h.name for h in chosen}
-    stranded = sorted({s.host for s in record.seats if s.snapshot and s.host not in named})
+    stranded = sorted({s.host for s in record.seats if _made(s) and s.host not in named})
     if stranded:
         raise UsageError(f"class {record.name} has labs on host(s) {', '.join(stranded)}, which the hosts inventory "
                          "leaves out", hint="keep those hosts in the file, or class.down the class first")
@@ -145,6 +146,12 @@ def _seats(record: records.ClassRecord, wanted: list[rosters.Student]) -> list[r
     return [seats[s.lab] for s in students]
 
 
+def _made(seat: records.Seat) -> bool:
+    """Whether the seat's lab exists (finished, or made and not yet given its door or snapshot):
+    it then stays on its host."""
+    return seat.snapshot or lab_dir(seat.lab).exists()
+
+
 def _door_ports(seats: list[records.Seat], by_name: dict[str, placement.ClassHost], bind: str) -> None:
     """A door port for each seat without one, free on the seat's host."""
     for host_name in sorted({s.host for s in seats if not s.door_port}):
@@ -183,7 +190,7 @@ def up(name: str, template: LabSpec, options: ClassOptions, reporter: Reporter, 
         hosts_by_name = {h.name: h for h in inventory}
         need = placement.lab_memory_mb(template)
         where = placement.place([s.lab for s in record.seats], need, inventory,
-                                {s.lab: s.host for s in record.seats if s.snapshot})
+                                {s.lab: s.host for s in record.seats if _made(s)})
         for seat in record.seats:
             if seat.host != where[seat.lab].name:
                 seat.host, seat.door_port = where[seat.lab].name, 0
@@ -267,7 +274,8 @@ def _record(name: str) -> records.ClassRecord:
 
 
 def _lab_row(record: records.ClassRecord, seat: records.Seat) -> dict:
-    row = {"lab": seat.lab, "student": seat.name, "host": seat.host, "door": f"{records.door_address(record, seat)}:{seat.door_port}",
+    door_at = f"{records.door_address(record, seat)}:{seat.door_port}"
+    row = {"lab": seat.lab, "student": seat.name, "host": seat.host, "door": door_at,
            "nodes_ready": 0, "nodes_total": 0, "leader": None, "services": None, "state": "missing",
            "last_change": seat.changed, "nodes": []}
     try:
