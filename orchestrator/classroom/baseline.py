@@ -82,6 +82,9 @@ def restore_in_place(clients: ClientPool, host: docker.DockerClient, plan: LabPl
         return why
     manager = _leader(clients, plan)
     _remove_services(manager, clients, plan)
+    # the containers run by hand go before the networks: one may hold an attachable overlay
+    fan_out(plan.nodes, lambda n: _tidy_engine(clients[n], noted["engines"][n.name]), name=lambda n: n.name,
+            what="removing what was made on the lab's engines")
     for secret in manager.secrets.list():
         secret.remove()
     for config in manager.configs.list():
@@ -90,8 +93,6 @@ def restore_in_place(clients: ClientPool, host: docker.DockerClient, plan: LabPl
     for network in manager.networks.list(filters={"scope": "swarm"}):
         if network.name not in noted["engines"][leader_name]["networks"] and network.name not in BUILTIN_NETWORKS:
             network.remove()
-    fan_out(plan.nodes, lambda n: _tidy_engine(clients[n], noted["engines"][n.name]), name=lambda n: n.name,
-            what="removing what was made on the lab's engines")
     for node in manager.nodes.list():
         wanted = noted["nodes"][node.attrs["Description"]["Hostname"]]
         spec = node.attrs["Spec"]
