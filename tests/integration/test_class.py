@@ -263,7 +263,8 @@ def test_class_reset_puts_a_whole_lab_back_in_place(a_class, engine):
         manager.close()
     node = engine.containers.get(f"{lab}-manager2")
     assert node.exec_run(["docker", "volume", "create", "student-volume"]).exit_code == 0
-    assert node.exec_run(["docker", "run", "-d", "--name", "by-hand", f"{registry}/swarmdeck/web:1"]).exit_code == 0
+    ran = node.exec_run(["docker", "run", "-d", "--name", "by-hand", "--network", "student-net", f"{registry}/swarmdeck/web:1"])
+    assert ran.exit_code == 0, ran.output  # on the student's attachable overlay: it must go before the network
 
     result = cli("class.reset", a_class["labs"][1].rsplit("-", 1)[1], "--class", a_class["name"], timeout=300)
     assert "reset in place" in result.stderr and "restoring its snapshot" not in result.stderr, result.stderr
