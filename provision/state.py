@@ -142,7 +142,7 @@ def write_stack_file(lab: str, stack: str, text: str) -> Path:
 
 def read_routes(lab: str) -> dict[str, list[int]]:
     """The ports the lab's load balancer forwards for each stack (none recorded: {})."""
-    data = _read_json(lab_dir(lab) / ROUTES_FILE) or {}
+    data = read_json(lab_dir(lab) / ROUTES_FILE) or {}
     return {str(k): sorted({int(p) for p in v}) for k, v in data.items() if isinstance(v, list)}
 
 
@@ -170,10 +170,10 @@ def write_lesson(lab: str, step: dict | None) -> None:
 
 
 def read_lesson(lab: str) -> dict | None:
-    return _read_json(lab_dir(lab) / LESSON_FILE)
+    return read_json(lab_dir(lab) / LESSON_FILE)
 
 
-def _read_json(path: Path) -> dict | None:
+def read_json(path: Path) -> dict | None:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -183,7 +183,7 @@ def _read_json(path: Path) -> dict | None:
 
 def read_tunnel(lab: str) -> dict | None:
     """What ``lab``'s tunnel process recorded: ``pid``, ``ports`` (None: none recorded)."""
-    return _read_json(lab_dir(lab) / TUNNEL_FILE)
+    return read_json(lab_dir(lab) / TUNNEL_FILE)
 
 
 def write_tunnel(lab: str, record: dict) -> None:
@@ -192,7 +192,7 @@ def write_tunnel(lab: str, record: dict) -> None:
 
 def read_tunnel_targets(lab: str) -> dict:
     """What ``lab``'s tunnel should serve: ``targets`` (ADDRESS:PORT), ``wanted`` (their former ports)."""
-    return _read_json(lab_dir(lab) / TUNNEL_TARGETS_FILE) or {}
+    return read_json(lab_dir(lab) / TUNNEL_TARGETS_FILE) or {}
 
 
 def write_tunnel_targets(lab: str, record: dict) -> None:

@@ -15,19 +15,18 @@ mended here: ``restore_in_place`` says so and class.reset restores the snapshot 
 from __future__ import annotations
 
 import io
-import json
 import tarfile
 from pathlib import Path
 
 import docker
 import docker.errors
-import requests
 
 from orchestrator.clients import ClientPool
+from orchestrator.views import reachable_manager
 from provision.parallel import fan_out
-from provision.plan import LabPlan
+from provision.plan import LabPlan, Machine
 from provision.providers.docker import names
-from provision.state import write_atomically
+from provision.state import read_json, write_json
 from provision.wait import wait_until
 
 FILE = "baseline.json"
@@ -44,15 +43,12 @@ def record(clients: ClientPool, plan: LabPlan, folder: Path) -> dict:
                       what="noting the lab's engines")
     noted = {"cluster": {key: swarm["Spec"].get(key) for key in CLUSTER_KEYS},
              "root_ca": swarm.get("TLSInfo", {}).get("TrustRoot", ""), "nodes": nodes, "engines": engines}
-    write_atomically(folder / FILE, (json.dumps(noted, indent=2) + "\n").encode(), 0o600)
+    write_json(folder / FILE, noted)
     return noted
 
 
 def read(folder: Path) -> dict | None:
-    try:
-        return json.loads((folder / FILE).read_text())
-    except (OSError, ValueError):
-        return None
+    return read_json(folder / FILE)
 
 
 def _node_facts(attrs: dict) -> dict:
@@ -70,17 +66,23 @@ def _engine_facts(client: docker.DockerClient) -> dict:
 # -- in place ----------------------------------------------------------------------------------
 
 
-def restore_in_place(clients: ClientPool, host: docker.DockerClient, plan: LabPlan, folder: Path) -> str | None:
+def restore_in_place(clients: ClientPool, host: docker.DockerClient, machines: list[Machine], plan: LabPlan,
+                     folder: Path) -> str | None:
     """Put the lab back as ``folder``'s baseline says, when its swarm is whole (see the module
     docstring). Returns None when done, else why it is not whole (nothing was changed then).
-    ``host`` is the engine that runs the lab's node containers."""
+    ``host`` is the engine that runs the lab's node containers, ``machines`` its provider's list."""
     noted = read(folder)
     if noted is None:
         return "no baseline was noted when class.up took the snapshot"
-    why = _not_whole(clients, host, plan, noted, folder)
+    stopped = sorted({n.name for n in plan.nodes} - {m.name for m in machines if m.state == "running"})
+    if stopped:
+        return f"{', '.join(stopped)} not running"
+    manager = reachable_manager(plan, clients, machines)  # answering for the swarm: there is a leader
+    if manager is None:
+        return "no manager answers for the swarm (no leader: quorum lost?)"
+    why = _not_whole(manager, host, plan, noted, folder)
     if why:
         return why
-    manager = _leader(clients, plan)
     _remove_services(manager, clients, plan)
     # the containers run by hand go before the networks: one may hold an attachable overlay
     fan_out(plan.nodes, lambda n: _tidy_engine(clients[n], noted["engines"][n.name]), name=lambda n: n.name,
@@ -89,9 +91,9 @@ def restore_in_place(clients: ClientPool, host: docker.DockerClient, plan: LabPl
         secret.remove()
     for config in manager.configs.list():
         config.remove()
-    leader_name = manager.info()["Name"]
+    asked = manager.info()["Name"]
     for network in manager.networks.list(filters={"scope": "swarm"}):
-        if network.name not in noted["engines"][leader_name]["networks"] and network.name not in BUILTIN_NETWORKS:
+        if network.name not in noted["engines"][asked]["networks"] and network.name not in BUILTIN_NETWORKS:
             network.remove()
     for node in manager.nodes.list():
         wanted = noted["nodes"][node.attrs["Description"]["Hostname"]]
@@ -102,19 +104,10 @@ def restore_in_place(clients: ClientPool, host: docker.DockerClient, plan: LabPl
     return None
 
 
-def _not_whole(clients: ClientPool, host: docker.DockerClient, plan: LabPlan, noted: dict, folder: Path) -> str | None:
-    for node in plan.nodes:
-        try:
-            if host.containers.get(names.container_name(plan.name, node.name)).status != "running":
-                return f"{node.name} is not running"
-        except docker.errors.NotFound:
-            return f"{node.name}'s container is gone"
-    try:
-        manager = _leader(clients, plan)
-        swarm = manager.api.inspect_swarm()
-        nodes = {n.attrs["Description"]["Hostname"]: n.attrs for n in manager.nodes.list()}
-    except (docker.errors.DockerException, requests.RequestException, LookupError) as err:
-        return f"no leader answers ({str(err).splitlines()[0] if str(err) else type(err).__name__})"
+def _not_whole(manager: docker.DockerClient, host: docker.DockerClient, plan: LabPlan, noted: dict,
+               folder: Path) -> str | None:
+    swarm = manager.api.inspect_swarm()
+    nodes = {n.attrs["Description"]["Hostname"]: n.attrs for n in manager.nodes.list()}
     if swarm.get("TLSInfo", {}).get("TrustRoot", "") != noted["root_ca"]:
         return "the swarm's root CA changed (a CA rotation)"
     if set(nodes) != set(noted["nodes"]):
@@ -142,19 +135,6 @@ def tar_files(data: bytes) -> dict[str, bytes]:
             if member.isfile():
                 files[member.name] = archive.extractfile(member).read()
     return files
-
-
-def _leader(clients: ClientPool, plan: LabPlan) -> docker.DockerClient:
-    """A client of the manager that leads (the one whose answers are never a follower's stale view)."""
-    for node in (n for n in plan.nodes if n.is_manager):
-        try:
-            client = clients[node]
-            own = client.info().get("Swarm", {}).get("NodeID")
-            if any(n.id == own and (n.attrs.get("ManagerStatus") or {}).get("Leader") for n in client.nodes.list()):
-                return client
-        except (docker.errors.DockerException, requests.RequestException):
-            continue
-    raise LookupError("no manager says it leads")
 
 
 def _remove_services(manager: docker.DockerClient, clients: ClientPool, plan: LabPlan) -> None:

@@ -248,7 +248,7 @@ def _make_lab(seat: records.Seat, spec: LabSpec, host: placement.ClassHost, secr
             display.set(seat.lab, phase="ready", state="ready", note=f"door :{seat.door_port}, {changed}")
             return None
         except ERRORS as err:
-            error = str(err).splitlines()[0] if str(err) else type(err).__name__
+            error = _first_line(err)
     display.set(seat.lab, state="failed", note=error[:80])
     return error
 
@@ -372,7 +372,7 @@ def _reset_lab(record: records.ClassRecord, seat: records.Seat, image: str, repo
             folder = records.snapshot_dir(record.name, seat.lab)
             if not snapshot.exists(client, plan, folder):
                 raise LabError(f"the snapshot of lab {seat.lab} is gone", hint=f"class.up --class {record.name}")
-            why = _in_place(client, plan, folder)
+            why = _in_place(client, provider.list(plan.name), plan, folder)
             if why is None:
                 seconds = time.monotonic() - start
                 reporter.result(f"lab {seat.lab} reset in place (its swarm was whole)", True, seconds)
@@ -394,13 +394,17 @@ def _reset_lab(record: records.ClassRecord, seat: records.Seat, image: str, repo
     return seconds
 
 
-def _in_place(client, plan, folder) -> str | None:
+def _in_place(client, machines, plan, folder) -> str | None:
     """baseline.restore_in_place; an engine error on the way is a reason to restore the snapshot."""
     with ClientPool(plan, timeout=10) as clients:
         try:
-            return baseline.restore_in_place(clients, client, plan, folder)
+            return baseline.restore_in_place(clients, client, machines, plan, folder)
         except ERRORS as err:
-            return f"putting it back in place failed ({str(err).splitlines()[0] if str(err) else type(err).__name__})"
+            return f"putting it back in place failed ({_first_line(err)})"
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
 
 
 def _hosts_blocks(provider, plan) -> None:

@@ -114,4 +114,4 @@ def test_the_baseline_compares_etc_docker_by_content_only(tmp_path):
     same = {"docker/daemon.json": b'{"tls": true}', "docker/ca.pem": b"CA"}
     assert baseline.tar_files(tar(same, 1)) == baseline.tar_files(tar(same, 2))
     assert baseline.tar_files(tar(same, 1)) != baseline.tar_files(tar({**same, "docker/daemon.json": b"{}"}, 1))
-    assert baseline.restore_in_place(None, None, None, tmp_path) == "no baseline was noted when class.up took the snapshot"
+    assert baseline.restore_in_place(None, None, [], None, tmp_path) == "no baseline was noted when class.up took the snapshot"
