@@ -80,7 +80,11 @@ def version_of(image: str) -> str:
 def running(lab: LabSession, service: str) -> list[services.TaskView]:
     """Tasks that run and should: a dead node's tasks keep their last state, "running",
     but Swarm has already set their desired state to shutdown."""
-    return [t for t in services.tasks(lab.manager, service) if t.state == "running" and t.desired == "running"]
+    return _running(services.tasks(lab.manager, service))
+
+
+def _running(tasks: list[services.TaskView]) -> list[services.TaskView]:
+    return [t for t in tasks if t.state == "running" and t.desired == "running"]
 
 
 def wait_running(lab: LabSession, service: str, count: int, *, timeout: float = 120, avoid: str | None = None,
@@ -90,7 +94,7 @@ def wait_running(lab: LabSession, service: str, count: int, *, timeout: float = 
 
     def ready():
         every = services.tasks(lab.manager, service)
-        tasks = [t for t in every if t.state == "running" and t.desired == "running"]
+        tasks = _running(every)
         good = [t for t in tasks if t.node != avoid and (version is None or t.image.endswith(":" + version))]
         if len(good) != count or len(tasks) != count:
             raise NotYet(f"{len(good)} of {count} wanted tasks run: "
