@@ -16,6 +16,7 @@ nodes are then reached through that host, never by a route to their network (rea
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -86,8 +87,7 @@ def _host(entry: dict) -> placement.ClassHost:
     capacity = entry.get("capacity")
     mb = memory_bytes(str(capacity)) // placement.MiB if capacity is not None else None
     if entry["name"] == LOCAL:
-        local = placement.local_host(mb)
-        return placement.ClassHost(LOCAL, None, local.capacity_mb, str(entry.get("address") or ""))
+        return dataclasses.replace(placement.local_host(mb), address=str(entry.get("address") or ""))
     url = entry["docker_host"]
     if mb is None:
         mb = max(0, engine_memory_mb({"DOCKER_HOST": url}) - placement.HOST_RESERVE_MB)

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from provision.paths import ensure_private_dir, home
-from provision.state import write_atomically
+from provision.state import write_json
 
 
 @dataclass
@@ -68,7 +68,7 @@ def read(name: str) -> ClassRecord | None:
 
 def write(record: ClassRecord) -> None:
     ensure_private_dir(class_dir(record.name))
-    write_atomically(class_dir(record.name) / "class.json", (json.dumps(asdict(record), indent=2) + "\n").encode())
+    write_json(class_dir(record.name) / "class.json", asdict(record))
 
 
 def now() -> str:
@@ -84,7 +84,7 @@ def read_secrets(name: str) -> dict[str, str]:
 
 def write_secrets(name: str, secrets: dict[str, str]) -> None:
     ensure_private_dir(class_dir(name))
-    write_atomically(class_dir(name) / "secrets.json", (json.dumps(secrets, indent=2) + "\n").encode(), 0o600)
+    write_json(class_dir(name) / "secrets.json", secrets)
 
 
 def snapshot_dir(name: str, lab: str) -> Path:
