@@ -77,6 +77,16 @@ def remote_host(engine, tmp_path_factory):
         container.remove(force=True, v=True)
 
 
+def lab_env(lab: str) -> dict[str, str]:
+    """This environment with what ``lab.env manager1`` exports for ``lab``."""
+    environment = dict(os.environ)
+    for line in cli("lab.env", "manager1", "--lab", lab, "--shell", "bash").stdout.splitlines():
+        if line.startswith("export "):
+            key, _, value = line.removeprefix("export ").partition("=")
+            environment[key] = value.strip('"')
+    return environment
+
+
 def test_a_lab_on_a_host_reached_only_over_ssh(engine, remote_host):
     url, home, host = remote_host
     lab = f"it-remote-{uuid.uuid4().hex[:4]}"
@@ -94,12 +104,7 @@ def test_a_lab_on_a_host_reached_only_over_ssh(engine, remote_host):
         status = json.loads(cli("lab.status", "--lab", lab, "--json").stdout)  # the recorded engine: no override
         assert status["state"] == "running" and sorted(n["name"] for n in status["nodes"]) == ["manager1", "worker1"]
         assert cli("lab.ssh", "manager1", "--lab", lab, "--command", "hostname").stdout.strip() == "manager1"
-        lines = cli("lab.env", "manager1", "--lab", lab, "--shell", "bash").stdout
-        environment = dict(os.environ)
-        for line in lines.splitlines():
-            if line.startswith("export "):
-                key, _, value = line.removeprefix("export ").partition("=")
-                environment[key] = value.strip('"')
+        environment = lab_env(lab)
         assert environment["DOCKER_HOST"].startswith("tcp://127.0.0.1:")
         listed = subprocess.run(["docker", "node", "ls", "--format", "{{.Hostname}} {{.Status}}"], env=environment,
                                 capture_output=True, text=True, timeout=60, check=True).stdout.split()
@@ -139,11 +144,7 @@ def test_a_class_across_the_local_engine_and_the_ssh_host(engine, remote_host, t
             assert any(n.startswith(remote_lab) for n in on_host) and not any(n.startswith(local_lab) for n in on_host)
             for lab in (local_lab, remote_lab):
                 assert cli("lab.ssh", "manager1", "--lab", lab, "--command", "hostname").stdout.strip() == "manager1"
-                environment = dict(os.environ)
-                for line in cli("lab.env", "manager1", "--lab", lab, "--shell", "bash").stdout.splitlines():
-                    if line.startswith("export "):
-                        key, _, value = line.removeprefix("export ").partition("=")
-                        environment[key] = value.strip('"')
+                environment = lab_env(lab)
                 listed = subprocess.run(["docker", "node", "ls", "--format", "{{.Hostname}} {{.Status}}"],
                                         env=environment, capture_output=True, text=True, timeout=60, check=True)
                 assert listed.stdout.split() == ["manager1", "Ready", "worker1", "Ready"], lab
